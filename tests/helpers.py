@@ -1,0 +1,28 @@
+"""Small helpers the tests share."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], within: float = 10.0, every: float = 0.1
+) -> T:
+    """Call ``probe`` until it returns something other than None/False; fail after ``within`` s.
+
+    The bound is a liveness limit for a behaviour that is asynchronous by design (a controller
+    converging), not a speed goal: speed lives in the benchmarks.
+    """
+    deadline = time.monotonic() + within
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = await probe()
+        if last is not None and last is not False:
+            return last
+        await asyncio.sleep(every)
+    raise AssertionError(f"condition not met within {within}s (last value: {last!r})")

@@ -8,9 +8,14 @@ qaas sandbox up|down|status|kubeconfig
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
 import sys
 from collections.abc import Callable
 
+from app.config import ConfigError, load_settings
+from app.db.migrate import MigrationNeeded
+from app.k8s.connect import ClusterConfigError
 from app.sandbox.build import BuildError
 from app.sandbox.handle import Sandbox, SandboxError
 
@@ -56,9 +61,52 @@ def _sandbox_kubeconfig(_: argparse.Namespace) -> int:
     return 0
 
 
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.server import create_app
+
+    settings = load_settings()
+    _configure_logging(settings.log_level)
+    config = uvicorn.Config(
+        create_app(settings), host=args.host, port=args.port, log_config=None,
+        ws="websockets-sansio", lifespan="on",
+    )  # fmt: skip
+    server = uvicorn.Server(config)
+    server.run()
+    # uvicorn returns normally when start-up failed; its log said why.
+    return 0 if server.started else 1
+
+
+def _migrate(_: argparse.Namespace) -> int:
+    from app.db.migrate import upgrade
+
+    settings = load_settings()
+    _configure_logging(settings.log_level)
+    asyncio.run(upgrade(settings.database_url))
+    print(f"database at the latest revision: {_safe_url(settings.database_url)}")
+    return 0
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qaas", description="Quorum as a Service")
     commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the API (GraphiQL at /graphql)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(handler=_serve)
+    commands.add_parser("migrate", help="apply database migrations").set_defaults(handler=_migrate)
 
     sandbox = commands.add_parser("sandbox", help="a local Kubernetes control plane")
     actions = sandbox.add_subparsers(dest="action", required=True)
@@ -78,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
-    except (SandboxError, BuildError) as error:
+    except (SandboxError, BuildError, ConfigError, ClusterConfigError, MigrationNeeded) as error:
         print(f"qaas: {error}", file=sys.stderr)
         return 1
 

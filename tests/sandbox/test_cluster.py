@@ -203,9 +203,9 @@ async def test_kubectl_works_against_the_kubeconfig(kubeconfig: Path, namespace:
     assert nodes.split()[:2] == ["sandbox-node-1", "Ready"]
     await asyncio.to_thread(kubectl, "-n", namespace, "create", "serviceaccount", "bot")
     who = f"--as=system:serviceaccount:{namespace}:bot"
+    can_i = ["kubectl", f"--kubeconfig={kubeconfig}", "-n", namespace, "auth", "can-i"]
     denied = await asyncio.to_thread(
-        subprocess.run,
-        ["kubectl", f"--kubeconfig={kubeconfig}", "-n", namespace, "auth", "can-i", "get", "secrets", who],
+        subprocess.run, [*can_i, "get", "secrets", who],
         capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
     assert denied.stdout.strip() == "no"

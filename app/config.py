@@ -1,0 +1,72 @@
+"""Configuration, from environment variables prefixed ``QAAS_`` (or a ``.env`` file).
+
+=================================  =========================================================
+``QAAS_DATABASE_URL``              SQLAlchemy URL (default ``sqlite+aiosqlite:///./qaas.db``;
+                                   PostgreSQL: ``postgresql+asyncpg://user@host/db``)
+``QAAS_CLUSTER``                   ``auto`` (default): in-cluster config, else ``KUBECONFIG`` or
+                                   ``~/.kube/config``, else the local sandbox; or force one of
+                                   ``in-cluster``, ``kubeconfig``, ``sandbox``
+``QAAS_KUBECONFIG``                a kubeconfig to use (beats ``KUBECONFIG``; implies
+                                   ``QAAS_CLUSTER=kubeconfig`` under ``auto``)
+``QAAS_NAMESPACE``                 where node objects go (default: the pod's own namespace in a
+                                   cluster, ``default`` elsewhere)
+``QAAS_NODE_IMAGE``                QNM image (default ``narayanprusty/qnm``)
+``QAAS_NODE_SERVICE_TYPE``         ``ClusterIP`` (default) or ``NodePort`` (publishes geth RPC!)
+``QAAS_INSTANCE``                  label value that tells this QaaS's objects from another's
+``QAAS_RESYNC_SECONDS``            full reconcile period (default 10)
+``QAAS_NODE_START_DEADLINE``       seconds a node may take to run before it is FAILED (300)
+``QAAS_PRODUCTION``                mask errors, no GraphiQL, no introspection (default false)
+``QAAS_MAX_SUBSCRIPTIONS``         per WebSocket connection (default 20)
+=================================  =========================================================
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.domain.qnm import DEFAULT_IMAGE
+
+ClusterMode = Literal["auto", "in-cluster", "kubeconfig", "sandbox"]
+
+
+class ConfigError(ValueError):
+    """Configuration that cannot work; the message is one sentence for the operator."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="QAAS_", env_file=".env", extra="ignore")
+
+    database_url: str = "sqlite+aiosqlite:///./qaas.db"
+    cluster: ClusterMode = "auto"
+    kubeconfig: str | None = None
+    namespace: str | None = None
+    node_image: str = DEFAULT_IMAGE
+    node_service_type: Literal["ClusterIP", "NodePort"] = "ClusterIP"
+    instance: str = Field(default="qaas", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    resync_seconds: float = Field(default=10.0, gt=0)
+    node_start_deadline: float = Field(default=300.0, gt=0)
+    production: bool = False
+    max_subscriptions: int = Field(default=20, ge=1, le=1000)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings, turning pydantic's report into one sentence per bad variable."""
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            variable = "QAAS_" + "_".join(str(part) for part in item["loc"]).upper()
+            value = item.get("input")
+            problems.append(f"{variable}={value!r} is not valid: {item['msg']}")
+        raise ConfigError("; ".join(problems)) from None
+    if not settings.database_url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+        raise ConfigError(
+            f"QAAS_DATABASE_URL={settings.database_url!r} is not supported: use "
+            "sqlite+aiosqlite:///path.db or postgresql+asyncpg://user@host/db"
+        )
+    return settings

@@ -1,0 +1,177 @@
+"""Tables: networks and nodes (desired and observed state), operations, node status history.
+
+The database is the source of truth for what SHOULD exist; the reconciler makes the cluster
+match it, and the pod watch writes back what it observes. Nothing important lives only in
+memory, so a restarted process picks up exactly where the last one stopped.
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from app.domain.enums import (
+    Consensus,
+    Desired,
+    NodeRole,
+    NodeStatus,
+    OperationKind,
+    OperationState,
+)
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class UTCDateTime(TypeDecorator[datetime.datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> datetime.datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime.datetime)
+        assert value.tzinfo is not None, "naive datetimes are ambiguous: use utcnow()"
+        return value.astimezone(datetime.UTC)
+
+    def process_result_value(self, value: Any, dialect: Any) -> datetime.datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime.datetime)
+        return value if value.tzinfo else value.replace(tzinfo=datetime.UTC)
+
+
+def _enum(kind: type[Any], name: str) -> Enum:
+    # Stored as plain strings (no native ENUM type): adding a value needs no DDL.
+    return Enum(kind, name=name, native_enum=False, length=32, validate_strings=True)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+class Network(Base):
+    __tablename__ = "networks"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    consensus: Mapped[Consensus] = mapped_column(_enum(Consensus, "consensus"))
+    # Set for a network that runs elsewhere and that our nodes join (networkJoin).
+    external_coordinator_ip: Mapped[str | None] = mapped_column(String(45))
+    desired: Mapped[Desired] = mapped_column(_enum(Desired, "desired"), default=Desired.PRESENT)
+    created_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime.datetime] = mapped_column(
+        UTCDateTime, default=utcnow, onupdate=utcnow
+    )
+
+    nodes: Mapped[list[Node]] = relationship(
+        back_populates="network", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Node(Base):
+    __tablename__ = "nodes"
+    __table_args__ = (UniqueConstraint("network_id", "name", name="uq_nodes_network_id_name"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    network_id: Mapped[str] = mapped_column(
+        ForeignKey("networks.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(63))
+    role: Mapped[NodeRole] = mapped_column(_enum(NodeRole, "node_role"))
+    desired: Mapped[Desired] = mapped_column(_enum(Desired, "desired"), default=Desired.PRESENT)
+    created_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime.datetime] = mapped_column(
+        UTCDateTime, default=utcnow, onupdate=utcnow
+    )
+    start_deadline: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime)
+
+    # What the reconciler found or made in the cluster.
+    service_ip: Mapped[str | None] = mapped_column(String(45))
+    has_service: Mapped[bool] = mapped_column(Boolean, default=False)
+    has_deployment: Mapped[bool] = mapped_column(Boolean, default=False)
+    reconcile_error: Mapped[str | None] = mapped_column(Text)
+
+    # What the pod watch observed.
+    pod_name: Mapped[str | None] = mapped_column(String(253))
+    pod_phase: Mapped[str | None] = mapped_column(String(32))
+    pod_ready: Mapped[bool] = mapped_column(Boolean, default=False)
+    restart_count: Mapped[int] = mapped_column(Integer, default=0)
+    pod_reason: Mapped[str | None] = mapped_column(String(128))
+    pod_message: Mapped[str | None] = mapped_column(Text)
+    pod_ip: Mapped[str | None] = mapped_column(String(45))
+    pod_started_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime)
+
+    # Bumped on every change of the row's state, so consumers can order snapshots.
+    revision: Mapped[int] = mapped_column(Integer, default=0)
+
+    # Derived from all of the above by app.domain.status, kept for queries and history.
+    status: Mapped[NodeStatus] = mapped_column(
+        _enum(NodeStatus, "node_status"), default=NodeStatus.PENDING
+    )
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    status_changed_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    network: Mapped[Network] = relationship(back_populates="nodes")
+
+
+class NodeStatusChange(Base):
+    """One transition of a node's status (recorded once, not once per duplicate event)."""
+
+    __tablename__ = "node_status_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"), index=True)
+    status: Mapped[NodeStatus] = mapped_column(_enum(NodeStatus, "node_status"))
+    reason: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Operation(Base):
+    """What a mutation started; it outlives its target (no foreign keys on purpose)."""
+
+    __tablename__ = "operations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    kind: Mapped[OperationKind] = mapped_column(_enum(OperationKind, "operation_kind"))
+    state: Mapped[OperationState] = mapped_column(
+        _enum(OperationState, "operation_state"), default=OperationState.PENDING
+    )
+    network_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    node_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime.datetime] = mapped_column(
+        UTCDateTime, default=utcnow, onupdate=utcnow
+    )
+    finished_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime)

@@ -1,0 +1,179 @@
+"""Read queries: the only place the GraphQL layer's data comes from.
+
+Pages use keyset pagination on (created_at, id): stable under inserts, no OFFSET scans. A cursor
+is opaque to clients (base64 of the last row's key).
+
+Example::
+
+    page = await networks_page(session, first=20, after=None)
+    page.items, page.has_next, page.end_cursor
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import Network, Node, NodeStatusChange, Operation
+from app.views import NetworkView, NodeView, OperationView, StatusChangeView
+
+T = TypeVar("T")
+
+
+class BadCursor(ValueError):
+    """The ``after`` cursor was not one we handed out."""
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    cursors: list[str]
+    has_next: bool
+    total: int
+
+    @property
+    def end_cursor(self) -> str | None:
+        return self.cursors[-1] if self.cursors else None
+
+
+def encode_cursor(created_at: datetime.datetime, row_id: str) -> str:
+    raw = f"{created_at.isoformat()}|{row_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime.datetime, str]:
+    try:
+        created, _, row_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return datetime.datetime.fromisoformat(created), row_id
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise BadCursor(f"{cursor!r} is not a valid cursor") from None
+
+
+SelectT = TypeVar("SelectT", bound=Select[*tuple[Any, ...]])
+
+
+def _after(query: SelectT, model: type[Network] | type[Node], after: str | None) -> SelectT:
+    if after is None:
+        return query
+    created, row_id = decode_cursor(after)
+    return query.where(
+        or_(model.created_at > created, and_(model.created_at == created, model.id > row_id))
+    )
+
+
+async def _statuses(session: AsyncSession, network_ids: Sequence[str]) -> dict[str, list[Node]]:
+    by_network: dict[str, list[Node]] = defaultdict(list)
+    if network_ids:
+        for node in await session.scalars(
+            select(Node).where(Node.network_id.in_(network_ids)).order_by(Node.created_at, Node.id)
+        ):
+            by_network[node.network_id].append(node)
+    return by_network
+
+
+async def network_views(session: AsyncSession, networks: Sequence[Network]) -> list[NetworkView]:
+    nodes = await _statuses(session, [n.id for n in networks])
+    return [NetworkView.of(n, [node.status for node in nodes[n.id]]) for n in networks]
+
+
+async def networks_page(session: AsyncSession, first: int, after: str | None) -> Page[NetworkView]:
+    query = _after(select(Network), Network, after).order_by(Network.created_at, Network.id)
+    rows = list(await session.scalars(query.limit(first + 1)))
+    total = await session.scalar(select(func.count()).select_from(Network)) or 0
+    page = rows[:first]
+    return Page(
+        items=await network_views(session, page),
+        cursors=[encode_cursor(n.created_at, n.id) for n in page],
+        has_next=len(rows) > first,
+        total=total,
+    )
+
+
+async def network_by_id(session: AsyncSession, network_id: str) -> NetworkView | None:
+    network = await session.get(Network, network_id)
+    return (await network_views(session, [network]))[0] if network else None
+
+
+async def network_by_name(session: AsyncSession, name: str) -> NetworkView | None:
+    network = await session.scalar(select(Network).where(Network.name == name))
+    return (await network_views(session, [network]))[0] if network else None
+
+
+async def networks_by_ids(session: AsyncSession, ids: Sequence[str]) -> list[NetworkView | None]:
+    rows = {n.id: n for n in await session.scalars(select(Network).where(Network.id.in_(ids)))}
+    views = {v.id: v for v in await network_views(session, list(rows.values()))}
+    return [views.get(i) for i in ids]
+
+
+async def nodes_page(
+    session: AsyncSession, network_id: str, first: int, after: str | None
+) -> Page[NodeView]:
+    query = _after(
+        select(Node, Network.name).join(Network).where(Node.network_id == network_id),
+        Node,
+        after,
+    ).order_by(Node.created_at, Node.id)
+    rows = list((await session.execute(query.limit(first + 1))).tuples())
+    total = await session.scalar(select(func.count()).where(Node.network_id == network_id)) or 0
+    page = rows[:first]
+    return Page(
+        items=[NodeView.of(node, name) for node, name in page],
+        cursors=[encode_cursor(node.created_at, node.id) for node, _ in page],
+        has_next=len(rows) > first,
+        total=total,
+    )
+
+
+async def nodes_by_ids(session: AsyncSession, ids: Sequence[str]) -> list[NodeView | None]:
+    rows = await session.execute(select(Node, Network.name).join(Network).where(Node.id.in_(ids)))
+    found = {node.id: NodeView.of(node, name) for node, name in rows.tuples()}
+    return [found.get(i) for i in ids]
+
+
+async def all_nodes(session: AsyncSession) -> list[NodeView]:
+    rows = await session.execute(
+        select(Node, Network.name).join(Network).order_by(Node.created_at, Node.id)
+    )
+    return [NodeView.of(node, name) for node, name in rows.tuples()]
+
+
+async def nodes_of_network(session: AsyncSession, network_id: str) -> list[NodeView]:
+    rows = await session.execute(
+        select(Node, Network.name)
+        .join(Network)
+        .where(Node.network_id == network_id)
+        .order_by(Node.created_at, Node.id)
+    )
+    return [NodeView.of(node, name) for node, name in rows.tuples()]
+
+
+async def status_history(
+    session: AsyncSession, node_ids: Sequence[str], limit: int = 100
+) -> dict[str, list[StatusChangeView]]:
+    history: dict[str, list[StatusChangeView]] = defaultdict(list)
+    rows = await session.scalars(
+        select(NodeStatusChange)
+        .where(NodeStatusChange.node_id.in_(node_ids))
+        .order_by(NodeStatusChange.node_id, NodeStatusChange.id)
+    )
+    for change in rows:
+        history[change.node_id].append(StatusChangeView.of(change))
+    return {node_id: changes[-limit:] for node_id, changes in history.items()}
+
+
+async def operations_by_ids(
+    session: AsyncSession, ids: Sequence[str]
+) -> list[OperationView | None]:
+    found = {
+        o.id: OperationView.of(o)
+        for o in await session.scalars(select(Operation).where(Operation.id.in_(ids)))
+    }
+    return [found.get(i) for i in ids]

@@ -1,0 +1,71 @@
+"""The vocabulary of the domain: consensus, roles, desired state, statuses, operations."""
+
+from __future__ import annotations
+
+import enum
+
+
+class Consensus(enum.StrEnum):
+    RAFT = "RAFT"
+    IBFT = "IBFT"
+
+    @property
+    def qnm(self) -> str:
+        """The value QNM reads from its CONSENSUS variable."""
+        return {Consensus.RAFT: "raft", Consensus.IBFT: "istanbul"}[self]
+
+
+class NodeRole(enum.StrEnum):
+    COORDINATOR = "COORDINATOR"
+    PEER = "PEER"
+
+    @property
+    def qnm(self) -> str:
+        """The value QNM reads from its ROLE variable (``non-coordinator`` does nothing)."""
+        return {NodeRole.COORDINATOR: "coordinator", NodeRole.PEER: "dynamicPeer"}[self]
+
+
+class Desired(enum.StrEnum):
+    """What the user asked for: the object should exist, or be gone."""
+
+    PRESENT = "PRESENT"
+    ABSENT = "ABSENT"
+
+
+class NodeStatus(enum.StrEnum):
+    PENDING = "PENDING"  # accepted; nothing in the cluster yet
+    PROVISIONING = "PROVISIONING"  # Service and Deployment being created
+    STARTING = "STARTING"  # objects exist; the pod is not running and ready yet
+    RUNNING = "RUNNING"
+    FAILED = "FAILED"  # with a reason: image pull, crash loop, exit, deadline, conflict
+    DELETING = "DELETING"
+
+
+class NetworkStatus(enum.StrEnum):
+    PENDING = "PENDING"
+    STARTING = "STARTING"
+    RUNNING = "RUNNING"  # every node running
+    DEGRADED = "DEGRADED"  # some nodes running, some failed
+    FAILED = "FAILED"  # no node running and at least one failed
+    DELETING = "DELETING"
+
+
+class OperationKind(enum.StrEnum):
+    NETWORK_CREATE = "NETWORK_CREATE"
+    NETWORK_JOIN = "NETWORK_JOIN"
+    NODE_ADD = "NODE_ADD"
+    NODE_DELETE = "NODE_DELETE"
+    NETWORK_DELETE = "NETWORK_DELETE"
+
+
+class OperationState(enum.StrEnum):
+    PENDING = "PENDING"
+    PROVISIONING = "PROVISIONING"
+    STARTING = "STARTING"
+    DELETING = "DELETING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+    @property
+    def finished(self) -> bool:
+        return self in (OperationState.SUCCEEDED, OperationState.FAILED)

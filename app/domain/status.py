@@ -1,0 +1,83 @@
+"""Status derivation: what a user sees, from what was asked (desired) and what runs (observed).
+
+Pure functions: the reconciler and the pod watch record facts, these turn facts into a status.
+
+Example::
+
+    >>> node_status(NodeFacts(desired=Desired.PRESENT, has_service=True, has_deployment=True,
+    ...     pod_phase="Running", pod_ready=True))
+    (<NodeStatus.RUNNING: 'RUNNING'>, None)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from app.domain.enums import Desired, NetworkStatus, NodeStatus
+
+# Waiting reasons that will not fix themselves: the node has failed, with this reason.
+FAILING_REASONS = frozenset(
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "CrashLoopBackOff",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "RunContainerError",
+    }
+)
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    desired: Desired
+    has_service: bool = False  # its Service exists (it has a ClusterIP)
+    has_deployment: bool = False  # its Deployment exists
+    pod_phase: str | None = None  # Pending, Running, Succeeded, Failed, or None (no pod)
+    pod_ready: bool = False
+    reason: str | None = None  # the container's waiting/terminated reason
+    message: str | None = None
+    error: str | None = None  # a reconcile error (e.g. the name is taken by a foreign object)
+    deadline_passed: bool = False
+
+
+def node_status(facts: NodeFacts) -> tuple[NodeStatus, str | None]:
+    """The node's status and, for FAILED, why."""
+    if facts.desired is Desired.ABSENT:
+        return NodeStatus.DELETING, None
+    if facts.error:
+        return NodeStatus.FAILED, facts.error
+    if facts.pod_phase == "Running" and facts.pod_ready:
+        return NodeStatus.RUNNING, None
+    if facts.pod_phase == "Failed" or (facts.reason in FAILING_REASONS):
+        detail = f"{facts.reason}: {facts.message}" if facts.message else facts.reason
+        return NodeStatus.FAILED, detail or "the pod failed"
+    if facts.deadline_passed:
+        return NodeStatus.FAILED, "the node was not running within its start deadline" + (
+            f" (last seen: {facts.reason})" if facts.reason else ""
+        )
+    if facts.pod_phase is not None or facts.has_deployment:
+        return NodeStatus.STARTING, None
+    if facts.has_service:
+        return NodeStatus.PROVISIONING, None
+    return NodeStatus.PENDING, None
+
+
+def network_status(node_statuses: Iterable[NodeStatus], deleting: bool) -> NetworkStatus:
+    """Aggregate: all running is RUNNING; some failed is DEGRADED or FAILED."""
+    if deleting:
+        return NetworkStatus.DELETING
+    statuses = list(node_statuses)
+    if not statuses:
+        return NetworkStatus.PENDING
+    running = statuses.count(NodeStatus.RUNNING)
+    failed = statuses.count(NodeStatus.FAILED)
+    if running == len(statuses):
+        return NetworkStatus.RUNNING
+    if failed:
+        return NetworkStatus.DEGRADED if running else NetworkStatus.FAILED
+    if all(s is NodeStatus.PENDING for s in statuses):
+        return NetworkStatus.PENDING
+    return NetworkStatus.STARTING

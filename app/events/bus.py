@@ -1,0 +1,108 @@
+"""The event bus: node changes published once, delivered to every interested subscriber.
+
+Each subscriber has a bounded mailbox keyed by node: a slow subscriber that falls behind gets
+the LATEST state of each node, never an ever-growing backlog. Publishing is O(subscribers)
+dictionary writes and never blocks on a subscriber.
+
+This is the in-process bus. A database-backed bus (PostgreSQL LISTEN/NOTIFY) for several
+replicas implements the same two methods, ``publish`` and ``subscribe``.
+
+Example::
+
+    bus = InProcessBus()
+    async with bus.subscribe(network_id="n1") as mailbox:
+        bus.publish(change)                  # from the pod watch or the reconciler
+        change = await mailbox.get()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class NodeChange:
+    """A node's full new state, built once per change and shared by every subscriber."""
+
+    node_id: str
+    network_id: str
+    snapshot: Any  # the read model (app.reconcile.views.NodeView), immutable
+    deleted: bool = False
+
+
+class Mailbox:
+    """One subscriber's bounded, per-node-coalescing queue."""
+
+    def __init__(self, network_id: str | None, node_id: str | None, limit: int) -> None:
+        self.network_id = network_id
+        self.node_id = node_id
+        self.limit = limit
+        self._pending: OrderedDict[str, NodeChange] = OrderedDict()
+        self._ready = asyncio.Event()
+        self.dropped = 0  # superseded changes (a newer state of the same node replaced them)
+
+    def wants(self, change: NodeChange) -> bool:
+        if self.node_id is not None:
+            return change.node_id == self.node_id
+        return self.network_id is None or change.network_id == self.network_id
+
+    def offer(self, change: NodeChange) -> None:
+        if change.node_id in self._pending:
+            self.dropped += 1
+            self._pending.pop(change.node_id)
+        elif len(self._pending) >= self.limit:
+            self._pending.popitem(last=False)  # the oldest node's state: memory stays bounded
+            self.dropped += 1
+        self._pending[change.node_id] = change
+        self._ready.set()
+
+    async def get(self) -> NodeChange:
+        while not self._pending:
+            self._ready.clear()
+            await self._ready.wait()
+        _, change = self._pending.popitem(last=False)
+        return change
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+
+class EventBus(Protocol):
+    def publish(self, change: NodeChange) -> None: ...
+
+    def subscribe(
+        self, network_id: str | None = None, node_id: str | None = None
+    ) -> contextlib.AbstractAsyncContextManager[Mailbox]: ...
+
+
+class InProcessBus:
+    """Fan-out within one process."""
+
+    def __init__(self, mailbox_limit: int = 1000) -> None:
+        self.mailbox_limit = mailbox_limit
+        self._mailboxes: set[Mailbox] = set()
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._mailboxes)
+
+    def publish(self, change: NodeChange) -> None:
+        for mailbox in self._mailboxes:
+            if mailbox.wants(change):
+                mailbox.offer(change)
+
+    @contextlib.asynccontextmanager
+    async def subscribe(
+        self, network_id: str | None = None, node_id: str | None = None
+    ) -> AsyncIterator[Mailbox]:
+        mailbox = Mailbox(network_id, node_id, self.mailbox_limit)
+        self._mailboxes.add(mailbox)
+        try:
+            yield mailbox
+        finally:
+            self._mailboxes.discard(mailbox)

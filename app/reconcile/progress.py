@@ -1,0 +1,106 @@
+"""Turn a node's recorded facts into its status, its history and its operations' progress.
+
+Called by the reconciler (objects created, deadlines) and by the pod observer (pod status), in
+their unit of work. A status is recorded in the history only when it changes, so duplicate
+events from the watch never produce duplicate transitions.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import Node, NodeStatusChange, Operation, utcnow
+from app.domain.enums import NodeStatus, OperationKind, OperationState
+from app.domain.status import NodeFacts, node_status
+
+STARTING_KINDS = (OperationKind.NETWORK_CREATE, OperationKind.NETWORK_JOIN, OperationKind.NODE_ADD)
+_OPERATION_STATE = {
+    NodeStatus.PENDING: OperationState.PENDING,
+    NodeStatus.PROVISIONING: OperationState.PROVISIONING,
+    NodeStatus.STARTING: OperationState.STARTING,
+    NodeStatus.RUNNING: OperationState.SUCCEEDED,
+    NodeStatus.FAILED: OperationState.FAILED,
+}
+
+
+def facts_of(node: Node, now: datetime.datetime) -> NodeFacts:
+    return NodeFacts(
+        desired=node.desired,
+        has_service=node.has_service,
+        has_deployment=node.has_deployment,
+        pod_phase=node.pod_phase,
+        pod_ready=node.pod_ready,
+        reason=node.pod_reason,
+        message=node.pod_message,
+        error=node.reconcile_error,
+        deadline_passed=node.start_deadline is not None and now > node.start_deadline,
+    )
+
+
+async def refresh_status(
+    session: AsyncSession, node: Node, now: datetime.datetime | None = None
+) -> bool:
+    """Derive and store the node's status; True if it changed (and was added to history)."""
+    now = now or utcnow()
+    status, reason = node_status(facts_of(node, now))
+    if status is NodeStatus.RUNNING:
+        node.start_deadline = None  # it made it: a later crash is not a start-up failure
+    if (status, reason) == (node.status, node.status_reason):
+        return False
+    node.status, node.status_reason, node.status_changed_at = status, reason, now
+    session.add(NodeStatusChange(node_id=node.id, status=status, reason=reason, at=now))
+    await _advance_operations(session, node, status, reason, now)
+    return True
+
+
+async def _advance_operations(
+    session: AsyncSession,
+    node: Node,
+    status: NodeStatus,
+    reason: str | None,
+    now: datetime.datetime,
+) -> None:
+    target = _OPERATION_STATE.get(status)
+    if target is None:
+        return
+    operations = await session.scalars(
+        select(Operation).where(
+            Operation.node_id == node.id,
+            Operation.kind.in_(STARTING_KINDS),
+            Operation.state.not_in([OperationState.SUCCEEDED, OperationState.FAILED]),
+        )
+    )
+    for operation in operations:
+        operation.state = target
+        if target.finished:
+            operation.finished_at = now
+            operation.message = reason if target is OperationState.FAILED else "the node is running"
+
+
+async def finish_operations(
+    session: AsyncSession,
+    *,
+    node_id: str | None = None,
+    network_id: str | None = None,
+    kinds: tuple[OperationKind, ...],
+    message: str,
+) -> None:
+    """Mark the unfinished operations of these kinds on this node or network SUCCEEDED."""
+    query = select(Operation).where(
+        Operation.kind.in_(kinds),
+        Operation.state.not_in([OperationState.SUCCEEDED, OperationState.FAILED]),
+    )
+    if node_id is not None:
+        query = query.where(Operation.node_id == node_id)
+    if network_id is not None:
+        query = query.where(Operation.network_id == network_id)
+    now = utcnow()
+    for operation in await session.scalars(query):
+        operation.state, operation.finished_at, operation.message = (
+            OperationState.SUCCEEDED,
+            now,
+            message,
+        )

@@ -1,0 +1,334 @@
+"""The reconciler: a level-triggered loop that makes the cluster match the database.
+
+Each pass lists QaaS's Services and Deployments (by label), reads the desired state, and acts:
+create a node's Service, read its ClusterIP, create its Deployment with that IP; replace what
+drifted; delete what is marked ABSENT and, once the cluster has nothing left of it, the row;
+delete orphans that carry our labels but have no row. Every action is idempotent, so a pass
+can be interrupted at any line and the next one converges. Passes run every
+``resync_seconds`` and sooner when something kicks the loop (a mutation, a pod event).
+
+Example::
+
+    reconciler = Reconciler(sessions, cluster, settings, bus)
+    task = asyncio.create_task(reconciler.run())
+    reconciler.kick()   # after writing desired state
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import selectinload
+
+from app.config import Settings
+from app.db.models import Network, Node, Operation, utcnow
+from app.domain.enums import Desired, NodeRole, OperationKind, OperationState
+from app.events.bus import EventBus, NodeChange
+from app.k8s.client import DEPLOYMENTS, SERVICES, Cluster, Obj
+from app.k8s.errors import Conflict, KubeError, NotFound
+from app.k8s.objects import NODE_ID, SPEC_HASH, NodeObjects, selector_for
+from app.reconcile.progress import STARTING_KINDS, finish_operations, refresh_status
+from app.views import NodeView
+
+log = logging.getLogger("qaas.reconciler")
+
+
+class ForeignObject(Exception):
+    """An object with our name exists and is not ours: we never touch it."""
+
+
+@dataclass
+class Observed:
+    """One pass's view of the cluster: our objects, by node id."""
+
+    services: dict[str, Obj] = field(default_factory=dict)
+    deployments: dict[str, Obj] = field(default_factory=dict)
+
+    @staticmethod
+    def index(objects: Iterable[Obj]) -> dict[str, Obj]:
+        return {o["metadata"]["labels"][NODE_ID]: o for o in objects}
+
+
+def _service_ip(service: Obj) -> str | None:
+    ip = service.get("spec", {}).get("clusterIP")
+    return str(ip) if ip and ip != "None" else None
+
+
+class Reconciler:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        cluster: Cluster,
+        settings: Settings,
+        bus: EventBus,
+    ) -> None:
+        self.sessions = sessions
+        self.cluster = cluster
+        self.settings = settings
+        self.bus = bus
+        self.services = cluster.resource(SERVICES)
+        self.deployments = cluster.resource(DEPLOYMENTS)
+        self._wake = asyncio.Event()
+        self.passes = 0
+
+    def kick(self) -> None:
+        """Ask for a pass soon (after a mutation or an observed change)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Reconcile until cancelled; errors are logged and retried with backoff."""
+        failures = 0
+        while True:
+            self._wake.clear()
+            try:
+                await self.reconcile_once()
+                failures = 0
+                delay = self.settings.resync_seconds
+            except KubeError as error:
+                failures += 1
+                delay = min(self.settings.resync_seconds, 0.5 * 2**failures)
+                log.warning("reconcile pass failed (%s); retrying in %.1fs", error, delay)
+            except Exception:
+                failures += 1
+                delay = min(self.settings.resync_seconds, 0.5 * 2**failures)
+                log.exception("reconcile pass crashed; retrying in %.1fs", delay)
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            except TimeoutError:
+                pass
+
+    # -- one pass ---------------------------------------------------------------------------
+
+    async def reconcile_once(self) -> None:
+        selector = selector_for(self.settings.instance)
+        services, _ = await self.services.list(selector)
+        deployments, _ = await self.deployments.list(selector)
+        observed = Observed(Observed.index(services), Observed.index(deployments))
+
+        async with self.sessions() as session:
+            networks = list(
+                await session.scalars(select(Network).options(selectinload(Network.nodes)))
+            )
+        known = {node.id for network in networks for node in network.nodes}
+
+        for network in networks:
+            coordinator_ip = network.external_coordinator_ip
+            # Coordinators first: peers need the coordinator's ClusterIP.
+            for node in sorted(network.nodes, key=lambda n: n.role is not NodeRole.COORDINATOR):
+                if network.desired is Desired.ABSENT or node.desired is Desired.ABSENT:
+                    await self._remove(network, node, observed)
+                    continue
+                ip = await self._converge(network, node, coordinator_ip, observed)
+                if node.role is NodeRole.COORDINATOR and not network.external_coordinator_ip:
+                    coordinator_ip = ip
+            if network.desired is Desired.ABSENT:
+                await self._remove_network_if_empty(network)
+
+        await self._delete_orphans(observed, known)
+        self.passes += 1
+
+    async def _converge(
+        self, network: Network, node: Node, coordinator_ip: str | None, observed: Observed
+    ) -> str | None:
+        """Bring one node's objects to the desired state; returns its ClusterIP if it has one."""
+        spec = self._objects(network, node)
+        error: str | None = None
+        ip: str | None = None
+        has_deployment = node.id in observed.deployments
+        try:
+            service = await self._ensure_service(spec, observed.services.get(node.id))
+            ip = _service_ip(service)
+            if ip is None:
+                error = "its Service has no ClusterIP yet"
+            elif node.role is NodeRole.PEER and not coordinator_ip:
+                pass  # waits for the coordinator's Service (peers need its address)
+            else:
+                await self._ensure_deployment(
+                    spec, ip, coordinator_ip, observed.deployments.get(node.id)
+                )
+                has_deployment = True
+        except ForeignObject as foreign:
+            error = str(foreign)
+        except NotFound:
+            return None  # deleted while we worked: the next pass recreates it
+        await self._record(node, has_service=ip is not None, has_deployment=has_deployment,
+                           service_ip=ip, error=error)  # fmt: skip
+        return ip
+
+    def _objects(self, network: Network, node: Node) -> NodeObjects:
+        return NodeObjects(
+            network_id=network.id,
+            node_id=node.id,
+            network=network.name,
+            node=node.name,
+            role=node.role,
+            consensus=network.consensus,
+            image=self.settings.node_image,
+            service_type=self.settings.node_service_type,
+            installation=self.settings.instance,
+        )
+
+    async def _ensure_service(self, spec: NodeObjects, current: Obj | None) -> Obj:
+        desired = spec.service()
+        if current is None:
+            try:
+                return await self.services.create(desired)
+            except Conflict:
+                current = await self.services.get(spec.name)
+                self._check_ours(current, spec)
+        wanted = desired["spec"]
+        have = current["spec"]
+        ports = [(p.get("name"), p.get("port")) for p in have.get("ports", [])]
+        if (
+            have.get("type") == wanted["type"]
+            and have.get("selector") == wanted["selector"]
+            and ports == [(p["name"], p["port"]) for p in wanted["ports"]]
+            and current["metadata"].get("labels") == desired["metadata"]["labels"]
+        ):
+            return current
+        # Drifted (edited by hand, or the service type setting changed): replace, keeping
+        # the ClusterIP, which peers and the node itself advertise.
+        desired["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+        desired["spec"]["clusterIP"] = have.get("clusterIP")
+        log.info("replacing drifted Service %s", spec.name)
+        return await self.services.replace(spec.name, desired)
+
+    async def _ensure_deployment(
+        self, spec: NodeObjects, ip: str, coordinator_ip: str | None, current: Obj | None
+    ) -> None:
+        desired = spec.deployment(own_ip=ip, coordinator_ip=coordinator_ip)
+        if current is None:
+            try:
+                await self.deployments.create(desired)
+                log.info("created Deployment %s (IP %s)", spec.name, ip)
+                return
+            except Conflict:
+                current = await self.deployments.get(spec.name)
+                self._check_ours(current, spec)
+        annotations = current["metadata"].get("annotations") or {}
+        if annotations.get(SPEC_HASH) == desired["metadata"]["annotations"][SPEC_HASH]:
+            return
+        desired["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+        log.info("replacing Deployment %s: its spec drifted from the desired one", spec.name)
+        await self.deployments.replace(spec.name, desired)
+
+    @staticmethod
+    def _check_ours(current: Obj, spec: NodeObjects) -> None:
+        labels = current["metadata"].get("labels") or {}
+        if labels.get(NODE_ID) != spec.node_id:
+            kind = current.get("kind", "object")
+            raise ForeignObject(
+                f'a {kind} named "{spec.name}" already exists in the namespace and is not '
+                "this node's; QaaS leaves it alone"
+            )
+
+    async def _record(
+        self,
+        node: Node,
+        *,
+        has_service: bool,
+        has_deployment: bool,
+        service_ip: str | None,
+        error: str | None,
+    ) -> None:
+        async with self.sessions.begin() as session:
+            row = await session.get(Node, node.id)
+            if row is None or row.desired is Desired.ABSENT:
+                return
+            row.has_service, row.has_deployment = has_service, has_deployment
+            row.service_ip = service_ip or row.service_ip
+            row.reconcile_error = error
+            changed = await refresh_status(session, row)
+            if changed:
+                row.revision += 1
+            network_name = (await session.get(Network, row.network_id)).name  # type: ignore[union-attr]
+            view = NodeView.of(row, network_name)
+        if changed:
+            self.bus.publish(NodeChange(view.id, view.network_id, view))
+
+    # -- deletion ---------------------------------------------------------------------------
+
+    async def _remove(self, network: Network, node: Node, observed: Observed) -> None:
+        deployment = observed.deployments.pop(node.id, None)
+        service = observed.services.pop(node.id, None)
+        async with self.sessions.begin() as session:
+            row = await session.get(Node, node.id)
+            if row is not None and row.desired is not Desired.ABSENT:
+                row.desired = Desired.ABSENT  # its network is being deleted
+            if row is not None and await refresh_status(session, row):
+                row.revision += 1
+                view = NodeView.of(row, network.name)
+                self.bus.publish(NodeChange(view.id, view.network_id, view))
+            await session.execute(
+                update(Operation)
+                .where(
+                    Operation.node_id == node.id,
+                    Operation.kind == OperationKind.NODE_DELETE,
+                    Operation.state == OperationState.PENDING,
+                )
+                .values(state=OperationState.DELETING, updated_at=utcnow())
+            )
+        for resource, obj in ((self.deployments, deployment), (self.services, service)):
+            if obj is not None:
+                try:
+                    await resource.delete(obj["metadata"]["name"], obj["metadata"]["uid"])
+                except (NotFound, Conflict):
+                    pass  # gone already, or replaced by a newer object: not ours to delete
+        if deployment is not None or service is not None:
+            return  # the next pass confirms they are gone before the row goes
+        async with self.sessions.begin() as session:
+            await session.execute(delete(Node).where(Node.id == node.id))
+            await finish_operations(
+                session, node_id=node.id, kinds=(OperationKind.NODE_DELETE,),
+                message="the node and its objects are deleted",
+            )  # fmt: skip
+            await _fail_unfinished_starts(session, node.id)
+        snapshot = NodeView.of(node, network.name)
+        self.bus.publish(NodeChange(node.id, network.id, snapshot, deleted=True))
+        log.info("deleted node %s of network %s", node.name, network.name)
+
+    async def _remove_network_if_empty(self, network: Network) -> None:
+        async with self.sessions.begin() as session:
+            remaining = await session.scalar(select(Node.id).where(Node.network_id == network.id))
+            if remaining is not None:
+                return
+            await session.execute(delete(Network).where(Network.id == network.id))
+            await finish_operations(
+                session, network_id=network.id, kinds=(OperationKind.NETWORK_DELETE,),
+                message="the network and all of its objects are deleted",
+            )  # fmt: skip
+        log.info("deleted network %s", network.name)
+
+    async def _delete_orphans(self, observed: Observed, known: set[str]) -> None:
+        """Objects with our labels whose node has no row (e.g. a crash before a commit)."""
+        for resource, objects in (
+            (self.deployments, observed.deployments),
+            (self.services, observed.services),
+        ):
+            for node_id, obj in objects.items():
+                if node_id in known:
+                    continue
+                name = obj["metadata"]["name"]
+                log.info("deleting orphan %s %s", obj.get("kind", ""), name)
+                try:
+                    await resource.delete(name, obj["metadata"]["uid"])
+                except (NotFound, Conflict):
+                    pass
+
+
+async def _fail_unfinished_starts(session: AsyncSession, node_id: str) -> None:
+    now = utcnow()
+    for operation in await session.scalars(
+        select(Operation).where(
+            Operation.node_id == node_id,
+            Operation.kind.in_(STARTING_KINDS),
+            Operation.state.not_in([OperationState.SUCCEEDED, OperationState.FAILED]),
+        )
+    ):
+        operation.state, operation.finished_at = OperationState.FAILED, now
+        operation.message = "the node was deleted before it was running"

@@ -1,0 +1,121 @@
+"""The composition root: settings, database, cluster, control loop, GraphQL, HTTP routes.
+
+``create_app(settings)`` returns the Starlette app; its lifespan connects everything and tears
+it down in reverse. With no cluster configured it starts (or reuses) the local sandbox and says
+so loudly in the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse
+from starlette.routing import Route, WebSocketRoute
+
+from app.config import ConfigError, Settings
+from app.control import ControlLoop
+from app.db.engine import make_engine, make_sessionmaker
+from app.db.migrate import ensure_current, upgrade
+from app.events.bus import InProcessBus
+from app.k8s.client import Cluster
+from app.k8s.connect import ClusterTarget, connect, discover
+from app.runtime import Runtime
+from schema.build import ASSETS_PATH, GRAPHQL_PATH, QaasGraphQL
+from schema.graphiql import assets_route
+
+log = logging.getLogger("qaas")
+
+
+def _sandbox_target() -> tuple[ClusterTarget, object]:
+    """Start (or reuse) the local sandbox; returns its target and a handle to stop it with."""
+    from app.sandbox.handle import Sandbox
+
+    log.warning(
+        "NO CLUSTER CONFIGURED (no in-cluster config, no KUBECONFIG, no ~/.kube/config): "
+        "using the local QaaS sandbox. Set QAAS_KUBECONFIG or KUBECONFIG to use a real cluster."
+    )
+    sandbox = Sandbox.default()
+    already = sandbox.state()
+    state = sandbox.up(progress=log.info, detach=False)
+    return ClusterTarget("kubeconfig", state.kubeconfig), (None if already else sandbox)
+
+
+async def _open_cluster(settings: Settings) -> tuple[Cluster, object]:
+    found = discover(settings.cluster, settings.kubeconfig)
+    owned_sandbox: object = None
+    if found is None:
+        target, owned_sandbox = await asyncio.to_thread(_sandbox_target)
+    else:
+        target = found
+    cluster = await connect(target, settings.namespace)
+    log.info("cluster: %s, namespace %s", cluster.description, cluster.namespace)
+    return cluster, owned_sandbox
+
+
+def create_app(settings: Settings) -> Starlette:
+    engine = make_engine(settings.database_url)
+    sessions = make_sessionmaker(engine)
+    bus = InProcessBus()
+    runtime = Runtime(settings=settings, sessions=sessions, bus=bus)
+    graphql = QaasGraphQL(runtime)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        if settings.database_url.startswith("sqlite"):
+            await upgrade(settings.database_url)  # the embedded default migrates itself
+        else:
+            await ensure_current(settings.database_url)
+        cluster, owned_sandbox = await _open_cluster(settings)
+        control = ControlLoop(sessions, cluster, settings, bus)
+        runtime.kick = control.kick
+        runtime.cluster_reachable = cluster.reachable
+        runtime.cluster_description = cluster.description
+        await control.start()
+        try:
+            yield
+        finally:
+            await control.stop()
+            await cluster.close()
+            await engine.dispose()
+            if owned_sandbox is not None:
+                await asyncio.to_thread(owned_sandbox.down)  # type: ignore[attr-defined]
+
+    async def healthz(_: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_: Request) -> JSONResponse:
+        checks: dict[str, str] = {}
+        try:
+            async with sessions() as session:
+                await session.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as error:  # readiness reports any failure as not ready
+            checks["database"] = f"unreachable: {type(error).__name__}"
+        reachable = runtime.cluster_reachable
+        checks["cluster"] = "ok" if reachable and await reachable() else "unreachable"
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
+
+    async def root(_: Request) -> RedirectResponse:
+        return RedirectResponse(GRAPHQL_PATH)
+
+    routes = [
+        Route("/", root),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route(GRAPHQL_PATH, graphql, methods=["GET", "POST"]),
+        WebSocketRoute(GRAPHQL_PATH, graphql),
+        assets_route(ASSETS_PATH),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.runtime = runtime
+    return app
+
+
+__all__ = ["ConfigError", "create_app"]

@@ -1,0 +1,96 @@
+"""The schema and its guards, and the Strawberry ASGI view QaaS serves.
+
+Guards are on for every transport, subscriptions included: query depth, aliases and tokens are
+bounded, parsing and validation are cached with a maxsize, and each WebSocket connection may run
+a bounded number of subscriptions.
+
+Example::
+
+    schema = build_schema()
+    print(schema.as_str())     # the SDL, pinned in schema/schema.graphql
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import strawberry
+from graphql.validation import NoSchemaIntrospectionCustomRule
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.extensions import (
+    AddValidationRules,
+    MaskErrors,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
+from strawberry.extensions.base_extension import SchemaExtension
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+
+from app.runtime import Runtime
+from schema.context import Context
+from schema.errors import should_mask
+from schema.graphiql import graphiql_html
+from schema.mutations import Mutation
+from schema.queries import Query
+from schema.subscriptions import Subscription
+from schema.types import Network, Node, Operation
+
+MAX_DEPTH = 10
+MAX_ALIASES = 30
+MAX_TOKENS = 5000
+CACHE_SIZE = 512
+GRAPHQL_PATH = "/graphql"
+ASSETS_PATH = "/graphiql-assets"
+
+
+def build_schema(*, introspection: bool = True) -> strawberry.Schema:
+    # Factories, not instances: Strawberry builds fresh extension objects per operation.
+    extensions: list[Callable[[], SchemaExtension]] = [
+        partial(ParserCache, maxsize=CACHE_SIZE),
+        partial(ValidationCache, maxsize=CACHE_SIZE),
+        partial(QueryDepthLimiter, max_depth=MAX_DEPTH),
+        partial(MaxAliasesLimiter, max_alias_count=MAX_ALIASES),
+        partial(MaxTokensLimiter, max_token_count=MAX_TOKENS),
+        partial(MaskErrors, should_mask_error=should_mask),
+    ]
+    if not introspection:
+        extensions.append(partial(AddValidationRules, [NoSchemaIntrospectionCustomRule]))
+    return strawberry.Schema(
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        types=[Network, Node, Operation],
+        extensions=extensions,
+    )
+
+
+class QaasGraphQL(GraphQL[Context, None]):
+    """Strawberry's ASGI view with our context, our offline GraphiQL and no legacy protocol."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        production = runtime.settings.production
+        super().__init__(
+            build_schema(introspection=not production),
+            graphql_ide=None if production else "graphiql",
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+            keep_alive=True,
+            keep_alive_interval=15,
+            max_subscriptions_per_connection=runtime.settings.max_subscriptions,
+        )
+        self.runtime = runtime
+
+    async def get_context(
+        self, request: Request | WebSocket, response: Response | WebSocket | Any
+    ) -> Context:
+        return Context(runtime=self.runtime, request=request, response=response)
+
+    async def render_graphql_ide(self, request: Request) -> HTMLResponse:
+        return HTMLResponse(graphiql_html(GRAPHQL_PATH, ASSETS_PATH))

@@ -1,0 +1,84 @@
+"""Query root: node(id), networks, network(id or name), operation(id)."""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry.types import Info
+
+from app.db import queries
+from app.db.queries import BadCursor
+from schema.context import Context
+from schema.errors import ClientError
+from schema.ids import from_global_id, raw_id_of
+from schema.pagination import PageInfo, page_args
+from schema.types import Entity, Network, NetworkConnection, NetworkEdge, Node, Operation
+
+
+async def lookup(info: Info[Context, None], global_id: str) -> Entity | None:
+    """Any object by its global ID; None for an unknown or malformed ID."""
+    parsed = from_global_id(global_id)
+    if parsed is None:
+        return None
+    type_name, raw = parsed
+    loaders = info.context.loaders
+    if type_name == "Network":
+        network = await loaders.network.load(raw)
+        return Network.of(network) if network else None
+    if type_name == "Node":
+        node = await loaders.node.load(raw)
+        return Node.of(node) if node else None
+    if type_name == "Operation":
+        operation = await loaders.operation.load(raw)
+        return Operation.of(operation) if operation else None
+    return None
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="Any object by its global ID.")
+    async def node(self, info: Info[Context, None], id: strawberry.ID) -> Entity | None:
+        return await lookup(info, id)
+
+    @strawberry.field(description="Networks, oldest first.")
+    async def networks(
+        self, info: Info[Context, None], first: int = 20, after: str | None = None
+    ) -> NetworkConnection:
+        limit = page_args(first)
+        try:
+            async with info.context.runtime.sessions() as session:
+                page = await queries.networks_page(session, limit, after)
+        except BadCursor as error:
+            raise ClientError(str(error)) from None
+        return NetworkConnection(
+            edges=[
+                NetworkEdge(cursor=cursor, node=Network.of(view))
+                for view, cursor in zip(page.items, page.cursors, strict=True)
+            ],
+            page_info=PageInfo(
+                has_next_page=page.has_next,
+                has_previous_page=after is not None,
+                start_cursor=page.cursors[0] if page.cursors else None,
+                end_cursor=page.end_cursor,
+            ),
+            total_count=page.total,
+        )
+
+    @strawberry.field(description="One network, by global ID or by name.")
+    async def network(
+        self, info: Info[Context, None], id: strawberry.ID | None = None, name: str | None = None
+    ) -> Network | None:
+        if (id is None) == (name is None):
+            raise ClientError("give exactly one of `id` and `name`")
+        if id is not None:
+            raw = raw_id_of(id, "Network")
+            view = await info.context.loaders.network.load(raw) if raw else None
+        else:
+            async with info.context.runtime.sessions() as session:
+                view = await queries.network_by_name(session, str(name))
+        return Network.of(view) if view else None
+
+    @strawberry.field(description="An operation a mutation started, by global ID.")
+    async def operation(self, info: Info[Context, None], id: strawberry.ID) -> Operation | None:
+        raw = raw_id_of(id, "Operation")
+        view = await info.context.loaders.operation.load(raw) if raw else None
+        return Operation.of(view) if view else None

@@ -1,0 +1,72 @@
+"""Subscription root: live node status, a snapshot first and then every change.
+
+The per-event work is done once: the pod observer reads the node from the database once and
+the bus hands that same immutable snapshot to every subscriber, whose only work is rendering
+the fields it selected. A subscriber that falls behind gets the latest state of each node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+import strawberry
+from strawberry.types import Info
+
+from app.db import queries
+from app.views import NodeView
+from schema.context import Context
+from schema.errors import ClientError
+from schema.ids import raw_id_of
+from schema.types import Node
+
+
+async def _snapshot(
+    info: Info[Context, None], network_id: str | None, node_id: str | None
+) -> list[NodeView]:
+    async with info.context.runtime.sessions() as session:
+        if node_id is not None:
+            return [v for v in await queries.nodes_by_ids(session, [node_id]) if v is not None]
+        if network_id is not None:
+            return await queries.nodes_of_network(session, network_id)
+        return await queries.all_nodes(session)
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(
+        description="The current state of the chosen nodes (one node, one network's, or all), "
+        "then the full node each time it changes."
+    )
+    async def node_status_changed(
+        self,
+        info: Info[Context, None],
+        network_id: strawberry.ID | None = None,
+        node_id: strawberry.ID | None = None,
+    ) -> AsyncGenerator[Node, None]:
+        network_raw = raw_id_of(network_id, "Network") if network_id is not None else None
+        node_raw = raw_id_of(node_id, "Node") if node_id is not None else None
+        if network_id is not None and network_raw is None:
+            raise ClientError("`networkId` is not a Network ID")
+        if node_id is not None and node_raw is None:
+            raise ClientError("`nodeId` is not a Node ID")
+        context = info.context
+        # Subscribe before reading the snapshot, so no change falls between the two; the
+        # revision numbers then drop anything the snapshot already covers.
+        async with context.runtime.bus.subscribe(network_raw, node_raw) as mailbox:
+            sent: dict[str, int] = {}
+            for view in await _snapshot(info, network_raw, node_raw):
+                sent[view.id] = view.revision
+                yield Node.of(view, context.fresh_loaders())
+            if node_raw is not None and node_raw not in sent:
+                return  # no such node: nothing will ever change
+            while True:
+                change = await mailbox.get()
+                if change.deleted:
+                    if node_raw is not None:
+                        return  # the node is gone: the subscription is complete
+                    continue
+                latest: NodeView = change.snapshot
+                if latest.revision <= sent.get(latest.id, -1):
+                    continue
+                sent[latest.id] = latest.revision
+                yield Node.of(latest, context.fresh_loaders())

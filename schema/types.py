@@ -1,0 +1,258 @@
+"""GraphQL object types: networks, nodes, operations, connections, user errors.
+
+The Relay "Node" interface is called ``Entity`` here: ``Node`` is the Quorum node, a name the
+API contract fixes. ``node(id)`` still looks any ``Entity`` up by its global ID.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Annotated
+
+import strawberry
+from strawberry.types import Info
+
+from app.commands import ErrorCode
+from app.db import queries
+from app.domain.enums import (
+    Consensus,
+    NetworkStatus,
+    NodeRole,
+    NodeStatus,
+    OperationKind,
+    OperationState,
+)
+from app.views import NetworkView, NodeView, OperationView, StatusChangeView
+from schema.context import Context, Loaders
+from schema.ids import to_global_id
+from schema.pagination import PageInfo, page_args
+
+ConsensusEnum = strawberry.enum(
+    Consensus, name="Consensus", description="RAFT or IBFT (QNM's istanbul)"
+)
+NodeRoleEnum = strawberry.enum(NodeRole, name="NodeRole")
+NodeStatusEnum = strawberry.enum(NodeStatus, name="NodeStatus")
+NetworkStatusEnum = strawberry.enum(NetworkStatus, name="NetworkStatus")
+OperationKindEnum = strawberry.enum(OperationKind, name="OperationKind")
+OperationStateEnum = strawberry.enum(OperationState, name="OperationState")
+UserErrorCodeEnum = strawberry.enum(ErrorCode, name="UserErrorCode")
+
+
+@strawberry.interface(description="An object with a global ID (Relay's Node interface).")
+class Entity:
+    id: strawberry.ID
+
+
+@strawberry.type(description="A Quorum network: a coordinator and its dynamic peers.")
+class Network(Entity):
+    view: strawberry.Private[NetworkView]
+
+    name: str
+    consensus: ConsensusEnum  # type: ignore[valid-type]
+    status: NetworkStatusEnum  # type: ignore[valid-type]
+    created_at: datetime.datetime
+    external: bool = strawberry.field(
+        description="True for a network that runs elsewhere, joined through networkJoin."
+    )
+
+    @classmethod
+    def of(cls, view: NetworkView) -> Network:
+        return cls(
+            id=strawberry.ID(to_global_id("Network", view.id)),
+            view=view,
+            name=view.name,
+            consensus=view.consensus,
+            status=view.status,
+            created_at=view.created_at,
+            external=view.external_coordinator_ip is not None,
+        )
+
+    @strawberry.field(description="The address peers dial: the coordinator's ClusterIP, or the "
+                      "external coordinator's IP for a joined network.")  # fmt: skip
+    async def coordinator_ip(self, info: Info[Context, None]) -> str | None:
+        if self.view.external_coordinator_ip:
+            return self.view.external_coordinator_ip
+        coordinator = await _coordinator(info, self.view.id)
+        return coordinator.service_ip if coordinator else None
+
+    @strawberry.field
+    async def nodes(
+        self,
+        info: Info[Context, None],
+        first: Annotated[int, strawberry.argument(description="1 to 100")] = 20,
+        after: str | None = None,
+    ) -> NodeConnection:
+        limit = page_args(first)
+        async with info.context.runtime.sessions() as session:
+            page = await queries.nodes_page(session, self.view.id, limit, after)
+        pairs = zip(page.items, page.cursors, strict=True)
+        return NodeConnection(
+            edges=[NodeEdge(cursor=c, node=Node.of(v)) for v, c in pairs],
+            page_info=PageInfo(has_next_page=page.has_next, end_cursor=page.end_cursor,
+                               has_previous_page=after is not None,
+                               start_cursor=page.cursors[0] if page.cursors else None),
+            total_count=page.total,
+        )  # fmt: skip
+
+
+async def _coordinator(info: Info[Context, None], network_id: str) -> NodeView | None:
+    async with info.context.runtime.sessions() as session:
+        nodes = await queries.nodes_of_network(session, network_id)
+    return next((n for n in nodes if n.role is NodeRole.COORDINATOR), None)
+
+
+@strawberry.type(description="What the pod running a node reports.")
+class PodState:
+    name: str | None
+    phase: str | None
+    ready: bool
+    ip: str | None
+    restart_count: int
+    reason: str | None = strawberry.field(
+        description="Why the container waits or ended: ContainerCreating, ErrImagePull, "
+        "ImagePullBackOff, CrashLoopBackOff, Error, ..."
+    )
+    message: str | None
+    started_at: datetime.datetime | None
+
+
+@strawberry.type(description="One transition of a node's status.")
+class StatusChange:
+    status: NodeStatusEnum  # type: ignore[valid-type]
+    reason: str | None
+    at: datetime.datetime
+
+    @classmethod
+    def of(cls, view: StatusChangeView) -> StatusChange:
+        return cls(status=view.status, reason=view.reason, at=view.at)
+
+
+@strawberry.type(description="A Quorum node (QNM) running in the cluster.")
+class Node(Entity):
+    view: strawberry.Private[NodeView]
+    loaders: strawberry.Private[Loaders | None]
+
+    name: str
+    role: NodeRoleEnum  # type: ignore[valid-type]
+    status: NodeStatusEnum  # type: ignore[valid-type]
+    status_reason: str | None = strawberry.field(description="Why, when the status is FAILED.")
+    status_changed_at: datetime.datetime
+    ip: str | None = strawberry.field(
+        description="The node's Service ClusterIP: the address it advertises to its peers."
+    )
+    object_name: str = strawberry.field(description="Name of its Service and Deployment.")
+    created_at: datetime.datetime
+
+    @classmethod
+    def of(cls, view: NodeView, loaders: Loaders | None = None) -> Node:
+        return cls(
+            id=strawberry.ID(to_global_id("Node", view.id)),
+            view=view,
+            loaders=loaders,
+            name=view.name,
+            role=view.role,
+            status=view.status,
+            status_reason=view.status_reason,
+            status_changed_at=view.status_changed_at,
+            ip=view.service_ip,
+            object_name=view.object_name,
+            created_at=view.created_at,
+        )
+
+    def _loaders(self, info: Info[Context, None]) -> Loaders:
+        return self.loaders or info.context.loaders
+
+    @strawberry.field
+    async def network(self, info: Info[Context, None]) -> Network | None:
+        view = await self._loaders(info).network.load(self.view.network_id)
+        return Network.of(view) if view else None
+
+    @strawberry.field
+    def pod(self) -> PodState | None:
+        v = self.view
+        if v.pod_name is None:
+            return None
+        return PodState(
+            name=v.pod_name, phase=v.pod_phase, ready=v.pod_ready, ip=v.pod_ip,
+            restart_count=v.restart_count, reason=v.pod_reason, message=v.pod_message,
+            started_at=v.pod_started_at,
+        )  # fmt: skip
+
+    @strawberry.field(description="Status transitions, oldest first (the last `last` of them).")
+    async def status_history(self, info: Info[Context, None], last: int = 20) -> list[StatusChange]:
+        changes = await self._loaders(info).history.load(self.view.id)
+        return [StatusChange.of(c) for c in changes[-max(1, min(last, 100)) :]]
+
+
+@strawberry.type(description="Work a mutation started; the reconciler carries it out.")
+class Operation(Entity):
+    view: strawberry.Private[OperationView]
+
+    kind: OperationKindEnum  # type: ignore[valid-type]
+    state: OperationStateEnum  # type: ignore[valid-type]
+    message: str | None
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+    finished_at: datetime.datetime | None
+
+    @classmethod
+    def of(cls, view: OperationView) -> Operation:
+        return cls(
+            id=strawberry.ID(to_global_id("Operation", view.id)),
+            view=view,
+            kind=view.kind,
+            state=view.state,
+            message=view.message,
+            created_at=view.created_at,
+            updated_at=view.updated_at,
+            finished_at=view.finished_at,
+        )
+
+    @strawberry.field(description="Its network, while it exists.")
+    async def network(self, info: Info[Context, None]) -> Network | None:
+        if self.view.network_id is None:
+            return None
+        view = await info.context.loaders.network.load(self.view.network_id)
+        return Network.of(view) if view else None
+
+    @strawberry.field(description="Its node, while it exists.")
+    async def node(self, info: Info[Context, None]) -> Node | None:
+        if self.view.node_id is None:
+            return None
+        view = await info.context.loaders.node.load(self.view.node_id)
+        return Node.of(view) if view else None
+
+
+@strawberry.type
+class NetworkEdge:
+    cursor: str
+    node: Network
+
+
+@strawberry.type
+class NetworkConnection:
+    edges: list[NetworkEdge]
+    page_info: PageInfo
+    total_count: int
+
+
+@strawberry.type
+class NodeEdge:
+    cursor: str
+    node: Node
+
+
+@strawberry.type
+class NodeConnection:
+    edges: list[NodeEdge]
+    page_info: PageInfo
+    total_count: int
+
+
+@strawberry.type(description="Something the caller got wrong, and where.")
+class UserError:
+    field: list[str] | None = strawberry.field(
+        description='Path to the input field, e.g. ["input", "name"].'
+    )
+    message: str
+    code: UserErrorCodeEnum  # type: ignore[valid-type]

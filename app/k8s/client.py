@@ -44,6 +44,9 @@ async def _call(call: Callable[[], Awaitable[Any]]) -> Any:
     """Run one API call, returning the decoded JSON body, raising our errors."""
     try:
         response = await call()
+        # With _preload_content=False the client hands back error responses as they are.
+        if response.status >= 400:
+            raise from_status(response.status, await response.text(), response.reason or "")
         return await response.json()
     except ApiException as error:
         raise from_status(error.status, error.body, error.reason or "") from None

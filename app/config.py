@@ -12,6 +12,8 @@
                                    cluster, ``default`` elsewhere)
 ``QAAS_NODE_IMAGE``                QNM image (default ``narayanprusty/qnm``)
 ``QAAS_NODE_SERVICE_TYPE``         ``ClusterIP`` (default) or ``NodePort`` (publishes geth RPC!)
+``QAAS_NODE_POD_ANNOTATIONS``     JSON object of annotations for node pods (e.g. for a mesh,
+                                   or the sandbox's ``sandbox.qaas.dev/behavior``)
 ``QAAS_INSTANCE``                  label value that tells this QaaS's objects from another's
 ``QAAS_RESYNC_SECONDS``            full reconcile period (default 10)
 ``QAAS_NODE_START_DEADLINE``       seconds a node may take to run before it is FAILED (300)
@@ -45,6 +47,7 @@ class Settings(BaseSettings):
     namespace: str | None = None
     node_image: str = DEFAULT_IMAGE
     node_service_type: Literal["ClusterIP", "NodePort"] = "ClusterIP"
+    node_pod_annotations: dict[str, str] = Field(default_factory=dict)
     instance: str = Field(default="qaas", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
     resync_seconds: float = Field(default=10.0, gt=0)
     node_start_deadline: float = Field(default=300.0, gt=0)

@@ -121,7 +121,7 @@ async def nodes_page(
         Node,
         after,
     ).order_by(Node.created_at, Node.id)
-    rows = list((await session.execute(query.limit(first + 1))).tuples())
+    rows = list((await session.execute(query.limit(first + 1))).all())
     total = await session.scalar(select(func.count()).where(Node.network_id == network_id)) or 0
     page = rows[:first]
     return Page(
@@ -134,7 +134,7 @@ async def nodes_page(
 
 async def nodes_by_ids(session: AsyncSession, ids: Sequence[str]) -> list[NodeView | None]:
     rows = await session.execute(select(Node, Network.name).join(Network).where(Node.id.in_(ids)))
-    found = {node.id: NodeView.of(node, name) for node, name in rows.tuples()}
+    found = {node.id: NodeView.of(node, name) for node, name in rows}
     return [found.get(i) for i in ids]
 
 
@@ -142,7 +142,7 @@ async def all_nodes(session: AsyncSession) -> list[NodeView]:
     rows = await session.execute(
         select(Node, Network.name).join(Network).order_by(Node.created_at, Node.id)
     )
-    return [NodeView.of(node, name) for node, name in rows.tuples()]
+    return [NodeView.of(node, name) for node, name in rows]
 
 
 async def nodes_of_network(session: AsyncSession, network_id: str) -> list[NodeView]:
@@ -152,7 +152,7 @@ async def nodes_of_network(session: AsyncSession, network_id: str) -> list[NodeV
         .where(Node.network_id == network_id)
         .order_by(Node.created_at, Node.id)
     )
-    return [NodeView.of(node, name) for node, name in rows.tuples()]
+    return [NodeView.of(node, name) for node, name in rows]
 
 
 async def status_history(

@@ -46,6 +46,7 @@ class NodeObjects:
     image: str
     service_type: str
     installation: str
+    pod_annotations: tuple[tuple[str, str], ...] = ()
 
     @property
     def name(self) -> str:
@@ -84,8 +85,11 @@ class NodeObjects:
 
     def pod_template(self, own_ip: str, coordinator_ip: str | None) -> dict[str, Any]:
         environment = NodeEnvironment(self.node, self.role, self.consensus, own_ip, coordinator_ip)
+        metadata: dict[str, Any] = {"labels": self.labels()}
+        if self.pod_annotations:
+            metadata["annotations"] = dict(self.pod_annotations)
         return {
-            "metadata": {"labels": self.labels()},
+            "metadata": metadata,
             "spec": {
                 # A QNM node never talks to the Kubernetes API: give it no credentials.
                 "automountServiceAccountToken": False,

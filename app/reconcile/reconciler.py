@@ -171,6 +171,7 @@ class Reconciler:
             image=self.settings.node_image,
             service_type=self.settings.node_service_type,
             installation=self.settings.instance,
+            pod_annotations=tuple(sorted(self.settings.node_pod_annotations.items())),
         )
 
     async def _ensure_service(self, spec: NodeObjects, current: Obj | None) -> Obj:

@@ -10,7 +10,7 @@ A pod chooses a failure by annotation (``BEHAVIOR_ANNOTATION``):
 =====================  ====================================================================
 ``run`` (default)      Pending/ContainerCreating, then Running and Ready.
 ``image-pull-error``   Pending with ``ErrImagePull``, then ``ImagePullBackOff``; never runs.
-``crash-loop``         Starts, then ``CrashLoopBackOff`` with a growing ``restartCount``.
+``crash-loop``         Starts but is never ready, then ``CrashLoopBackOff``, restarts growing.
 ``exit-error``         Starts, then the container exits 1: phase Failed, reason ``Error``.
 =====================  ====================================================================
 
@@ -311,7 +311,9 @@ class SimulatedKubelet:
             )
             return
         ip = self._allocate_ip(pod["metadata"]["uid"])
-        await self._set(pod, "Running", started, ip=ip, running=True)
+        # A container that crash-loops dies during start-up: it runs, but is never ready.
+        ready = behavior != "crash-loop"
+        await self._set(pod, "Running", started, ip=ip, running=True, ready=ready)
         if behavior == "exit-error":
             await asyncio.sleep(self._delay(pod))
             await self._set(pod, "Failed", started, ip=ip, terminated=("Error", 1))
@@ -335,10 +337,12 @@ class SimulatedKubelet:
         *,
         ip: str | None = None,
         running: bool = False,
+        ready: bool | None = None,
         waiting: tuple[str, str] | None = None,
         terminated: tuple[str, int] | None = None,
         restarts: int = 0,
     ) -> None:
+        is_ready = running if ready is None else ready
         statuses = []
         for container in pod["spec"]["containers"]:
             if running:
@@ -364,7 +368,7 @@ class SimulatedKubelet:
                 "image": container["image"],
                 "imageID": "" if waiting and not restarts else f"simulated://{container['image']}",
                 "containerID": None if waiting and not restarts else f"simulated://{secrets.token_hex(16)}",
-                "ready": running,
+                "ready": is_ready,
                 "started": running,
                 "restartCount": restarts,
                 "state": state,
@@ -375,7 +379,7 @@ class SimulatedKubelet:
                 "phase": phase,
                 "hostIP": self.node_ip,
                 "startTime": started,
-                "conditions": _conditions(running),
+                "conditions": _conditions(is_ready),
                 "containerStatuses": statuses,
                 "podIP": ip,
                 "podIPs": [{"ip": ip}] if ip else None,

@@ -21,7 +21,7 @@ QUERY = "subscription($id: ID) { nodeStatusChanged(networkId: $id) { id status }
 
 async def pod_watches(kubeconfig: Path) -> int:
     """The apiserver's own count of open WATCH requests on pods (everyone's)."""
-    config = yaml.safe_load(kubeconfig.read_text())
+    config = yaml.safe_load(await asyncio.to_thread(kubeconfig.read_text))
     cluster = config["clusters"][0]["cluster"]
     token = config["users"][0]["user"]["token"]
     context = ssl.create_default_context(cafile=cluster["certificate-authority"])

@@ -47,6 +47,7 @@ class Informer:
         self.synced = asyncio.Event()
         self.relists = 0
         self.watches = 0
+        self.gone = 0
 
     async def run(self) -> None:
         failures = 0
@@ -57,6 +58,7 @@ class Informer:
                 while True:  # re-watch from the last version seen after a normal close
                     version = await self._watch(version)
             except Gone:
+                self.gone += 1
                 log.info("watch of %s expired (410 Gone); relisting", self.resource.kind.kind)
             except KubeError as error:
                 failures += 1

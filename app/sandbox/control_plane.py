@@ -67,6 +67,7 @@ class ControlPlane:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.etcd_dir: Path | None = None
         self.api_port = 0
+        self.etcd_url = ""
         self.creds: Credentials | None = None
 
     @property
@@ -77,6 +78,7 @@ class ControlPlane:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.creds = creds = write_credentials(self.state_dir / "pki")
         etcd_client, etcd_peer, self.api_port = free_ports(3)
+        self.etcd_url = f"http://127.0.0.1:{etcd_client}"
         self.etcd_dir = _fresh_etcd_dir()
         try:
             self._start_etcd(etcd_client, etcd_peer)
@@ -127,6 +129,10 @@ class ControlPlane:
                 "--authorization-mode=Node,RBAC",
                 "--allow-privileged=true",
                 "--profiling=false",
+                # Pod watches are served by etcd itself, not the apiserver's watch cache, so a
+                # compaction of etcd (see Sandbox.compact) expires old versions with a real
+                # 410 Gone, as a busy production cluster does: tests exercise the relist path.
+                "--watch-cache-sizes=pods#0",
                 "--v=0",
             ],
             self.logs / "kube-apiserver.log",

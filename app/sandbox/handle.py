@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,28 @@ class SandboxState:
     @property
     def server(self) -> str:
         return str(self.raw.get("server", ""))
+
+    @property
+    def etcd(self) -> str:
+        return str(self.raw.get("etcd", ""))
+
+    def compact(self) -> int:
+        """Compact etcd to its current revision: every older resourceVersion expires (410).
+
+        For tests of watch expiry. Returns the revision compacted to.
+        """
+
+        def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+            request = urllib.request.Request(
+                f"{self.etcd}/v3/kv/{path}", data=json.dumps(body).encode(), method="POST"
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:
+                result: dict[str, Any] = json.loads(response.read())
+                return result
+
+        revision = int(post("range", {"key": "AA=="})["header"]["revision"])
+        post("compaction", {"revision": str(revision), "physical": True})
+        return revision
 
     @property
     def pids(self) -> dict[str, int]:

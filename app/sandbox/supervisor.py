@@ -97,6 +97,7 @@ async def serve(plane: ControlPlane, state_dir: Path, nodes: int, started: float
                     status="ready",
                     supervisor_pid=os.getpid(),
                     server=plane.server,
+                    etcd=plane.etcd_url,
                     kubeconfig=str(plane.kubeconfig),
                     pids=plane.pids(),
                     nodes=[k.node_name for k in kubelets],

@@ -1,0 +1,58 @@
+"""The event bus: filtered fan-out, and bounded mailboxes that keep the latest state per node."""
+
+from __future__ import annotations
+
+import asyncio
+
+from app.events.bus import InProcessBus, NodeChange
+
+
+def change(node: str, network: str = "n1", state: str = "s") -> NodeChange:
+    return NodeChange(node_id=node, network_id=network, snapshot=state)
+
+
+async def test_subscribers_get_only_what_they_asked_for() -> None:
+    bus = InProcessBus()
+    async with (
+        bus.subscribe(network_id="n1") as network,
+        bus.subscribe(node_id="b") as node,
+        bus.subscribe() as everything,
+    ):
+        bus.publish(change("a", "n1"))
+        bus.publish(change("b", "n2"))
+        assert (await network.get()).node_id == "a"
+        assert len(network) == 0
+        assert (await node.get()).node_id == "b"
+        assert [(await everything.get()).node_id for _ in range(2)] == ["a", "b"]
+
+
+async def test_a_slow_subscriber_gets_the_latest_state_of_each_node() -> None:
+    bus = InProcessBus()
+    async with bus.subscribe() as slow:
+        for i in range(1000):
+            bus.publish(change("a", state=f"a{i}"))
+            bus.publish(change("b", state=f"b{i}"))
+        assert len(slow) == 2  # not 2,000
+        first, second = await slow.get(), await slow.get()
+        assert {first.snapshot, second.snapshot} == {"a999", "b999"}
+        assert slow.dropped == 1998
+
+
+async def test_a_mailbox_holds_at_most_its_limit_of_nodes() -> None:
+    bus = InProcessBus(mailbox_limit=10)
+    async with bus.subscribe() as slow:
+        for i in range(25):
+            bus.publish(change(f"node-{i}"))
+        assert len(slow) == 10
+        assert (await slow.get()).node_id == "node-15"  # the oldest were let go first
+
+
+async def test_leaving_unsubscribes_and_waiting_is_woken_by_publish() -> None:
+    bus = InProcessBus()
+    async with bus.subscribe() as mailbox:
+        assert bus.subscribers == 1
+        waiter = asyncio.create_task(mailbox.get())
+        await asyncio.sleep(0)
+        bus.publish(change("a"))
+        assert (await asyncio.wait_for(waiter, 1)).node_id == "a"
+    assert bus.subscribers == 0

@@ -16,13 +16,18 @@ import enum
 import ipaddress
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db.models import Network, Node, NodeStatusChange, Operation, utcnow
+from app.db.models import Network, Node, NodeStatusChange, Operation, Tenant, utcnow
 from app.domain.enums import Consensus, Desired, NodeRole, NodeStatus, OperationKind
-from app.domain.names import MAX_NETWORK_NAME, combined_name_problem, name_problem
+from app.domain.names import (
+    MAX_NETWORK_NAME,
+    MAX_OBJECT_NAME,
+    combined_name_problem,
+    name_problem,
+)
 from app.views import NetworkView, NodeView, OperationView
 
 COORDINATOR_NAME = "coordinator"
@@ -39,6 +44,8 @@ class ErrorCode(enum.StrEnum):
     INVALID_IP = "INVALID_IP"
     BEING_DELETED = "BEING_DELETED"
     COORDINATOR = "COORDINATOR"
+    LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
+    INVALID_INPUT = "INVALID_INPUT"
 
 
 @dataclass(frozen=True)
@@ -71,8 +78,31 @@ def _name_errors(path: str, name: str, limit: int, network: str | None = None) -
     )
 
 
-async def _network_named(session: AsyncSession, name: str) -> Network | None:
-    return await session.scalar(select(Network).where(Network.name == name))
+async def _network_named(session: AsyncSession, tenant_id: str, name: str) -> Network | None:
+    return await session.scalar(
+        select(Network).where(Network.tenant_id == tenant_id, Network.name == name)
+    )
+
+
+async def _limit_error(session: AsyncSession, tenant_id: str, new_network: bool) -> Result | None:
+    """A LIMIT_EXCEEDED error if one more node (and network) would pass the tenant's limits."""
+    tenant = await session.get(Tenant, tenant_id)
+    if tenant is None:
+        return _failed("name", "no such tenant", ErrorCode.NOT_FOUND)
+    if new_network:
+        networks = await session.scalar(
+            select(func.count()).select_from(Network).where(Network.tenant_id == tenant_id)
+        )
+        if (networks or 0) >= tenant.max_networks:
+            return _failed("name", f"your tenant may run at most {tenant.max_networks} "
+                           "networks; delete one first", ErrorCode.LIMIT_EXCEEDED)  # fmt: skip
+    nodes = await session.scalar(
+        select(func.count()).select_from(Node).join(Network).where(Network.tenant_id == tenant_id)
+    )
+    if (nodes or 0) >= tenant.max_nodes:
+        return _failed("name", f"your tenant may run at most {tenant.max_nodes} nodes; "
+                       "delete one first", ErrorCode.LIMIT_EXCEEDED)  # fmt: skip
+    return None
 
 
 def _taken(name: str, existing: Network) -> Result:
@@ -111,12 +141,14 @@ async def _commit_new(
             async with session.begin():
                 session.add_all([network, node])
                 await session.flush()
-                operation = Operation(kind=kind, network_id=network.id, node_id=node.id)
+                operation = Operation(
+                    tenant_id=network.tenant_id, kind=kind, network_id=network.id, node_id=node.id
+                )
                 session.add_all([operation, _first_change(node)])
                 await session.flush()
                 result = Result(
                     network=NetworkView.of(network, [node.status]),
-                    node=NodeView.of(node, network.name),
+                    node=NodeView.of(node, network),
                     operation=OperationView.of(operation),
                 )
         except IntegrityError:
@@ -128,19 +160,23 @@ async def _commit_new(
 
 async def create_network(
     sessions: async_sessionmaker[AsyncSession],
+    tenant_id: str,
     name: str,
     consensus: Consensus,
     start_deadline: float = 300.0,
 ) -> Result:
-    limit = MAX_NETWORK_NAME - len(COORDINATOR_NAME)
+    limit = MAX_OBJECT_NAME - len("-" + COORDINATOR_NAME)  # "<name>-coordinator" fits in 63
     errors = _name_errors("name", name, limit)
     if errors:
         return Result(errors=errors)
     async with sessions() as session:
-        existing = await _network_named(session, name)
+        existing = await _network_named(session, tenant_id, name)
+        limited = await _limit_error(session, tenant_id, new_network=True)
     if existing is not None:
         return _taken(name, existing)
-    network = Network(name=name, consensus=consensus)
+    if limited:
+        return limited
+    network = Network(tenant_id=tenant_id, name=name, consensus=consensus)
     node = _new_node(network, COORDINATOR_NAME, NodeRole.COORDINATOR, start_deadline)
     return await _commit_new(sessions, network, node, OperationKind.NETWORK_CREATE, "name")
 
@@ -159,6 +195,7 @@ def _ip_problem(value: str) -> str | None:
 
 async def join_network(
     sessions: async_sessionmaker[AsyncSession],
+    tenant_id: str,
     name: str,
     coordinator_ip: str,
     consensus: Consensus,
@@ -175,11 +212,17 @@ async def join_network(
     if errors:
         return Result(errors=errors)
     async with sessions() as session:
-        existing = await _network_named(session, name)
+        existing = await _network_named(session, tenant_id, name)
+        limited = await _limit_error(session, tenant_id, new_network=True)
     if existing is not None:
         return _taken(name, existing)
+    if limited:
+        return limited
     network = Network(
-        name=name, consensus=consensus, external_coordinator_ip=coordinator_ip.strip()
+        tenant_id=tenant_id,
+        name=name,
+        consensus=consensus,
+        external_coordinator_ip=coordinator_ip.strip(),
     )
     node = _new_node(network, node_name, NodeRole.PEER, start_deadline)
     return await _commit_new(sessions, network, node, OperationKind.NETWORK_JOIN, "name")
@@ -187,13 +230,14 @@ async def join_network(
 
 async def add_node(
     sessions: async_sessionmaker[AsyncSession],
+    tenant_id: str,
     network_id: str,
     name: str,
     start_deadline: float = 300.0,
 ) -> Result:
     async with sessions() as session:
         network = await session.get(Network, network_id)
-        if network is None:
+        if network is None or network.tenant_id != tenant_id:
             return _failed("networkId", "no such network", ErrorCode.NOT_FOUND)
         if network.desired is Desired.ABSENT:
             return _failed("networkId", f'network "{network.name}" is being deleted',
@@ -207,12 +251,18 @@ async def add_node(
         if taken is not None:
             return _failed("name", f'network "{network.name}" already has a node named "{name}"',
                            ErrorCode.NAME_TAKEN)  # fmt: skip
+        limited = await _limit_error(session, tenant_id, new_network=False)
+        if limited:
+            return limited
         node = _new_node(network, name, NodeRole.PEER, start_deadline)
         session.add(node)
         try:
             await session.flush()
             operation = Operation(
-                kind=OperationKind.NODE_ADD, network_id=network.id, node_id=node.id
+                tenant_id=tenant_id,
+                kind=OperationKind.NODE_ADD,
+                network_id=network.id,
+                node_id=node.id,
             )
             session.add_all([operation, _first_change(node)])
             await session.commit()
@@ -220,16 +270,18 @@ async def add_node(
             await session.rollback()
             return _failed("name", "that name was just taken by another request",
                            ErrorCode.NAME_TAKEN)  # fmt: skip
-        return Result(node=NodeView.of(node, network.name), operation=OperationView.of(operation))
+        return Result(node=NodeView.of(node, network), operation=OperationView.of(operation))
 
 
-async def delete_node(sessions: async_sessionmaker[AsyncSession], node_id: str) -> Result:
+async def delete_node(
+    sessions: async_sessionmaker[AsyncSession], tenant_id: str, node_id: str
+) -> Result:
     async with sessions() as session, session.begin():
         node = await session.get(Node, node_id)
-        if node is None:
+        network = await session.get(Network, node.network_id) if node else None
+        # Another tenant's node is indistinguishable from one that does not exist.
+        if node is None or network is None or network.tenant_id != tenant_id:
             return _failed("id", "no such node", ErrorCode.NOT_FOUND)
-        network = await session.get(Network, node.network_id)
-        assert network is not None
         if node.role is NodeRole.COORDINATOR:
             return _failed("id", "a network's coordinator goes with its network: delete the "
                            "network instead", ErrorCode.COORDINATOR)  # fmt: skip
@@ -237,17 +289,22 @@ async def delete_node(sessions: async_sessionmaker[AsyncSession], node_id: str) 
             return _failed("id", "this node is already being deleted", ErrorCode.BEING_DELETED)
         node.desired = Desired.ABSENT
         operation = Operation(
-            kind=OperationKind.NODE_DELETE, network_id=network.id, node_id=node.id
+            tenant_id=network.tenant_id,
+            kind=OperationKind.NODE_DELETE,
+            network_id=network.id,
+            node_id=node.id,
         )
         session.add(operation)
         await session.flush()
-        return Result(node=NodeView.of(node, network.name), operation=OperationView.of(operation))
+        return Result(node=NodeView.of(node, network), operation=OperationView.of(operation))
 
 
-async def delete_network(sessions: async_sessionmaker[AsyncSession], network_id: str) -> Result:
+async def delete_network(
+    sessions: async_sessionmaker[AsyncSession], tenant_id: str, network_id: str
+) -> Result:
     async with sessions() as session, session.begin():
         network = await session.get(Network, network_id)
-        if network is None:
+        if network is None or network.tenant_id != tenant_id:
             return _failed("id", "no such network", ErrorCode.NOT_FOUND)
         if network.desired is Desired.ABSENT:
             return _failed("id", f'network "{network.name}" is already being deleted',
@@ -256,7 +313,9 @@ async def delete_network(sessions: async_sessionmaker[AsyncSession], network_id:
         nodes = list(await session.scalars(select(Node).where(Node.network_id == network_id)))
         for node in nodes:
             node.desired = Desired.ABSENT
-        operation = Operation(kind=OperationKind.NETWORK_DELETE, network_id=network.id)
+        operation = Operation(
+            tenant_id=network.tenant_id, kind=OperationKind.NETWORK_DELETE, network_id=network.id
+        )
         session.add(operation)
         await session.flush()
         return Result(

@@ -17,8 +17,14 @@
 ``QAAS_INSTANCE``                  label value that tells this QaaS's objects from another's
 ``QAAS_RESYNC_SECONDS``            full reconcile period (default 10)
 ``QAAS_NODE_START_DEADLINE``       seconds a node may take to run before it is FAILED (300)
-``QAAS_PRODUCTION``                mask errors, no GraphiQL, no introspection (default false)
+``QAAS_PRODUCTION``                no GraphiQL, no introspection, no bootstrap token (false)
+``QAAS_GRAPHIQL``, ``QAAS_INTROSPECTION``  override what QAAS_PRODUCTION implies for each
 ``QAAS_MAX_SUBSCRIPTIONS``         per WebSocket connection (default 20)
+``QAAS_TENANT_NAMESPACE_PREFIX``   tenants' namespaces are ``<prefix><tenant>`` (``qaas-``);
+                                   the first tenant uses ``QAAS_NAMESPACE``
+``QAAS_TENANT_MAX_NETWORKS``       per tenant (default 10); ``QAAS_TENANT_MAX_NODES`` (50)
+``QAAS_MUTATIONS_PER_MINUTE``      per token, sustained (60), with bursts of
+                                   ``QAAS_MUTATION_BURST`` (20)
 =================================  =========================================================
 """
 
@@ -52,7 +58,14 @@ class Settings(BaseSettings):
     resync_seconds: float = Field(default=10.0, gt=0)
     node_start_deadline: float = Field(default=300.0, gt=0)
     production: bool = False
+    graphiql: bool | None = None  # default: on, except in production
+    introspection: bool | None = None  # default: on, except in production
     max_subscriptions: int = Field(default=20, ge=1, le=1000)
+    tenant_namespace_prefix: str = Field(default="qaas-", pattern=r"^[a-z][-a-z0-9]{0,20}$")
+    tenant_max_networks: int = Field(default=10, ge=1)
+    tenant_max_nodes: int = Field(default=50, ge=1)
+    mutations_per_minute: float = Field(default=60.0, gt=0)
+    mutation_burst: int = Field(default=20, ge=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
@@ -73,3 +86,11 @@ def load_settings(**overrides: object) -> Settings:
             "sqlite+aiosqlite:///path.db or postgresql+asyncpg://user@host/db"
         )
     return settings
+
+
+def graphiql_enabled(settings: Settings) -> bool:
+    return settings.graphiql if settings.graphiql is not None else not settings.production
+
+
+def introspection_enabled(settings: Settings) -> bool:
+    return settings.introspection if settings.introspection is not None else not settings.production

@@ -1,5 +1,5 @@
-"""The control loop's moving parts, started and stopped together: the shared pod informer, the
-pod observer and the reconciler.
+"""The control loop's moving parts, started and stopped together: the reconciler, the pod
+observer and one shared pod informer per tenant namespace.
 
 Example::
 
@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -36,32 +38,47 @@ class ControlLoop:
         settings: Settings,
         bus: EventBus,
     ) -> None:
+        self.cluster = cluster
+        self.selector = selector_for(settings.instance)
         self.reconciler = Reconciler(sessions, cluster, settings, bus)
         self.observer = PodObserver(sessions, bus, on_pod_gone=self.reconciler.kick)
-        self.informer = Informer(
-            cluster.resource(PODS), selector_for(settings.instance), self.observer.handle
-        )
-        self.observer.informer = self.informer
+        # One shared pod informer per tenant namespace, started when a pass first visits it.
+        self.reconciler.on_namespace = self.watch_namespace
+        self.informers: dict[str, Informer] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._running = False
 
     def kick(self) -> None:
         self.reconciler.kick()
 
+    def watch_namespace(self, namespace: str) -> None:
+        if namespace in self.informers or not self._running:
+            return
+        informer = Informer(
+            self.cluster.resource(PODS, namespace), self.selector, self.observer.handle
+        )
+        self.informers[namespace] = informer
+        self.observer.follow(informer)
+        self._spawn(informer.run(), f"pod-informer-{namespace}")
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(work, name=name)
+        task.add_done_callback(_report_crash)
+        self._tasks.append(task)
+
     async def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self.informer.run(), name="pod-informer"),
-            asyncio.create_task(self.reconciler.run(), name="reconciler"),
-        ]
-        for task in self._tasks:
-            task.add_done_callback(_report_crash)
+        self._running = True
+        self._spawn(self.reconciler.run(), "reconciler")
 
     async def stop(self) -> None:
+        self._running = False
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        self.informers.clear()
 
 
 def _report_crash(task: asyncio.Task[None]) -> None:

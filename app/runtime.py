@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.events.bus import EventBus
+from app.ratelimit import RateLimiter
 
 
 @dataclass
@@ -23,4 +24,4 @@ class Runtime:
     kick: Callable[[], None] = lambda: None
     cluster_reachable: Callable[[], Awaitable[bool]] | None = None
     cluster_description: str = "none"
-    notes: list[str] = field(default_factory=list)
+    limiter: RateLimiter = field(default_factory=lambda: RateLimiter(60, 20))

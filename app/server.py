@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from collections.abc import AsyncIterator
 
-from sqlalchemy import text
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse
@@ -22,10 +24,14 @@ from app.config import ConfigError, Settings
 from app.control import ControlLoop
 from app.db.engine import make_engine, make_sessionmaker
 from app.db.migrate import ensure_current, upgrade
+from app.db.models import Tenant
+from app.domain.enums import Role
 from app.events.bus import InProcessBus
 from app.k8s.client import Cluster
 from app.k8s.connect import ClusterTarget, connect, discover
+from app.ratelimit import RateLimiter
 from app.runtime import Runtime
+from app.tenancy import ensure_tenant, issue_token
 from schema.build import ASSETS_PATH, GRAPHQL_PATH, QaasGraphQL
 from schema.graphiql import assets_route
 
@@ -58,11 +64,36 @@ async def _open_cluster(settings: Settings) -> tuple[Cluster, object]:
     return cluster, owned_sandbox
 
 
+async def _bootstrap_first_tenant(
+    sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    """On a fresh embedded installation, make a "local" tenant and an ADMIN token for it.
+
+    The token is printed once, to the terminal, never through the log (which may be shipped
+    elsewhere). Production installations create their first token with `qaas token create`.
+    """
+    async with sessions.begin() as session:
+        if await session.scalar(select(Tenant.id).limit(1)) is not None:
+            return
+        tenant = await ensure_tenant(session, "local", settings)
+        _, secret = await issue_token(session, tenant, Role.ADMIN, "bootstrap admin")
+    log.warning("created tenant 'local' and an ADMIN token for it (printed below, once)")
+    banner = (
+        "\n"
+        "  QaaS created the tenant 'local' and this ADMIN token. It is shown only now:\n\n"
+        f"      {secret}\n\n"
+        "  Send it as `Authorization: Bearer <token>` (GraphiQL: the Headers tab).\n"
+        "  More tokens: `qaas token create --tenant local --role member`.\n"
+    )
+    print(banner, file=sys.stderr, flush=True)
+
+
 def create_app(settings: Settings) -> Starlette:
     engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine)
     bus = InProcessBus()
-    runtime = Runtime(settings=settings, sessions=sessions, bus=bus)
+    limiter = RateLimiter(settings.mutations_per_minute, settings.mutation_burst)
+    runtime = Runtime(settings=settings, sessions=sessions, bus=bus, limiter=limiter)
     graphql = QaasGraphQL(runtime)
 
     @contextlib.asynccontextmanager
@@ -71,6 +102,8 @@ def create_app(settings: Settings) -> Starlette:
             await upgrade(settings.database_url)  # the embedded default migrates itself
         else:
             await ensure_current(settings.database_url)
+        if not settings.production:
+            await _bootstrap_first_tenant(sessions, settings)
         cluster, owned_sandbox = await _open_cluster(settings)
         control = ControlLoop(sessions, cluster, settings, bus)
         runtime.kick = control.kick

@@ -26,6 +26,7 @@ from app.domain.status import network_status
 @dataclass(frozen=True)
 class NodeView:
     id: str
+    tenant_id: str
     network_id: str
     network_name: str
     name: str
@@ -50,11 +51,12 @@ class NodeView:
         return object_name(self.network_name, self.name)
 
     @classmethod
-    def of(cls, node: Node, network_name: str) -> NodeView:
+    def of(cls, node: Node, network: Network) -> NodeView:
         return cls(
             id=node.id,
+            tenant_id=network.tenant_id,
             network_id=node.network_id,
-            network_name=network_name,
+            network_name=network.name,
             name=node.name,
             role=node.role,
             status=node.status,
@@ -77,6 +79,7 @@ class NodeView:
 @dataclass(frozen=True)
 class NetworkView:
     id: str
+    tenant_id: str
     name: str
     consensus: Consensus
     status: NetworkStatus
@@ -88,6 +91,7 @@ class NetworkView:
         deleting = network.desired is Desired.ABSENT
         return cls(
             id=network.id,
+            tenant_id=network.tenant_id,
             name=network.name,
             consensus=network.consensus,
             status=network_status(node_statuses, deleting),
@@ -99,6 +103,7 @@ class NetworkView:
 @dataclass(frozen=True)
 class OperationView:
     id: str
+    tenant_id: str
     kind: OperationKind
     state: OperationState
     network_id: str | None
@@ -112,6 +117,7 @@ class OperationView:
     def of(cls, op: Operation) -> OperationView:
         return cls(
             id=op.id,
+            tenant_id=op.tenant_id,
             kind=op.kind,
             state=op.state,
             network_id=op.network_id,

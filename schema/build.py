@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.extensions import (
     AddValidationRules,
     MaskErrors,
@@ -33,14 +34,19 @@ from strawberry.extensions import (
 )
 from strawberry.extensions.base_extension import SchemaExtension
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.tools import merge_types
+from strawberry.types.unset import UNSET, UnsetType
 
+from app.config import graphiql_enabled, introspection_enabled
 from app.runtime import Runtime
+from app.tenancy import AuthError, authenticate, bearer
 from schema.context import Context
 from schema.errors import should_mask
 from schema.graphiql import graphiql_html
 from schema.mutations import Mutation
 from schema.queries import Query
 from schema.subscriptions import Subscription
+from schema.tokens import TokenMutation, TokenQuery
 from schema.types import Network, Node, Operation
 
 MAX_DEPTH = 10
@@ -64,8 +70,8 @@ def build_schema(*, introspection: bool = True) -> strawberry.Schema:
     if not introspection:
         extensions.append(partial(AddValidationRules, [NoSchemaIntrospectionCustomRule]))
     return strawberry.Schema(
-        query=Query,
-        mutation=Mutation,
+        query=merge_types("Query", (Query, TokenQuery)),
+        mutation=merge_types("Mutation", (Mutation, TokenMutation)),
         subscription=Subscription,
         types=[Network, Node, Operation],
         extensions=extensions,
@@ -76,10 +82,10 @@ class QaasGraphQL(GraphQL[Context, None]):
     """Strawberry's ASGI view with our context, our offline GraphiQL and no legacy protocol."""
 
     def __init__(self, runtime: Runtime) -> None:
-        production = runtime.settings.production
+        settings = runtime.settings
         super().__init__(
-            build_schema(introspection=not production),
-            graphql_ide=None if production else "graphiql",
+            build_schema(introspection=introspection_enabled(settings)),
+            graphql_ide="graphiql" if graphiql_enabled(settings) else None,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
             keep_alive=True,
             keep_alive_interval=15,
@@ -90,7 +96,30 @@ class QaasGraphQL(GraphQL[Context, None]):
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket | Any
     ) -> Context:
-        return Context(runtime=self.runtime, request=request, response=response)
+        context = Context(runtime=self.runtime, request=request, response=response)
+        if isinstance(request, Request):  # a WebSocket authenticates in connection_init
+            await self._authenticate(context, bearer(request.headers.get("authorization")))
+        return context
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        """Accept a WebSocket only with a valid token in the connection_init payload:
+        ``{"Authorization": "Bearer <token>"}`` (or ``authorization``, or ``token``)."""
+        params = context.connection_params or {}
+        if not isinstance(params, dict):
+            raise ConnectionRejectionError()
+        header = params.get("Authorization") or params.get("authorization")
+        token = bearer(header) if isinstance(header, str) else params.get("token")
+        await self._authenticate(context, token if isinstance(token, str) else None)
+        if context.principal is None:
+            raise ConnectionRejectionError({"message": context.auth_problem})
+        accepted: UnsetType = UNSET
+        return accepted
+
+    async def _authenticate(self, context: Context, token: str | None) -> None:
+        try:
+            context.authenticated(await authenticate(self.runtime.sessions, token))
+        except AuthError as problem:
+            context.auth_problem = str(problem)
 
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
         return HTMLResponse(graphiql_html(GRAPHQL_PATH, ASSETS_PATH))

@@ -15,6 +15,7 @@ from strawberry.dataloader import DataLoader
 
 from app.db import queries
 from app.runtime import Runtime
+from app.tenancy import Principal
 from app.views import NetworkView, NodeView, OperationView, StatusChangeView
 
 
@@ -26,20 +27,21 @@ class Loaders:
     history: DataLoader[str, list[StatusChangeView]]
 
 
-def make_loaders(runtime: Runtime) -> Loaders:
+def make_loaders(runtime: Runtime, tenant_id: str) -> Loaders:
+    """Loaders that only ever find ``tenant_id``'s objects."""
     sessions = runtime.sessions
 
     async def networks(ids: Sequence[str]) -> list[NetworkView | None]:
         async with sessions() as session:
-            return await queries.networks_by_ids(session, ids)
+            return await queries.networks_by_ids(session, tenant_id, ids)
 
     async def nodes(ids: Sequence[str]) -> list[NodeView | None]:
         async with sessions() as session:
-            return await queries.nodes_by_ids(session, ids)
+            return await queries.nodes_by_ids(session, tenant_id, ids)
 
     async def operations(ids: Sequence[str]) -> list[OperationView | None]:
         async with sessions() as session:
-            return await queries.operations_by_ids(session, ids)
+            return await queries.operations_by_ids(session, tenant_id, ids)
 
     async def histories(ids: Sequence[str]) -> list[list[StatusChangeView]]:
         async with sessions() as session:
@@ -60,10 +62,16 @@ class Context:
     request: Any = None
     response: Any = None
     connection_params: dict[str, Any] | None = None
+    principal: Principal | None = None
+    auth_problem: str | None = None  # why there is no principal, said to the caller
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:
-        self.loaders = make_loaders(self.runtime)
+        self.loaders = self.fresh_loaders()
+
+    def authenticated(self, principal: Principal) -> None:
+        self.principal, self.auth_problem = principal, None
+        self.loaders = self.fresh_loaders()
 
     def fresh_loaders(self) -> Loaders:
-        return make_loaders(self.runtime)
+        return make_loaders(self.runtime, self.principal.tenant_id if self.principal else "")

@@ -9,6 +9,7 @@ from strawberry.types import Info
 from app import commands
 from app.commands import ErrorCode, Result
 from app.domain.enums import Consensus
+from schema.auth import Need, caller
 from schema.context import Context
 from schema.ids import raw_id_of
 from schema.types import ConsensusEnum, Network, Node, Operation, UserError
@@ -95,9 +96,9 @@ class Mutation:
     async def network_create(
         self, info: Info[Context, None], input: NetworkCreateInput
     ) -> NetworkCreatePayload:
-        runtime = info.context.runtime
+        principal, runtime = caller(info, Need.WRITE), info.context.runtime
         result = await commands.create_network(
-            runtime.sessions, input.name.strip(), input.consensus,
+            runtime.sessions, principal.tenant_id, input.name.strip(), input.consensus,
             runtime.settings.node_start_deadline,
         )  # fmt: skip
         _done(info, result)
@@ -109,15 +110,16 @@ class Mutation:
 
     @strawberry.mutation(description="Add a dynamic peer to a network QaaS runs.")
     async def node_add(self, info: Info[Context, None], input: NodeAddInput) -> NodePayload:
-        runtime = info.context.runtime
+        principal, runtime = caller(info, Need.WRITE), info.context.runtime
         network_id = raw_id_of(input.network_id, "Network")
         if network_id is None:
             errors = [UserError(field=["input", "networkId"], message="not a Network ID",
                                 code=ErrorCode.INVALID_ID)]  # fmt: skip
             return NodePayload(node=None, operation=None, user_errors=errors)
         result = await commands.add_node(
-            runtime.sessions, network_id, input.name.strip(), runtime.settings.node_start_deadline
-        )
+            runtime.sessions, principal.tenant_id, network_id, input.name.strip(),
+            runtime.settings.node_start_deadline,
+        )  # fmt: skip
         _done(info, result)
         return NodePayload(
             node=Node.of(result.node) if result.node else None,
@@ -129,10 +131,10 @@ class Mutation:
     async def network_join(
         self, info: Info[Context, None], input: NetworkJoinInput
     ) -> NetworkJoinPayload:
-        runtime = info.context.runtime
+        principal, runtime = caller(info, Need.WRITE), info.context.runtime
         result = await commands.join_network(
-            runtime.sessions, input.name.strip(), input.coordinator_ip, input.consensus,
-            input.node_name.strip(), runtime.settings.node_start_deadline,
+            runtime.sessions, principal.tenant_id, input.name.strip(), input.coordinator_ip,
+            input.consensus, input.node_name.strip(), runtime.settings.node_start_deadline,
         )  # fmt: skip
         _done(info, result)
         return NetworkJoinPayload(
@@ -144,10 +146,13 @@ class Mutation:
 
     @strawberry.mutation(description="Delete a peer node and its Kubernetes objects.")
     async def node_delete(self, info: Info[Context, None], input: NodeDeleteInput) -> DeletePayload:
+        principal = caller(info, Need.WRITE)
         node_id = raw_id_of(input.id, "Node")
         if node_id is None:
             return DeletePayload(operation=None, user_errors=_bad_id("Node"))
-        result = await commands.delete_node(info.context.runtime.sessions, node_id)
+        result = await commands.delete_node(
+            info.context.runtime.sessions, principal.tenant_id, node_id
+        )
         _done(info, result)
         return DeletePayload(operation=_operation(result), user_errors=_user_errors(result))
 
@@ -155,9 +160,12 @@ class Mutation:
     async def network_delete(
         self, info: Info[Context, None], input: NetworkDeleteInput
     ) -> DeletePayload:
+        principal = caller(info, Need.WRITE)
         network_id = raw_id_of(input.id, "Network")
         if network_id is None:
             return DeletePayload(operation=None, user_errors=_bad_id("Network"))
-        result = await commands.delete_network(info.context.runtime.sessions, network_id)
+        result = await commands.delete_network(
+            info.context.runtime.sessions, principal.tenant_id, network_id
+        )
         _done(info, result)
         return DeletePayload(operation=_operation(result), user_errors=_user_errors(result))

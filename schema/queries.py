@@ -7,6 +7,7 @@ from strawberry.types import Info
 
 from app.db import queries
 from app.db.queries import BadCursor
+from schema.auth import caller
 from schema.context import Context
 from schema.errors import ClientError
 from schema.ids import from_global_id, raw_id_of
@@ -15,7 +16,8 @@ from schema.types import Entity, Network, NetworkConnection, NetworkEdge, Node, 
 
 
 async def lookup(info: Info[Context, None], global_id: str) -> Entity | None:
-    """Any object by its global ID; None for an unknown or malformed ID."""
+    """Any object of the caller's tenant by its global ID; None for an unknown or malformed ID."""
+    caller(info)
     parsed = from_global_id(global_id)
     if parsed is None:
         return None
@@ -43,10 +45,11 @@ class Query:
     async def networks(
         self, info: Info[Context, None], first: int = 20, after: str | None = None
     ) -> NetworkConnection:
+        principal = caller(info)
         limit = page_args(first)
         try:
             async with info.context.runtime.sessions() as session:
-                page = await queries.networks_page(session, limit, after)
+                page = await queries.networks_page(session, principal.tenant_id, limit, after)
         except BadCursor as error:
             raise ClientError(str(error)) from None
         return NetworkConnection(
@@ -67,6 +70,7 @@ class Query:
     async def network(
         self, info: Info[Context, None], id: strawberry.ID | None = None, name: str | None = None
     ) -> Network | None:
+        principal = caller(info)
         if (id is None) == (name is None):
             raise ClientError("give exactly one of `id` and `name`")
         if id is not None:
@@ -74,11 +78,12 @@ class Query:
             view = await info.context.loaders.network.load(raw) if raw else None
         else:
             async with info.context.runtime.sessions() as session:
-                view = await queries.network_by_name(session, str(name))
+                view = await queries.network_by_name(session, principal.tenant_id, str(name))
         return Network.of(view) if view else None
 
     @strawberry.field(description="An operation a mutation started, by global ID.")
     async def operation(self, info: Info[Context, None], id: strawberry.ID) -> Operation | None:
+        caller(info)
         raw = raw_id_of(id, "Operation")
         view = await info.context.loaders.operation.load(raw) if raw else None
         return Operation.of(view) if view else None

@@ -14,6 +14,7 @@ from strawberry.types import Info
 
 from app.db import queries
 from app.views import NodeView
+from schema.auth import caller
 from schema.context import Context
 from schema.errors import ClientError
 from schema.ids import raw_id_of
@@ -21,14 +22,19 @@ from schema.types import Node
 
 
 async def _snapshot(
-    info: Info[Context, None], network_id: str | None, node_id: str | None
+    info: Info[Context, None], tenant_id: str, network_id: str | None, node_id: str | None
 ) -> list[NodeView]:
     async with info.context.runtime.sessions() as session:
         if node_id is not None:
-            return [v for v in await queries.nodes_by_ids(session, [node_id]) if v is not None]
+            found = await queries.nodes_by_ids(session, tenant_id, [node_id])
+            if found[0] is None:
+                raise ClientError("no such node")
+            return [found[0]]
         if network_id is not None:
-            return await queries.nodes_of_network(session, network_id)
-        return await queries.all_nodes(session)
+            if (await queries.networks_by_ids(session, tenant_id, [network_id]))[0] is None:
+                raise ClientError("no such network")
+            return await queries.nodes_of_network(session, tenant_id, network_id)
+        return await queries.all_nodes(session, tenant_id)
 
 
 @strawberry.type
@@ -43,6 +49,7 @@ class Subscription:
         network_id: strawberry.ID | None = None,
         node_id: strawberry.ID | None = None,
     ) -> AsyncGenerator[Node, None]:
+        principal = caller(info)
         network_raw = raw_id_of(network_id, "Network") if network_id is not None else None
         node_raw = raw_id_of(node_id, "Node") if node_id is not None else None
         if network_id is not None and network_raw is None:
@@ -52,13 +59,12 @@ class Subscription:
         context = info.context
         # Subscribe before reading the snapshot, so no change falls between the two; the
         # revision numbers then drop anything the snapshot already covers.
-        async with context.runtime.bus.subscribe(network_raw, node_raw) as mailbox:
+        tenant = principal.tenant_id
+        async with context.runtime.bus.subscribe(network_raw, node_raw, tenant) as mailbox:
             sent: dict[str, int] = {}
-            for view in await _snapshot(info, network_raw, node_raw):
+            for view in await _snapshot(info, tenant, network_raw, node_raw):
                 sent[view.id] = view.revision
                 yield Node.of(view, context.fresh_loaders())
-            if node_raw is not None and node_raw not in sent:
-                return  # no such node: nothing will ever change
             while True:
                 change = await mailbox.get()
                 if change.deleted:

@@ -96,8 +96,10 @@ class Network(Entity):
 
 
 async def _coordinator(info: Info[Context, None], network_id: str) -> NodeView | None:
+    principal = info.context.principal
+    assert principal is not None  # the field's parent was resolved for this tenant
     async with info.context.runtime.sessions() as session:
-        nodes = await queries.nodes_of_network(session, network_id)
+        nodes = await queries.nodes_of_network(session, principal.tenant_id, network_id)
     return next((n for n in nodes if n.role is NodeRole.COORDINATOR), None)
 
 

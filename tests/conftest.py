@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -18,8 +20,10 @@ from app.config import Settings, load_settings
 from app.db.engine import make_engine, make_sessionmaker
 from app.db.migrate import upgrade
 from app.db.models import Base
+from app.domain.enums import Role
 from app.sandbox.handle import Sandbox, SandboxState
 from app.server import create_app
+from app.tenancy import create_token
 from tests.helpers import GraphQLClient, eventually
 
 
@@ -73,29 +77,33 @@ POSTGRES_ADMIN_URL = os.environ.get(
 DATABASES = os.environ.get("QAAS_TEST_DATABASES", "sqlite,postgresql").split(",")
 
 
-@pytest.fixture(scope="session", params=DATABASES)
-async def database_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[str]:
-    """A fresh database built by the project's own migrations, for the whole session."""
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'qaas.db'}"
-        await upgrade(url)
-        yield url
+@contextlib.asynccontextmanager
+async def empty_database(kind: str, folder: Path) -> AsyncIterator[str]:
+    """A new, empty database of ``kind`` ("sqlite" or "postgresql"); dropped afterwards."""
+    if kind == "sqlite":
+        yield f"sqlite+aiosqlite:///{folder / f'qaas-{uuid.uuid4().hex[:8]}.db'}"
         return
     admin = make_url(POSTGRES_ADMIN_URL)
     name = f"qaas_test_{uuid.uuid4().hex[:12]}"
     engine = create_async_engine(admin, isolation_level="AUTOCOMMIT")
     async with engine.connect() as connection:
         await connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = admin.set(database=name).render_as_string(hide_password=False)
     try:
-        await upgrade(url)
-        yield url
+        yield admin.set(database=name).render_as_string(hide_password=False)
     finally:
         async with engine.connect() as connection:
             await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         await engine.dispose()
+
+
+@pytest.fixture(scope="session", params=DATABASES)
+async def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[str]:
+    """A fresh database built by the project's own migrations, for the whole session."""
+    async with empty_database(request.param, tmp_path_factory.mktemp("db")) as url:
+        await upgrade(url)
+        yield url
 
 
 @pytest.fixture
@@ -124,9 +132,24 @@ def settings(database_url: str, kubeconfig: Path, namespace: str) -> Settings:
     )
 
 
+@dataclass(frozen=True)
+class CallerTenant:
+    id: str
+    name: str
+    namespace: str
+    token: str  # an ADMIN token's secret
+
+
+@pytest.fixture
+async def tenant(sessions: async_sessionmaker[AsyncSession], settings: Settings) -> CallerTenant:
+    """The test's tenant (the first one: its namespace is the test's namespace)."""
+    row, _, secret = await create_token(sessions, "acme", Role.ADMIN, settings, "test admin")
+    return CallerTenant(row.id, row.name, row.namespace, secret)
+
+
 @pytest.fixture
 async def app(
-    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], tenant: CallerTenant
 ) -> AsyncIterator[Starlette]:
     """The whole service (control loop included), started through its own lifespan."""
     application = create_app(settings)
@@ -135,8 +158,11 @@ async def app(
 
 
 @pytest.fixture
-async def api(app: Starlette) -> AsyncIterator[GraphQLClient]:
+async def api(app: Starlette, tenant: CallerTenant) -> AsyncIterator[GraphQLClient]:
+    """A GraphQL client for the app, calling as the test tenant's ADMIN."""
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://qaas.test"
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://qaas.test",
+        headers={"Authorization": f"Bearer {tenant.token}"},
     ) as http:
         yield GraphQLClient(http)

@@ -32,6 +32,7 @@ from app.domain.enums import (
     NodeStatus,
     OperationKind,
     OperationState,
+    Role,
 )
 
 
@@ -80,11 +81,47 @@ class Base(DeclarativeBase):
     )
 
 
-class Network(Base):
-    __tablename__ = "networks"
+class Tenant(Base):
+    """An organisation: its networks live in its own namespace, its tokens see only its data."""
+
+    __tablename__ = "tenants"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(63), unique=True)
+    namespace: Mapped[str] = mapped_column(String(63), unique=True)
+    max_networks: Mapped[int] = mapped_column(Integer)
+    max_nodes: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ApiToken(Base):
+    """A bearer token. Only its SHA-256 is stored; the secret is shown once, at creation."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[Role] = mapped_column(_enum(Role, "role"))
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hint: Mapped[str] = mapped_column(String(16))  # the first characters, to tell tokens apart
+    created_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime)
+
+    tenant: Mapped[Tenant] = relationship()
+
+
+class Network(Base):
+    __tablename__ = "networks"
+    __table_args__ = (UniqueConstraint("tenant_id", "name", name="uq_networks_tenant_id_name"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(
+        ForeignKey("tenants.id", ondelete="RESTRICT"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(63))
     consensus: Mapped[Consensus] = mapped_column(_enum(Consensus, "consensus"))
     # Set for a network that runs elsewhere and that our nodes join (networkJoin).
     external_coordinator_ip: Mapped[str | None] = mapped_column(String(45))
@@ -97,6 +134,7 @@ class Network(Base):
     nodes: Mapped[list[Node]] = relationship(
         back_populates="network", cascade="all, delete-orphan", passive_deletes=True
     )
+    tenant: Mapped[Tenant] = relationship()
 
 
 class Node(Base):
@@ -163,6 +201,7 @@ class Operation(Base):
     __tablename__ = "operations"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(String(36), index=True)
     kind: Mapped[OperationKind] = mapped_column(_enum(OperationKind, "operation_kind"))
     state: Mapped[OperationState] = mapped_column(
         _enum(OperationState, "operation_state"), default=OperationState.PENDING

@@ -22,7 +22,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import Network, Node, NodeStatusChange, Operation
+from app.db.models import ApiToken, Network, Node, NodeStatusChange, Operation
 from app.views import NetworkView, NodeView, OperationView, StatusChangeView
 
 T = TypeVar("T")
@@ -60,7 +60,9 @@ def decode_cursor(cursor: str) -> tuple[datetime.datetime, str]:
 SelectT = TypeVar("SelectT", bound=Select[*tuple[Any, ...]])
 
 
-def _after(query: SelectT, model: type[Network] | type[Node], after: str | None) -> SelectT:
+def _after(
+    query: SelectT, model: type[Network] | type[Node] | type[ApiToken], after: str | None
+) -> SelectT:
     if after is None:
         return query
     created, row_id = decode_cursor(after)
@@ -84,10 +86,18 @@ async def network_views(session: AsyncSession, networks: Sequence[Network]) -> l
     return [NetworkView.of(n, [node.status for node in nodes[n.id]]) for n in networks]
 
 
-async def networks_page(session: AsyncSession, first: int, after: str | None) -> Page[NetworkView]:
-    query = _after(select(Network), Network, after).order_by(Network.created_at, Network.id)
+async def networks_page(
+    session: AsyncSession, tenant_id: str, first: int, after: str | None
+) -> Page[NetworkView]:
+    mine = select(Network).where(Network.tenant_id == tenant_id)
+    query = _after(mine, Network, after).order_by(Network.created_at, Network.id)
     rows = list(await session.scalars(query.limit(first + 1)))
-    total = await session.scalar(select(func.count()).select_from(Network)) or 0
+    total = (
+        await session.scalar(
+            select(func.count()).select_from(Network).where(Network.tenant_id == tenant_id)
+        )
+        or 0
+    )
     page = rows[:first]
     return Page(
         items=await network_views(session, page),
@@ -97,18 +107,18 @@ async def networks_page(session: AsyncSession, first: int, after: str | None) ->
     )
 
 
-async def network_by_id(session: AsyncSession, network_id: str) -> NetworkView | None:
-    network = await session.get(Network, network_id)
+async def network_by_name(session: AsyncSession, tenant_id: str, name: str) -> NetworkView | None:
+    network = await session.scalar(
+        select(Network).where(Network.tenant_id == tenant_id, Network.name == name)
+    )
     return (await network_views(session, [network]))[0] if network else None
 
 
-async def network_by_name(session: AsyncSession, name: str) -> NetworkView | None:
-    network = await session.scalar(select(Network).where(Network.name == name))
-    return (await network_views(session, [network]))[0] if network else None
-
-
-async def networks_by_ids(session: AsyncSession, ids: Sequence[str]) -> list[NetworkView | None]:
-    rows = {n.id: n for n in await session.scalars(select(Network).where(Network.id.in_(ids)))}
+async def networks_by_ids(
+    session: AsyncSession, tenant_id: str, ids: Sequence[str]
+) -> list[NetworkView | None]:
+    query = select(Network).where(Network.tenant_id == tenant_id, Network.id.in_(ids))
+    rows = {n.id: n for n in await session.scalars(query)}
     views = {v.id: v for v in await network_views(session, list(rows.values()))}
     return [views.get(i) for i in ids]
 
@@ -116,8 +126,9 @@ async def networks_by_ids(session: AsyncSession, ids: Sequence[str]) -> list[Net
 async def nodes_page(
     session: AsyncSession, network_id: str, first: int, after: str | None
 ) -> Page[NodeView]:
+    """The nodes of a network the caller already resolved within its tenant."""
     query = _after(
-        select(Node, Network.name).join(Network).where(Node.network_id == network_id),
+        select(Node, Network).join(Network).where(Node.network_id == network_id),
         Node,
         after,
     ).order_by(Node.created_at, Node.id)
@@ -125,34 +136,43 @@ async def nodes_page(
     total = await session.scalar(select(func.count()).where(Node.network_id == network_id)) or 0
     page = rows[:first]
     return Page(
-        items=[NodeView.of(node, name) for node, name in page],
+        items=[NodeView.of(node, network) for node, network in page],
         cursors=[encode_cursor(node.created_at, node.id) for node, _ in page],
         has_next=len(rows) > first,
         total=total,
     )
 
 
-async def nodes_by_ids(session: AsyncSession, ids: Sequence[str]) -> list[NodeView | None]:
-    rows = await session.execute(select(Node, Network.name).join(Network).where(Node.id.in_(ids)))
-    found = {node.id: NodeView.of(node, name) for node, name in rows}
+async def nodes_by_ids(
+    session: AsyncSession, tenant_id: str, ids: Sequence[str]
+) -> list[NodeView | None]:
+    rows = await session.execute(
+        select(Node, Network).join(Network).where(Network.tenant_id == tenant_id, Node.id.in_(ids))
+    )
+    found = {node.id: NodeView.of(node, network) for node, network in rows}
     return [found.get(i) for i in ids]
 
 
-async def all_nodes(session: AsyncSession) -> list[NodeView]:
+async def all_nodes(session: AsyncSession, tenant_id: str) -> list[NodeView]:
     rows = await session.execute(
-        select(Node, Network.name).join(Network).order_by(Node.created_at, Node.id)
-    )
-    return [NodeView.of(node, name) for node, name in rows]
-
-
-async def nodes_of_network(session: AsyncSession, network_id: str) -> list[NodeView]:
-    rows = await session.execute(
-        select(Node, Network.name)
+        select(Node, Network)
         .join(Network)
-        .where(Node.network_id == network_id)
+        .where(Network.tenant_id == tenant_id)
         .order_by(Node.created_at, Node.id)
     )
-    return [NodeView.of(node, name) for node, name in rows]
+    return [NodeView.of(node, network) for node, network in rows]
+
+
+async def nodes_of_network(
+    session: AsyncSession, tenant_id: str, network_id: str
+) -> list[NodeView]:
+    rows = await session.execute(
+        select(Node, Network)
+        .join(Network)
+        .where(Network.tenant_id == tenant_id, Node.network_id == network_id)
+        .order_by(Node.created_at, Node.id)
+    )
+    return [NodeView.of(node, network) for node, network in rows]
 
 
 async def status_history(
@@ -170,10 +190,29 @@ async def status_history(
 
 
 async def operations_by_ids(
-    session: AsyncSession, ids: Sequence[str]
+    session: AsyncSession, tenant_id: str, ids: Sequence[str]
 ) -> list[OperationView | None]:
-    found = {
-        o.id: OperationView.of(o)
-        for o in await session.scalars(select(Operation).where(Operation.id.in_(ids)))
-    }
+    query = select(Operation).where(Operation.tenant_id == tenant_id, Operation.id.in_(ids))
+    found = {o.id: OperationView.of(o) for o in await session.scalars(query)}
     return [found.get(i) for i in ids]
+
+
+async def tokens_page(
+    session: AsyncSession, tenant_id: str, first: int, after: str | None
+) -> Page[ApiToken]:
+    mine = select(ApiToken).where(ApiToken.tenant_id == tenant_id)
+    query = _after(mine, ApiToken, after).order_by(ApiToken.created_at, ApiToken.id)
+    rows = list(await session.scalars(query.limit(first + 1)))
+    total = (
+        await session.scalar(
+            select(func.count()).select_from(ApiToken).where(ApiToken.tenant_id == tenant_id)
+        )
+        or 0
+    )
+    page = rows[:first]
+    return Page(
+        items=page,
+        cursors=[encode_cursor(t.created_at, t.id) for t in page],
+        has_next=len(rows) > first,
+        total=total,
+    )

@@ -25,6 +25,18 @@ class NodeRole(enum.StrEnum):
         return {NodeRole.COORDINATOR: "coordinator", NodeRole.PEER: "dynamicPeer"}[self]
 
 
+class Role(enum.StrEnum):
+    """What a token may do within its tenant."""
+
+    ADMIN = "ADMIN"  # everything, tokens included
+    MEMBER = "MEMBER"  # networks and nodes
+    VIEWER = "VIEWER"  # read only
+
+    @property
+    def can_write(self) -> bool:
+        return self is not Role.VIEWER
+
+
 class Desired(enum.StrEnum):
     """What the user asked for: the object should exist, or be gone."""
 

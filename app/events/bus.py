@@ -31,6 +31,7 @@ class NodeChange:
 
     node_id: str
     network_id: str
+    tenant_id: str
     snapshot: Any  # the read model (app.reconcile.views.NodeView), immutable
     deleted: bool = False
 
@@ -38,7 +39,10 @@ class NodeChange:
 class Mailbox:
     """One subscriber's bounded, per-node-coalescing queue."""
 
-    def __init__(self, network_id: str | None, node_id: str | None, limit: int) -> None:
+    def __init__(
+        self, tenant_id: str | None, network_id: str | None, node_id: str | None, limit: int
+    ) -> None:
+        self.tenant_id = tenant_id
         self.network_id = network_id
         self.node_id = node_id
         self.limit = limit
@@ -47,6 +51,8 @@ class Mailbox:
         self.dropped = 0  # superseded changes (a newer state of the same node replaced them)
 
     def wants(self, change: NodeChange) -> bool:
+        if self.tenant_id is not None and change.tenant_id != self.tenant_id:
+            return False
         if self.node_id is not None:
             return change.node_id == self.node_id
         return self.network_id is None or change.network_id == self.network_id
@@ -76,7 +82,10 @@ class EventBus(Protocol):
     def publish(self, change: NodeChange) -> None: ...
 
     def subscribe(
-        self, network_id: str | None = None, node_id: str | None = None
+        self,
+        network_id: str | None = None,
+        node_id: str | None = None,
+        tenant_id: str | None = None,
     ) -> contextlib.AbstractAsyncContextManager[Mailbox]: ...
 
 
@@ -98,9 +107,12 @@ class InProcessBus:
 
     @contextlib.asynccontextmanager
     async def subscribe(
-        self, network_id: str | None = None, node_id: str | None = None
+        self,
+        network_id: str | None = None,
+        node_id: str | None = None,
+        tenant_id: str | None = None,
     ) -> AsyncIterator[Mailbox]:
-        mailbox = Mailbox(network_id, node_id, self.mailbox_limit)
+        mailbox = Mailbox(tenant_id, network_id, node_id, self.mailbox_limit)
         self._mailboxes.add(mailbox)
         try:
             yield mailbox

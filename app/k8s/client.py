@@ -21,7 +21,7 @@ import aiohttp
 from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from app.k8s.errors import ClusterUnavailable, KubeError, from_status
+from app.k8s.errors import ClusterUnavailable, Conflict, KubeError, NotFound, from_status
 
 Obj = dict[str, Any]
 
@@ -38,6 +38,7 @@ class ResourceKind:
 SERVICES = ResourceKind("CoreV1Api", "namespaced_service", "Service")
 DEPLOYMENTS = ResourceKind("AppsV1Api", "namespaced_deployment", "Deployment")
 PODS = ResourceKind("CoreV1Api", "namespaced_pod", "Pod")
+RESOURCE_QUOTAS = ResourceKind("CoreV1Api", "namespaced_resource_quota", "ResourceQuota")
 
 
 async def _call(call: Callable[[], Awaitable[Any]]) -> Any:
@@ -136,6 +137,21 @@ class Cluster:
 
     def resource(self, kind: ResourceKind, namespace: str | None = None) -> Resource:
         return Resource(self.api_client, kind, namespace or self.namespace)
+
+    async def ensure_namespace(self, name: str, labels: dict[str, str]) -> bool:
+        """Create namespace ``name`` unless it exists; True if we created it."""
+        api = client.CoreV1Api(self.api_client)
+        try:
+            await _call(lambda: api.read_namespace(name, _preload_content=False))
+            return False
+        except NotFound:
+            pass
+        body = {"metadata": {"name": name, "labels": labels}}
+        try:
+            await _call(lambda: api.create_namespace(body, _preload_content=False))
+        except Conflict:
+            return False
+        return True
 
     async def reachable(self) -> bool:
         """True if the API server answers /version (used by /readyz)."""

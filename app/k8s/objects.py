@@ -30,6 +30,35 @@ SPEC_HASH = "qaas.dev/spec-hash"
 CONTAINER = "qnm"
 
 
+TENANT = "qaas.dev/tenant"
+
+
+def tenant_namespace_labels(tenant: str, installation: str) -> dict[str, str]:
+    return {MANAGED_BY: "qaas", INSTALLATION: installation, TENANT: tenant}
+
+
+def resource_quota(max_nodes: int) -> dict[str, Any]:
+    """A tenant namespace's quota: room for its nodes' pods and Services, nothing more.
+
+    Pods get one extra slot per node so a node's Recreate rollout or a stuck terminating pod
+    does not block it.
+    """
+    return {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": "qaas-tenant", "labels": {MANAGED_BY: "qaas"}},
+        "spec": {
+            "hard": {
+                "pods": str(2 * max_nodes),
+                "services": str(max_nodes),
+                "services.nodeports": str(max_nodes * 8),
+                "requests.cpu": f"{max_nodes * 100}m",
+                "requests.memory": f"{max_nodes * 256}Mi",
+            }
+        },
+    }
+
+
 def selector_for(installation: str) -> str:
     """The label selector that finds every object this QaaS installation owns."""
     return f"{MANAGED_BY}=qaas,{INSTALLATION}={installation}"

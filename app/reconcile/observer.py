@@ -7,8 +7,8 @@ and published; duplicates and no-op updates are dropped here.
 Example::
 
     observer = PodObserver(sessions, bus, on_pod_gone=reconciler.kick)
-    informer = Informer(cluster.resource(PODS), selector, observer.handle)
-    observer.informer = informer
+    informer = Informer(cluster.resource(PODS, namespace), selector, observer.handle)
+    observer.follow(informer)
 """
 
 from __future__ import annotations
@@ -51,8 +51,12 @@ class PodObserver:
         self.sessions = sessions
         self.bus = bus
         self.on_pod_gone = on_pod_gone
-        self.informer: Informer | None = None
+        self.informers: dict[str, Informer] = {}  # by namespace
         self.published = 0
+
+    def follow(self, informer: Informer) -> None:
+        """Take events from ``informer`` (one per namespace; its cache answers lookups)."""
+        self.informers[informer.resource.namespace] = informer
 
     async def handle(self, kind: str, pod: dict[str, Any]) -> None:
         node_id = (pod["metadata"].get("labels") or {}).get(NODE_ID)
@@ -60,10 +64,10 @@ class PodObserver:
             return
         if kind == "DELETED":
             self.on_pod_gone()  # maybe deleted behind our back: let the reconciler look
-        assert self.informer is not None
+        informer = self.informers[pod["metadata"]["namespace"]]
         pods = [
             p
-            for p in self.informer.cache.values()
+            for p in informer.cache.values()
             if (p["metadata"].get("labels") or {}).get(NODE_ID) == node_id
         ]
         current = current_pod(pods)
@@ -86,6 +90,6 @@ class PodObserver:
             await refresh_status(session, node)
             network = await session.get(Network, node.network_id)
             assert network is not None
-            view = NodeView.of(node, network.name)
+            view = NodeView.of(node, network)
         self.published += 1
-        self.bus.publish(NodeChange(view.id, view.network_id, view))
+        self.bus.publish(NodeChange(view.id, view.network_id, view.tenant_id, view))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from sqlalchemy import delete, select, update
@@ -26,12 +26,19 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
 from app.config import Settings
-from app.db.models import Network, Node, Operation, utcnow
+from app.db.models import Network, Node, Operation, Tenant, utcnow
 from app.domain.enums import Desired, NodeRole, OperationKind, OperationState
 from app.events.bus import EventBus, NodeChange
-from app.k8s.client import DEPLOYMENTS, SERVICES, Cluster, Obj
+from app.k8s.client import DEPLOYMENTS, RESOURCE_QUOTAS, SERVICES, Cluster, Obj, Resource
 from app.k8s.errors import Conflict, KubeError, NotFound
-from app.k8s.objects import NODE_ID, SPEC_HASH, NodeObjects, selector_for
+from app.k8s.objects import (
+    NODE_ID,
+    SPEC_HASH,
+    NodeObjects,
+    resource_quota,
+    selector_for,
+    tenant_namespace_labels,
+)
 from app.reconcile.progress import STARTING_KINDS, finish_operations, refresh_status
 from app.views import NodeView
 
@@ -44,8 +51,11 @@ class ForeignObject(Exception):
 
 @dataclass
 class Observed:
-    """One pass's view of the cluster: our objects, by node id."""
+    """One pass's view of one namespace: its API handles and our objects in it, by node id."""
 
+    namespace: str
+    service_api: Resource
+    deployment_api: Resource
     services: dict[str, Obj] = field(default_factory=dict)
     deployments: dict[str, Obj] = field(default_factory=dict)
 
@@ -71,8 +81,10 @@ class Reconciler:
         self.cluster = cluster
         self.settings = settings
         self.bus = bus
-        self.services = cluster.resource(SERVICES)
-        self.deployments = cluster.resource(DEPLOYMENTS)
+        # Called with every tenant namespace a pass visits (the control loop starts its
+        # pod informer there).
+        self.on_namespace: Callable[[str], None] = lambda _: None
+        self._prepared: set[str] = set()
         self._wake = asyncio.Event()
         self.passes = 0
 
@@ -104,18 +116,54 @@ class Reconciler:
 
     # -- one pass ---------------------------------------------------------------------------
 
-    async def reconcile_once(self) -> None:
-        selector = selector_for(self.settings.instance)
-        services, _ = await self.services.list(selector)
-        deployments, _ = await self.deployments.list(selector)
-        observed = Observed(Observed.index(services), Observed.index(deployments))
+    def resources(self, namespace: str) -> tuple[Resource, Resource]:
+        """The Service and Deployment APIs of a namespace (a seam for fault-injection tests)."""
+        return (
+            self.cluster.resource(SERVICES, namespace),
+            self.cluster.resource(DEPLOYMENTS, namespace),
+        )
 
+    async def reconcile_once(self) -> None:
         async with self.sessions() as session:
+            tenants = list(await session.scalars(select(Tenant)))
             networks = list(
                 await session.scalars(select(Network).options(selectinload(Network.nodes)))
             )
-        known = {node.id for network in networks for node in network.nodes}
+        by_tenant: dict[str, list[Network]] = {t.id: [] for t in tenants}
+        for network in networks:
+            by_tenant.setdefault(network.tenant_id, []).append(network)
+        for tenant in tenants:
+            await self._reconcile_namespace(tenant, by_tenant[tenant.id])
+        self.passes += 1
 
+    async def _prepare(self, tenant: Tenant) -> None:
+        """Make the tenant's namespace (and its quota, where we own the namespace) exist."""
+        if tenant.namespace in self._prepared:
+            return
+        labels = tenant_namespace_labels(tenant.name, self.settings.instance)
+        created = await self.cluster.ensure_namespace(tenant.namespace, labels)
+        if created or tenant.namespace != (self.settings.namespace or "default"):
+            quotas = self.cluster.resource(RESOURCE_QUOTAS, tenant.namespace)
+            try:
+                await quotas.create(resource_quota(tenant.max_nodes))
+            except Conflict:
+                pass  # there already
+            if created:
+                log.info("created namespace %s for tenant %s", tenant.namespace, tenant.name)
+        self._prepared.add(tenant.namespace)
+        self.on_namespace(tenant.namespace)
+
+    async def _reconcile_namespace(self, tenant: Tenant, networks: list[Network]) -> None:
+        await self._prepare(tenant)
+        selector = selector_for(self.settings.instance)
+        service_api, deployment_api = self.resources(tenant.namespace)
+        services, _ = await service_api.list(selector)
+        deployments, _ = await deployment_api.list(selector)
+        observed = Observed(
+            tenant.namespace, service_api, deployment_api,
+            Observed.index(services), Observed.index(deployments),
+        )  # fmt: skip
+        known = {node.id for network in networks for node in network.nodes}
         for network in networks:
             coordinator_ip = network.external_coordinator_ip
             # Coordinators first: peers need the coordinator's ClusterIP.
@@ -130,7 +178,6 @@ class Reconciler:
                 await self._remove_network_if_empty(network)
 
         await self._delete_orphans(observed, known)
-        self.passes += 1
 
     async def _converge(
         self, network: Network, node: Node, coordinator_ip: str | None, observed: Observed
@@ -141,7 +188,9 @@ class Reconciler:
         ip: str | None = None
         has_deployment = node.id in observed.deployments
         try:
-            service = await self._ensure_service(spec, observed.services.get(node.id))
+            service = await self._ensure_service(
+                observed.service_api, spec, observed.services.get(node.id)
+            )
             ip = _service_ip(service)
             if ip is None:
                 error = "its Service has no ClusterIP yet"
@@ -149,8 +198,9 @@ class Reconciler:
                 pass  # waits for the coordinator's Service (peers need its address)
             else:
                 await self._ensure_deployment(
-                    spec, ip, coordinator_ip, observed.deployments.get(node.id)
-                )
+                    observed.deployment_api, spec, ip, coordinator_ip,
+                    observed.deployments.get(node.id),
+                )  # fmt: skip
                 has_deployment = True
         except ForeignObject as foreign:
             error = str(foreign)
@@ -174,13 +224,13 @@ class Reconciler:
             pod_annotations=tuple(sorted(self.settings.node_pod_annotations.items())),
         )
 
-    async def _ensure_service(self, spec: NodeObjects, current: Obj | None) -> Obj:
+    async def _ensure_service(self, api: Resource, spec: NodeObjects, current: Obj | None) -> Obj:
         desired = spec.service()
         if current is None:
             try:
-                return await self.services.create(desired)
+                return await api.create(desired)
             except Conflict:
-                current = await self.services.get(spec.name)
+                current = await api.get(spec.name)
                 self._check_ours(current, spec)
         wanted = desired["spec"]
         have = current["spec"]
@@ -197,26 +247,31 @@ class Reconciler:
         desired["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
         desired["spec"]["clusterIP"] = have.get("clusterIP")
         log.info("replacing drifted Service %s", spec.name)
-        return await self.services.replace(spec.name, desired)
+        return await api.replace(spec.name, desired)
 
     async def _ensure_deployment(
-        self, spec: NodeObjects, ip: str, coordinator_ip: str | None, current: Obj | None
+        self,
+        api: Resource,
+        spec: NodeObjects,
+        ip: str,
+        coordinator_ip: str | None,
+        current: Obj | None,
     ) -> None:
         desired = spec.deployment(own_ip=ip, coordinator_ip=coordinator_ip)
         if current is None:
             try:
-                await self.deployments.create(desired)
-                log.info("created Deployment %s (IP %s)", spec.name, ip)
+                await api.create(desired)
+                log.info("created Deployment %s/%s (IP %s)", api.namespace, spec.name, ip)
                 return
             except Conflict:
-                current = await self.deployments.get(spec.name)
+                current = await api.get(spec.name)
                 self._check_ours(current, spec)
         annotations = current["metadata"].get("annotations") or {}
         if annotations.get(SPEC_HASH) == desired["metadata"]["annotations"][SPEC_HASH]:
             return
         desired["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
         log.info("replacing Deployment %s: its spec drifted from the desired one", spec.name)
-        await self.deployments.replace(spec.name, desired)
+        await api.replace(spec.name, desired)
 
     @staticmethod
     def _check_ours(current: Obj, spec: NodeObjects) -> None:
@@ -247,10 +302,11 @@ class Reconciler:
             changed = await refresh_status(session, row)
             if changed:
                 row.revision += 1
-            network_name = (await session.get(Network, row.network_id)).name  # type: ignore[union-attr]
-            view = NodeView.of(row, network_name)
+            network = await session.get(Network, row.network_id)
+            assert network is not None
+            view = NodeView.of(row, network)
         if changed:
-            self.bus.publish(NodeChange(view.id, view.network_id, view))
+            self.bus.publish(NodeChange(view.id, view.network_id, view.tenant_id, view))
 
     # -- deletion ---------------------------------------------------------------------------
 
@@ -263,8 +319,8 @@ class Reconciler:
                 row.desired = Desired.ABSENT  # its network is being deleted
             if row is not None and await refresh_status(session, row):
                 row.revision += 1
-                view = NodeView.of(row, network.name)
-                self.bus.publish(NodeChange(view.id, view.network_id, view))
+                view = NodeView.of(row, network)
+                self.bus.publish(NodeChange(view.id, view.network_id, view.tenant_id, view))
             await session.execute(
                 update(Operation)
                 .where(
@@ -274,7 +330,10 @@ class Reconciler:
                 )
                 .values(state=OperationState.DELETING, updated_at=utcnow())
             )
-        for resource, obj in ((self.deployments, deployment), (self.services, service)):
+        for resource, obj in (
+            (observed.deployment_api, deployment),
+            (observed.service_api, service),
+        ):
             if obj is not None:
                 try:
                     await resource.delete(obj["metadata"]["name"], obj["metadata"]["uid"])
@@ -289,8 +348,8 @@ class Reconciler:
                 message="the node and its objects are deleted",
             )  # fmt: skip
             await _fail_unfinished_starts(session, node.id)
-        snapshot = NodeView.of(node, network.name)
-        self.bus.publish(NodeChange(node.id, network.id, snapshot, deleted=True))
+        snapshot = NodeView.of(node, network)
+        self.bus.publish(NodeChange(node.id, network.id, network.tenant_id, snapshot, deleted=True))
         log.info("deleted node %s of network %s", node.name, network.name)
 
     async def _remove_network_if_empty(self, network: Network) -> None:
@@ -308,8 +367,8 @@ class Reconciler:
     async def _delete_orphans(self, observed: Observed, known: set[str]) -> None:
         """Objects with our labels whose node has no row (e.g. a crash before a commit)."""
         for resource, objects in (
-            (self.deployments, observed.deployments),
-            (self.services, observed.services),
+            (observed.deployment_api, observed.deployments),
+            (observed.service_api, observed.services),
         ):
             for node_id, obj in objects.items():
                 if node_id in known:

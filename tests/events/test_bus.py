@@ -8,7 +8,7 @@ from app.events.bus import InProcessBus, NodeChange
 
 
 def change(node: str, network: str = "n1", state: str = "s") -> NodeChange:
-    return NodeChange(node_id=node, network_id=network, snapshot=state)
+    return NodeChange(node_id=node, network_id=network, tenant_id="t", snapshot=state)
 
 
 async def test_subscribers_get_only_what_they_asked_for() -> None:

@@ -11,10 +11,12 @@ import uvicorn
 from app.config import Settings
 from app.sandbox.processes import free_ports
 from app.server import create_app
+from tests.conftest import CallerTenant
 
 
 class LiveServer:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, token: str) -> None:
+        self.token = token  # the test tenant's ADMIN token
         self.port = free_ports(1)[0]
         self.app = create_app(settings)
         config = uvicorn.Config(
@@ -47,8 +49,10 @@ class LiveServer:
 
 
 @pytest.fixture
-async def live(settings: Settings, sessions: object) -> AsyncIterator[LiveServer]:
-    server = LiveServer(settings)
+async def live(
+    settings: Settings, sessions: object, tenant: CallerTenant
+) -> AsyncIterator[LiveServer]:
+    server = LiveServer(settings, tenant.token)
     await server.start()
     yield server
     await server.stop()

@@ -25,6 +25,10 @@ def settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"max_subscriptions": 2})
 
 
+def auth(live: LiveServer) -> dict[str, str]:
+    return {"Authorization": f"Bearer {live.token}"}
+
+
 def bus_of(live: LiveServer) -> InProcessBus:
     bus = live.app.state.runtime.bus
     assert isinstance(bus, InProcessBus)
@@ -35,7 +39,7 @@ async def test_one_connection_may_hold_only_so_many_subscriptions(live: LiveServ
     async with websockets.connect(
         live.ws_url, subprotocols=[websockets.Subprotocol("graphql-transport-ws")]
     ) as ws:
-        await ws.send(json.dumps({"type": "connection_init"}))
+        await ws.send(json.dumps({"type": "connection_init", "payload": auth(live)}))
         assert json.loads(await ws.recv())["type"] == "connection_ack"
         for op in ("1", "2", "3"):
             payload = {"query": BY_NETWORK, "variables": {}}
@@ -48,7 +52,9 @@ async def test_one_connection_may_hold_only_so_many_subscriptions(live: LiveServ
 async def test_disconnected_subscribers_leave_the_bus(live: LiveServer) -> None:
     created = await post(live, CREATE, name="leavers")
     network_id = created["networkCreate"]["network"]["id"]
-    subscribers = [Subscriber(live.ws_url, BY_NETWORK, {"id": network_id}) for _ in range(5)]
+    subscribers = [
+        Subscriber(live.ws_url, BY_NETWORK, {"id": network_id}, live.token) for _ in range(5)
+    ]
     for subscriber in subscribers:
         await subscriber.__aenter__()
         await subscriber.next()
@@ -71,7 +77,7 @@ async def test_a_node_subscription_completes_when_the_node_is_deleted(live: Live
     async with websockets.connect(
         live.ws_url, subprotocols=[websockets.Subprotocol("graphql-transport-ws")]
     ) as ws:
-        await ws.send(json.dumps({"type": "connection_init"}))
+        await ws.send(json.dumps({"type": "connection_init", "payload": auth(live)}))
         await ws.recv()
         payload = {"query": BY_NODE, "variables": {"id": node_id}}
         await ws.send(json.dumps({"id": "n", "type": "subscribe", "payload": payload}))

@@ -31,7 +31,8 @@ mutation($name: String!) {
 
 
 async def post(live: LiveServer, query: str, **variables: Any) -> dict[str, Any]:
-    async with httpx.AsyncClient() as http:
+    headers = {"Authorization": f"Bearer {live.token}"}
+    async with httpx.AsyncClient(headers=headers) as http:
         response = await http.post(live.http_url, json={"query": query, "variables": variables})
     body: dict[str, Any] = response.json()
     assert "errors" not in body, body
@@ -40,7 +41,9 @@ async def post(live: LiveServer, query: str, **variables: Any) -> dict[str, Any]
 
 def transport(live: LiveServer) -> WebsocketsTransport:
     return WebsocketsTransport(
-        url=live.ws_url, subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL]
+        url=live.ws_url,
+        subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL],
+        init_payload={"Authorization": f"Bearer {live.token}"},
     )
 
 

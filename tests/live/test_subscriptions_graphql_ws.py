@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -25,6 +26,7 @@ async def test_graphql_ws_client_follows_a_node_to_running(live: LiveServer) -> 
     process = await asyncio.create_subprocess_exec(
         "node", str(SCRIPT), live.ws_url, QUERY, json.dumps({"id": network_id}), "RUNNING",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "QAAS_TOKEN": live.token},
     )  # fmt: skip
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=40)
     assert process.returncode == 0, stderr.decode()

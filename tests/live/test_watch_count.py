@@ -42,12 +42,14 @@ async def test_a_hundred_subscribers_add_no_pod_watch(live: LiveServer, kubeconf
     created = await post(live, CREATE, name="watched")
     network_id = created["networkCreate"]["network"]["id"]
 
-    async with Subscriber(live.ws_url, QUERY, {"id": network_id}) as first:
+    async with Subscriber(live.ws_url, QUERY, {"id": network_id}, live.token) as first:
         await first.next()  # the snapshot: the subscription is live
         with_one = await pod_watches(kubeconfig)
         async with contextlib.AsyncExitStack() as stack:
             many = [
-                await stack.enter_async_context(Subscriber(live.ws_url, QUERY, {"id": network_id}))
+                await stack.enter_async_context(
+                    Subscriber(live.ws_url, QUERY, {"id": network_id}, live.token)
+                )
                 for _ in range(99)
             ]
             await asyncio.gather(*(s.next() for s in many))

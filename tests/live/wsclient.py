@@ -13,8 +13,11 @@ import websockets
 
 
 class Subscriber:
-    def __init__(self, url: str, query: str, variables: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, url: str, query: str, variables: dict[str, Any] | None = None, token: str = ""
+    ) -> None:
         self.url = url
+        self.token = token
         self.query = query
         self.variables = variables or {}
         self.connection: websockets.ClientConnection | None = None
@@ -23,7 +26,8 @@ class Subscriber:
         self.connection = await websockets.connect(
             self.url, subprotocols=[websockets.Subprotocol("graphql-transport-ws")]
         )
-        await self.connection.send(json.dumps({"type": "connection_init", "payload": {}}))
+        payload = {"Authorization": f"Bearer {self.token}"}
+        await self.connection.send(json.dumps({"type": "connection_init", "payload": payload}))
         ack = json.loads(await self.connection.recv())
         assert ack["type"] == "connection_ack", ack
         message = {

@@ -19,6 +19,7 @@ from app.k8s.client import DEPLOYMENTS, SERVICES, Cluster, Resource
 from app.k8s.errors import NotFound
 from app.k8s.objects import NodeObjects
 from app.reconcile.reconciler import Reconciler
+from tests.conftest import CallerTenant
 
 MANAGED = "app.kubernetes.io/managed-by=qaas"
 
@@ -31,17 +32,22 @@ async def _names(cluster: Cluster) -> set[str]:
     return names
 
 
-async def _network(sessions: async_sessionmaker[AsyncSession], name: str) -> str:
-    created = await commands.create_network(sessions, name, Consensus.RAFT)
+async def _network(
+    sessions: async_sessionmaker[AsyncSession], tenant: CallerTenant, name: str
+) -> str:
+    created = await commands.create_network(sessions, tenant.id, name, Consensus.RAFT)
     assert created.network is not None
     return created.network.id
 
 
 async def test_objects_deleted_behind_our_back_come_back(
-    sessions: async_sessionmaker[AsyncSession], cluster: Cluster, reconciler: Reconciler
+    sessions: async_sessionmaker[AsyncSession],
+    cluster: Cluster,
+    reconciler: Reconciler,
+    tenant: CallerTenant,
 ) -> None:
-    network_id = await _network(sessions, "drift")
-    await commands.add_node(sessions, network_id, "peer-1")
+    network_id = await _network(sessions, tenant, "drift")
+    await commands.add_node(sessions, tenant.id, network_id, "peer-1")
     await reconciler.reconcile_once()
     services, deployments = cluster.resource(SERVICES), cluster.resource(DEPLOYMENTS)
     old_ip = (await services.get("drift-coordinator"))["spec"]["clusterIP"]
@@ -95,11 +101,20 @@ class CrashBeforeDeployments:
 
 
 async def test_a_crash_between_service_and_deployment_converges_after_restart(
-    sessions: async_sessionmaker[AsyncSession], cluster: Cluster, settings: Settings
+    sessions: async_sessionmaker[AsyncSession],
+    cluster: Cluster,
+    settings: Settings,
+    tenant: CallerTenant,
 ) -> None:
-    await _network(sessions, "crashy")
+    await _network(sessions, tenant, "crashy")
     doomed = Reconciler(sessions, cluster, settings, InProcessBus())
-    doomed.deployments = CrashBeforeDeployments(doomed.deployments)  # type: ignore[assignment]
+    healthy = doomed.resources
+
+    def crashing(namespace: str) -> tuple[Resource, Resource]:
+        services, deployments = healthy(namespace)
+        return services, CrashBeforeDeployments(deployments)  # type: ignore[return-value]
+
+    doomed.resources = crashing  # type: ignore[method-assign]
     with pytest.raises(Crash):
         await doomed.reconcile_once()
     assert await _names(cluster) == {"Service/crashy-coordinator"}
@@ -111,7 +126,10 @@ async def test_a_crash_between_service_and_deployment_converges_after_restart(
 
 
 async def test_orphans_with_our_labels_are_removed(
-    sessions: async_sessionmaker[AsyncSession], cluster: Cluster, reconciler: Reconciler
+    sessions: async_sessionmaker[AsyncSession],
+    cluster: Cluster,
+    reconciler: Reconciler,
+    tenant: CallerTenant,
 ) -> None:
     # Objects of a node whose row never committed (a crash before the commit).
     ghost = NodeObjects(
@@ -126,12 +144,15 @@ async def test_orphans_with_our_labels_are_removed(
 
 
 async def test_an_object_with_our_name_that_is_not_ours_is_left_alone(
-    sessions: async_sessionmaker[AsyncSession], cluster: Cluster, reconciler: Reconciler
+    sessions: async_sessionmaker[AsyncSession],
+    cluster: Cluster,
+    reconciler: Reconciler,
+    tenant: CallerTenant,
 ) -> None:
     squatter = {"metadata": {"name": "taken-coordinator"},
                 "spec": {"selector": {"app": "other"}, "ports": [{"port": 80}]}}  # fmt: skip
     await cluster.resource(SERVICES).create(squatter)
-    await _network(sessions, "taken")
+    await _network(sessions, tenant, "taken")
     await reconciler.reconcile_once()
 
     async with sessions() as session:
@@ -144,14 +165,17 @@ async def test_an_object_with_our_name_that_is_not_ours_is_left_alone(
 
 
 async def test_network_delete_leaves_nothing_behind(
-    sessions: async_sessionmaker[AsyncSession], cluster: Cluster, reconciler: Reconciler
+    sessions: async_sessionmaker[AsyncSession],
+    cluster: Cluster,
+    reconciler: Reconciler,
+    tenant: CallerTenant,
 ) -> None:
-    network_id = await _network(sessions, "gone")
-    await commands.add_node(sessions, network_id, "peer-1")
+    network_id = await _network(sessions, tenant, "gone")
+    await commands.add_node(sessions, tenant.id, network_id, "peer-1")
     await reconciler.reconcile_once()
     assert len(await _names(cluster)) == 4
 
-    deleted = await commands.delete_network(sessions, network_id)
+    deleted = await commands.delete_network(sessions, tenant.id, network_id)
     assert deleted.operation is not None
     for _ in range(50):
         await reconciler.reconcile_once()

@@ -10,6 +10,7 @@ from app import commands
 from app.domain.enums import Consensus
 from app.k8s.client import DEPLOYMENTS, SERVICES, Cluster
 from app.reconcile.reconciler import Reconciler
+from tests.conftest import CallerTenant
 
 QNM_PORTS = {
     "comm-p2p": 50000, "comm-rpc": 50010, "comm-ws": 50020, "geth-p2p": 20000,
@@ -23,11 +24,14 @@ def _env(deployment: dict[str, Any]) -> dict[str, str]:
 
 
 async def test_coordinator_and_peer_objects_are_exactly_the_qnm_template(
-    sessions: async_sessionmaker[AsyncSession], cluster: Cluster, reconciler: Reconciler
+    sessions: async_sessionmaker[AsyncSession],
+    cluster: Cluster,
+    reconciler: Reconciler,
+    tenant: CallerTenant,
 ) -> None:
-    created = await commands.create_network(sessions, "acme", Consensus.IBFT)
+    created = await commands.create_network(sessions, tenant.id, "acme", Consensus.IBFT)
     assert created.network is not None
-    added = await commands.add_node(sessions, created.network.id, "peer-1")
+    added = await commands.add_node(sessions, tenant.id, created.network.id, "peer-1")
     assert added.node is not None
     await reconciler.reconcile_once()
 
@@ -82,11 +86,14 @@ async def test_coordinator_and_peer_objects_are_exactly_the_qnm_template(
 
 
 async def test_reconciling_twice_changes_nothing(
-    sessions: async_sessionmaker[AsyncSession], cluster: Cluster, reconciler: Reconciler
+    sessions: async_sessionmaker[AsyncSession],
+    cluster: Cluster,
+    reconciler: Reconciler,
+    tenant: CallerTenant,
 ) -> None:
-    created = await commands.create_network(sessions, "idem", Consensus.RAFT)
+    created = await commands.create_network(sessions, tenant.id, "idem", Consensus.RAFT)
     assert created.network is not None
-    await commands.add_node(sessions, created.network.id, "peer-1")
+    await commands.add_node(sessions, tenant.id, created.network.id, "peer-1")
     await reconciler.reconcile_once()
 
     async def versions() -> dict[str, str]:

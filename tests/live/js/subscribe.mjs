@@ -1,11 +1,16 @@
 // Subscribes with the reference graphql-ws client and prints each result as one JSON line.
-// Usage: node subscribe.mjs WS_URL QUERY VARIABLES_JSON STOP_STATUS
+// Usage: QAAS_TOKEN=... node subscribe.mjs WS_URL QUERY VARIABLES_JSON STOP_STATUS
 // Exits 0 once a node with status STOP_STATUS arrives, 1 on error or completion before that.
 import { createClient } from "graphql-ws";
 import WebSocket from "ws";
 
 const [url, query, variables, stopStatus] = process.argv.slice(2);
-const client = createClient({ url, webSocketImpl: WebSocket, retryAttempts: 0 });
+const client = createClient({
+  url,
+  webSocketImpl: WebSocket,
+  retryAttempts: 0,
+  connectionParams: { Authorization: `Bearer ${process.env.QAAS_TOKEN}` },
+});
 
 const timer = setTimeout(() => {
   console.error("timed out");

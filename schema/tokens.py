@@ -1,0 +1,177 @@
+"""Tenants and tokens over GraphQL: who am I (`viewer`), and, for ADMIN tokens, managing tokens.
+
+The first ADMIN token comes from `qaas token create` (or the embedded default's bootstrap); the
+rest can be made here. A new token's secret is in the payload of `tokenCreate` and nowhere else,
+ever again.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+import strawberry
+from sqlalchemy import select
+from strawberry.types import Info
+
+from app.commands import ErrorCode
+from app.db import queries
+from app.db.models import ApiToken as TokenRow
+from app.db.models import Tenant as TenantRow
+from app.db.models import utcnow
+from app.domain.enums import Role
+from app.tenancy import issue_token
+from schema.auth import Need, caller
+from schema.context import Context
+from schema.errors import ClientError
+from schema.ids import raw_id_of, to_global_id
+from schema.pagination import PageInfo, page_args
+from schema.types import UserError
+
+RoleEnum = strawberry.enum(Role, name="Role")
+
+
+@strawberry.type(description="An organisation; its networks run in its own namespace.")
+class Tenant:
+    name: str
+    namespace: str
+    max_networks: int
+    max_nodes: int
+
+
+@strawberry.type(description="An API token, without its secret.")
+class ApiToken:
+    id: strawberry.ID
+    name: str
+    role: RoleEnum  # type: ignore[valid-type]
+    hint: str = strawberry.field(description="The token's first characters, to recognise it.")
+    created_at: datetime.datetime
+    expires_at: datetime.datetime | None
+    revoked_at: datetime.datetime | None
+
+    @classmethod
+    def of(cls, row: TokenRow) -> ApiToken:
+        return cls(
+            id=strawberry.ID(to_global_id("ApiToken", row.id)), name=row.name, role=row.role,
+            hint=row.hint + "...", created_at=row.created_at, expires_at=row.expires_at,
+            revoked_at=row.revoked_at,
+        )  # fmt: skip
+
+
+@strawberry.type(description="Who the caller is.")
+class Viewer:
+    tenant: Tenant
+    role: RoleEnum  # type: ignore[valid-type]
+
+
+@strawberry.type
+class ApiTokenEdge:
+    cursor: str
+    node: ApiToken
+
+
+@strawberry.type
+class ApiTokenConnection:
+    edges: list[ApiTokenEdge]
+    page_info: PageInfo
+    total_count: int
+
+
+@strawberry.input
+class TokenCreateInput:
+    name: str
+    role: RoleEnum = Role.MEMBER  # type: ignore[valid-type]
+    expires_in_days: int | None = strawberry.field(default=None, description="None: never.")
+
+
+@strawberry.input
+class TokenRevokeInput:
+    id: strawberry.ID
+
+
+@strawberry.type
+class TokenCreatePayload:
+    token: ApiToken | None
+    secret: str | None = strawberry.field(description="The token itself. Shown only here, once.")
+    user_errors: list[UserError]
+
+
+@strawberry.type
+class TokenRevokePayload:
+    token: ApiToken | None
+    user_errors: list[UserError]
+
+
+@strawberry.type
+class TokenQuery:
+    @strawberry.field(description="The caller: its tenant and role.")
+    async def viewer(self, info: Info[Context, None]) -> Viewer:
+        principal = caller(info)
+        async with info.context.runtime.sessions() as session:
+            tenant = await session.get(TenantRow, principal.tenant_id)
+        assert tenant is not None
+        return Viewer(
+            tenant=Tenant(name=tenant.name, namespace=tenant.namespace,
+                          max_networks=tenant.max_networks, max_nodes=tenant.max_nodes),
+            role=principal.role,
+        )  # fmt: skip
+
+    @strawberry.field(description="The tenant's API tokens (ADMIN only), oldest first.")
+    async def tokens(
+        self, info: Info[Context, None], first: int = 20, after: str | None = None
+    ) -> ApiTokenConnection:
+        principal = caller(info, Need.ADMIN_READ)
+        limit = page_args(first)
+        try:
+            async with info.context.runtime.sessions() as session:
+                page = await queries.tokens_page(session, principal.tenant_id, limit, after)
+        except queries.BadCursor as error:
+            raise ClientError(str(error)) from None
+        pairs = zip(page.items, page.cursors, strict=True)
+        return ApiTokenConnection(
+            edges=[ApiTokenEdge(cursor=c, node=ApiToken.of(t)) for t, c in pairs],
+            page_info=PageInfo(has_next_page=page.has_next, has_previous_page=after is not None,
+                               start_cursor=page.cursors[0] if page.cursors else None,
+                               end_cursor=page.end_cursor),
+            total_count=page.total,
+        )  # fmt: skip
+
+
+@strawberry.type
+class TokenMutation:
+    @strawberry.mutation(description="Create an API token for the caller's tenant (ADMIN only).")
+    async def token_create(
+        self, info: Info[Context, None], input: TokenCreateInput
+    ) -> TokenCreatePayload:
+        principal = caller(info, Need.ADMIN)
+        days = input.expires_in_days
+        if days is not None and not 1 <= days <= 3650:
+            error = UserError(field=["input", "expiresInDays"], message="must be 1 to 3650",
+                              code=ErrorCode.INVALID_INPUT)  # fmt: skip
+            return TokenCreatePayload(token=None, secret=None, user_errors=[error])
+        name = input.name.strip()
+        if not name or len(name) > 100:
+            error = UserError(field=["input", "name"], message="must be 1 to 100 characters",
+                              code=ErrorCode.INVALID_INPUT)  # fmt: skip
+            return TokenCreatePayload(token=None, secret=None, user_errors=[error])
+        expires = datetime.timedelta(days=days) if days else None
+        async with info.context.runtime.sessions.begin() as session:
+            tenant = await session.get(TenantRow, principal.tenant_id)
+            assert tenant is not None
+            row, secret = await issue_token(session, tenant, input.role, name, expires)
+        return TokenCreatePayload(token=ApiToken.of(row), secret=secret, user_errors=[])
+
+    @strawberry.mutation(description="Revoke an API token of the caller's tenant (ADMIN only).")
+    async def token_revoke(
+        self, info: Info[Context, None], input: TokenRevokeInput
+    ) -> TokenRevokePayload:
+        principal = caller(info, Need.ADMIN)
+        raw = raw_id_of(input.id, "ApiToken")
+        async with info.context.runtime.sessions.begin() as session:
+            mine = select(TokenRow).where(TokenRow.tenant_id == principal.tenant_id)
+            row = await session.scalar(mine.where(TokenRow.id == raw)) if raw else None
+            if row is None:
+                error = UserError(field=["input", "id"], message="no such token",
+                                  code=ErrorCode.NOT_FOUND)  # fmt: skip
+                return TokenRevokePayload(token=None, user_errors=[error])
+            row.revoked_at = row.revoked_at or utcnow()
+            return TokenRevokePayload(token=ApiToken.of(row), user_errors=[])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from strawberry.dataloader import DataLoader
@@ -19,41 +20,46 @@ from app.tenancy import Principal
 from app.views import NetworkView, NodeView, OperationView, StatusChangeView
 
 
-@dataclass
 class Loaders:
-    network: DataLoader[str, NetworkView | None]
-    node: DataLoader[str, NodeView | None]
-    operation: DataLoader[str, OperationView | None]
-    history: DataLoader[str, list[StatusChangeView]]
+    """DataLoaders that only ever find ``tenant_id``'s objects, each built on first use
+    (a subscription event that selects no related object builds none)."""
 
+    def __init__(self, runtime: Runtime, tenant_id: str) -> None:
+        self.sessions = runtime.sessions
+        self.tenant_id = tenant_id
 
-def make_loaders(runtime: Runtime, tenant_id: str) -> Loaders:
-    """Loaders that only ever find ``tenant_id``'s objects."""
-    sessions = runtime.sessions
+    @cached_property
+    def network(self) -> DataLoader[str, NetworkView | None]:
+        async def load(ids: Sequence[str]) -> list[NetworkView | None]:
+            async with self.sessions() as session:
+                return await queries.networks_by_ids(session, self.tenant_id, ids)
 
-    async def networks(ids: Sequence[str]) -> list[NetworkView | None]:
-        async with sessions() as session:
-            return await queries.networks_by_ids(session, tenant_id, ids)
+        return DataLoader(load_fn=load)
 
-    async def nodes(ids: Sequence[str]) -> list[NodeView | None]:
-        async with sessions() as session:
-            return await queries.nodes_by_ids(session, tenant_id, ids)
+    @cached_property
+    def node(self) -> DataLoader[str, NodeView | None]:
+        async def load(ids: Sequence[str]) -> list[NodeView | None]:
+            async with self.sessions() as session:
+                return await queries.nodes_by_ids(session, self.tenant_id, ids)
 
-    async def operations(ids: Sequence[str]) -> list[OperationView | None]:
-        async with sessions() as session:
-            return await queries.operations_by_ids(session, tenant_id, ids)
+        return DataLoader(load_fn=load)
 
-    async def histories(ids: Sequence[str]) -> list[list[StatusChangeView]]:
-        async with sessions() as session:
-            found = await queries.status_history(session, ids)
-        return [found.get(i, []) for i in ids]
+    @cached_property
+    def operation(self) -> DataLoader[str, OperationView | None]:
+        async def load(ids: Sequence[str]) -> list[OperationView | None]:
+            async with self.sessions() as session:
+                return await queries.operations_by_ids(session, self.tenant_id, ids)
 
-    return Loaders(
-        network=DataLoader(load_fn=networks),
-        node=DataLoader(load_fn=nodes),
-        operation=DataLoader(load_fn=operations),
-        history=DataLoader(load_fn=histories),
-    )
+        return DataLoader(load_fn=load)
+
+    @cached_property
+    def history(self) -> DataLoader[str, list[StatusChangeView]]:
+        async def load(ids: Sequence[str]) -> list[list[StatusChangeView]]:
+            async with self.sessions() as session:
+                found = await queries.status_history(session, ids)
+            return [found.get(i, []) for i in ids]
+
+        return DataLoader(load_fn=load)
 
 
 @dataclass
@@ -74,4 +80,4 @@ class Context:
         self.loaders = self.fresh_loaders()
 
     def fresh_loaders(self) -> Loaders:
-        return make_loaders(self.runtime, self.principal.tenant_id if self.principal else "")
+        return Loaders(self.runtime, self.principal.tenant_id if self.principal else "")

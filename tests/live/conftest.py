@@ -21,7 +21,7 @@ class LiveServer:
         self.app = create_app(settings)
         config = uvicorn.Config(
             self.app, host="127.0.0.1", port=self.port, log_config=None,
-            ws="websockets-sansio", lifespan="on",
+            ws="websockets-sansio", lifespan="on", ws_per_message_deflate=False,
         )  # fmt: skip
         self.server = uvicorn.Server(config)
         self.task: asyncio.Task[None] | None = None

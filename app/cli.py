@@ -14,6 +14,7 @@ import logging
 import sys
 from collections.abc import Callable
 
+from app.cli_tokens import add_token_commands
 from app.config import ConfigError, load_settings
 from app.db.migrate import MigrationNeeded
 from app.domain.enums import Consensus
@@ -78,6 +79,8 @@ def _serve(args: argparse.Namespace) -> int:
     config = uvicorn.Config(
         create_app(settings), host=args.host, port=args.port, log_config=None,
         ws="websockets-sansio", lifespan="on",
+        # Node updates are ~200 bytes: compression saves little and costs ~40 KiB per socket.
+        ws_per_message_deflate=False,
     )  # fmt: skip
     server = uvicorn.Server(config)
     server.run()
@@ -137,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.set_defaults(handler=_serve)
     commands.add_parser("migrate", help="apply database migrations").set_defaults(handler=_migrate)
+    add_token_commands(commands)
 
     render = commands.add_parser(
         "render", help="print the Kubernetes objects QaaS would create for a network",

@@ -34,7 +34,12 @@ import yaml
 from app.commands import COORDINATOR_NAME, DEFAULT_JOIN_NODE_NAME
 from app.config import Settings
 from app.domain.enums import Consensus, NodeRole
-from app.domain.names import MAX_NETWORK_NAME, combined_name_problem, name_problem
+from app.domain.names import (
+    MAX_NETWORK_NAME,
+    MAX_OBJECT_NAME,
+    combined_name_problem,
+    name_problem,
+)
 from app.k8s.objects import NodeObjects
 
 # Fixed, so that the stand-in ids are the same in every render of the same names.
@@ -122,7 +127,11 @@ def _ip_problem(ip: str) -> str | None:
 
 def validate(request: RenderRequest) -> None:
     """Raise ``RenderError`` with one sentence about the first thing wrong with ``request``."""
-    problem = name_problem(request.network, MAX_NETWORK_NAME)
+    # As networkCreate does: the network name leaves room for "-coordinator".
+    limit = (
+        MAX_NETWORK_NAME if request.coordinator_ip else MAX_OBJECT_NAME - len(COORDINATOR_NAME) - 1
+    )
+    problem = name_problem(request.network, limit)
     if problem:
         raise RenderError(f'the network name "{request.network}" {problem}')
     if request.namespace is not None and not NAMESPACE_NAME.match(request.namespace):
@@ -131,9 +140,10 @@ def validate(request: RenderRequest) -> None:
         raise RenderError(f"--coordinator-ip: {problem}")
     names = [name for name, _ in request.nodes()]
     for name in names:
-        problem = name_problem(name) or combined_name_problem(request.network, name)
-        if problem:
+        if problem := name_problem(name):
             raise RenderError(f'the node name "{name}" {problem}')
+        if problem := combined_name_problem(request.network, name):
+            raise RenderError(f'node "{name}": {problem}')
         if names.count(name) > 1:
             raise RenderError(
                 f'the node name "{name}" is used twice in network "{request.network}"'

@@ -1,0 +1,144 @@
+"""The kustomize base and overlays render, with a least-privilege Role and a locked-down pod."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.domain.enums import Consensus, NodeRole
+from app.k8s.objects import NodeObjects
+from tests.manifests.conftest import OVERLAYS, ROOT, kustomize
+
+BASE = ROOT / "manifests" / "qaas" / "base"
+
+# What the code calls, and nothing more (see manifests/qaas/base/role.yaml).
+INTENDED_RULES = {
+    ("", "services"): {"create", "get", "list", "update", "delete"},
+    ("apps", "deployments"): {"create", "get", "list", "update", "delete"},
+    ("", "pods"): {"list", "watch"},
+    ("", "namespaces"): {"get"},  # only its own: see the resourceNames test below
+}
+
+
+def _one(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = [o for o in objects if o["kind"] == kind]
+    assert len(found) == 1, f"expected one {kind}, got {len(found)}"
+    return found[0]
+
+
+def _container(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    containers = _one(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert [c["name"] for c in containers] == ["qaas"]
+    result: dict[str, Any] = containers[0]
+    return result
+
+
+@pytest.mark.parametrize("directory", [BASE, OVERLAYS / "sqlite", OVERLAYS / "postgres"],
+                         ids=["base", "sqlite", "postgres"])  # fmt: skip
+def test_renders_a_least_privilege_role_in_one_namespace(directory: Path) -> None:
+    objects = kustomize(directory)
+    assert {o["metadata"].get("namespace") for o in objects if o["kind"] != "Namespace"} == {"qaas"}
+    assert not [o for o in objects if o["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+    role = _one(objects, "Role")
+    rules: dict[tuple[str, str], set[str]] = {}
+    for rule in role["rules"]:
+        if rule["resources"] == ["namespaces"]:
+            assert rule["resourceNames"] == ["qaas"]  # its own Namespace object, no other
+            rule = {k: v for k, v in rule.items() if k != "resourceNames"}
+        assert set(rule) == {"apiGroups", "resources", "verbs"}  # no URLs, no other names
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                rules.setdefault((group, resource), set()).update(rule["verbs"])
+    assert rules == INTENDED_RULES
+    binding = _one(objects, "RoleBinding")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": "qaas"}  # fmt: skip
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "qaas", "namespace": "qaas"}]
+
+
+@pytest.mark.parametrize("overlay", ["sqlite", "postgres"])
+def test_qaas_runs_as_a_locked_down_non_root_pod(overlay: str) -> None:
+    objects = kustomize(OVERLAYS / overlay)
+    pod = _one(objects, "Deployment")["spec"]["template"]["spec"]
+    container = _container(objects)
+    assert pod["serviceAccountName"] == "qaas"
+    assert pod["automountServiceAccountToken"] is True  # QaaS needs its token, nodes do not
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    for each in [container, *pod.get("initContainers", [])]:
+        assert each["image"] == "qaas:latest"
+        assert each["command"] == ["qaas"]
+        assert each["securityContext"] == {
+            "runAsNonRoot": True,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        }
+        assert {"requests", "limits"} <= set(each["resources"])
+        assert {"name": "tmp", "mountPath": "/tmp"} in each["volumeMounts"]
+    assert container["args"] == ["serve", "--host", "0.0.0.0", "--port", "8000"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["envFrom"] == [{"configMapRef": {"name": "qaas-config"}}]
+    service = _one(objects, "Service")
+    assert service["spec"]["ports"] == [
+        {"name": "http", "port": 80, "protocol": "TCP", "targetPort": "http"}
+    ]
+    assert service["spec"]["type"] == "ClusterIP"
+
+
+def test_configuration_matches_in_cluster_mode() -> None:
+    config = _one(kustomize(OVERLAYS / "sqlite"), "ConfigMap")
+    assert config["metadata"]["name"] == "qaas-config"
+    assert config["data"] == {
+        "QAAS_CLUSTER": "in-cluster",
+        "QAAS_NAMESPACE": "qaas",
+        "QAAS_PRODUCTION": "true",
+        "QAAS_NODE_SERVICE_TYPE": "ClusterIP",
+        "QAAS_NODE_IMAGE": "narayanprusty/qnm",
+        "QAAS_INSTANCE": "qaas",
+        "QAAS_LOG_LEVEL": "INFO",
+        "QAAS_DATABASE_URL": "sqlite+aiosqlite:////data/qaas.db",
+    }
+
+
+def test_sqlite_overlay_is_one_pod_on_a_volume() -> None:
+    objects = kustomize(OVERLAYS / "sqlite")
+    deployment = _one(objects, "Deployment")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    claim = _one(objects, "PersistentVolumeClaim")
+    assert claim["metadata"]["namespace"] == "qaas"
+    volumes = deployment["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "data", "persistentVolumeClaim": {"claimName": claim["metadata"]["name"]}} in (
+        volumes
+    )
+    assert {"name": "data", "mountPath": "/data"} in _container(objects)["volumeMounts"]
+
+
+def test_postgres_overlay_reads_the_url_from_a_secret_and_migrates_first() -> None:
+    objects = kustomize(OVERLAYS / "postgres")
+    assert not [o for o in objects if o["kind"] == "Secret"]  # the operator creates it
+    from_secret = {
+        "name": "QAAS_DATABASE_URL",
+        "valueFrom": {"secretKeyRef": {"name": "qaas-database", "key": "url"}},
+    }
+    pod = _one(objects, "Deployment")["spec"]["template"]["spec"]
+    (migrate,) = pod["initContainers"]
+    assert migrate["args"] == ["migrate"]
+    assert migrate["env"] == [from_secret]
+    assert _container(objects)["env"] == [from_secret]
+    assert "QAAS_DATABASE_URL" not in _one(objects, "ConfigMap")["data"]
+
+
+def test_quorum_node_pods_get_no_service_account_token() -> None:
+    for role in NodeRole:
+        spec = NodeObjects(
+            network_id="n", node_id="d", network="acme", node="x", role=role,
+            consensus=Consensus.RAFT, image="qnm", service_type="ClusterIP", installation="qaas",
+        )  # fmt: skip
+        template = spec.deployment("10.0.0.2", "10.0.0.1")["spec"]["template"]
+        assert template["spec"]["automountServiceAccountToken"] is False

@@ -22,6 +22,9 @@
 ``QAAS_MAX_SUBSCRIPTIONS``         per WebSocket connection (default 20)
 ``QAAS_TENANT_NAMESPACE_PREFIX``   tenants' namespaces are ``<prefix><tenant>`` (``qaas-``);
                                    the first tenant uses ``QAAS_NAMESPACE``
+``QAAS_SERVICE_ACCOUNT``          ``namespace:name`` of QaaS's ServiceAccount; when set, each
+                                   new tenant namespace gets a RoleBinding of
+                                   ``QAAS_TENANT_CLUSTER_ROLE`` (``qaas-tenant``) to it
 ``QAAS_TENANT_MAX_NETWORKS``       per tenant (default 10); ``QAAS_TENANT_MAX_NODES`` (50)
 ``QAAS_MUTATIONS_PER_MINUTE``      per token, sustained (60), with bursts of
                                    ``QAAS_MUTATION_BURST`` (20)
@@ -62,6 +65,10 @@ class Settings(BaseSettings):
     introspection: bool | None = None  # default: on, except in production
     max_subscriptions: int = Field(default=20, ge=1, le=1000)
     tenant_namespace_prefix: str = Field(default="qaas-", pattern=r"^[a-z][-a-z0-9]{0,20}$")
+    # In a cluster: QaaS's own ServiceAccount ("namespace:name") and the ClusterRole it binds
+    # to itself in each tenant namespace it creates (see manifests/qaas).
+    service_account: str | None = Field(default=None, pattern=r"^[a-z0-9-]+:[a-z0-9-]+$")
+    tenant_cluster_role: str = "qaas-tenant"
     tenant_max_networks: int = Field(default=10, ge=1)
     tenant_max_nodes: int = Field(default=50, ge=1)
     mutations_per_minute: float = Field(default=60.0, gt=0)

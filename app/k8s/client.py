@@ -39,6 +39,7 @@ SERVICES = ResourceKind("CoreV1Api", "namespaced_service", "Service")
 DEPLOYMENTS = ResourceKind("AppsV1Api", "namespaced_deployment", "Deployment")
 PODS = ResourceKind("CoreV1Api", "namespaced_pod", "Pod")
 RESOURCE_QUOTAS = ResourceKind("CoreV1Api", "namespaced_resource_quota", "ResourceQuota")
+ROLE_BINDINGS = ResourceKind("RbacAuthorizationV1Api", "namespaced_role_binding", "RoleBinding")
 
 
 async def _call(call: Callable[[], Awaitable[Any]]) -> Any:

@@ -59,6 +59,20 @@ def resource_quota(max_nodes: int) -> dict[str, Any]:
     }
 
 
+def tenant_role_binding(cluster_role: str, service_account: str) -> dict[str, Any]:
+    """Grants QaaS's own ServiceAccount (``namespace:name``) ``cluster_role`` in one tenant
+    namespace: QaaS holds rights only in the namespaces it made, never cluster-wide."""
+    namespace, _, name = service_account.partition(":")
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "qaas", "labels": {MANAGED_BY: "qaas"}},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": cluster_role},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+    }  # fmt: skip
+
+
 def selector_for(installation: str) -> str:
     """The label selector that finds every object this QaaS installation owns."""
     return f"{MANAGED_BY}=qaas,{INSTALLATION}={installation}"

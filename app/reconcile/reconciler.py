@@ -29,7 +29,15 @@ from app.config import Settings
 from app.db.models import Network, Node, Operation, Tenant, utcnow
 from app.domain.enums import Desired, NodeRole, OperationKind, OperationState
 from app.events.bus import EventBus, NodeChange
-from app.k8s.client import DEPLOYMENTS, RESOURCE_QUOTAS, SERVICES, Cluster, Obj, Resource
+from app.k8s.client import (
+    DEPLOYMENTS,
+    RESOURCE_QUOTAS,
+    ROLE_BINDINGS,
+    SERVICES,
+    Cluster,
+    Obj,
+    Resource,
+)
 from app.k8s.errors import Conflict, KubeError, NotFound
 from app.k8s.objects import (
     NODE_ID,
@@ -38,6 +46,7 @@ from app.k8s.objects import (
     resource_quota,
     selector_for,
     tenant_namespace_labels,
+    tenant_role_binding,
 )
 from app.reconcile.progress import STARTING_KINDS, finish_operations, refresh_status
 from app.views import NodeView
@@ -143,6 +152,16 @@ class Reconciler:
         labels = tenant_namespace_labels(tenant.name, self.settings.instance)
         created = await self.cluster.ensure_namespace(tenant.namespace, labels)
         if created or tenant.namespace != (self.settings.namespace or "default"):
+            if self.settings.service_account:
+                # Our rights in this namespace come from this binding: make it first.
+                bindings = self.cluster.resource(ROLE_BINDINGS, tenant.namespace)
+                binding = tenant_role_binding(
+                    self.settings.tenant_cluster_role, self.settings.service_account
+                )
+                try:
+                    await bindings.create(binding)
+                except Conflict:
+                    pass  # there already
             quotas = self.cluster.resource(RESOURCE_QUOTAS, tenant.namespace)
             try:
                 await quotas.create(resource_quota(tenant.max_nodes))

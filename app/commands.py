@@ -23,15 +23,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.db.models import Network, Node, NodeStatusChange, Operation, Tenant, utcnow
 from app.domain.enums import Consensus, Desired, NodeRole, NodeStatus, OperationKind
 from app.domain.names import (
+    COORDINATOR_NAME,
+    DEFAULT_JOIN_NODE_NAME,
     MAX_NETWORK_NAME,
     MAX_OBJECT_NAME,
     combined_name_problem,
     name_problem,
 )
 from app.views import NetworkView, NodeView, OperationView
-
-COORDINATOR_NAME = "coordinator"
-DEFAULT_JOIN_NODE_NAME = "peer"
 
 
 class ErrorCode(enum.StrEnum):

@@ -31,10 +31,11 @@ from typing import Any, Literal
 
 import yaml
 
-from app.commands import COORDINATOR_NAME, DEFAULT_JOIN_NODE_NAME
 from app.config import Settings
 from app.domain.enums import Consensus, NodeRole
 from app.domain.names import (
+    COORDINATOR_NAME,
+    DEFAULT_JOIN_NODE_NAME,
     MAX_NETWORK_NAME,
     MAX_OBJECT_NAME,
     combined_name_problem,

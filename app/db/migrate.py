@@ -11,11 +11,13 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from app.db.engine import make_engine
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+MIGRATION_LOCK = 0x9AA5  # an arbitrary, fixed advisory-lock key for QaaS migrations
 
 
 def alembic_config(url: str) -> Config:
@@ -31,6 +33,10 @@ async def upgrade(url: str, revision: str = "head") -> None:
     engine = make_engine(url)
 
     def _run(connection: Connection) -> None:
+        if connection.dialect.name == "postgresql":
+            # Several pods may start `qaas migrate` at once: one migrates, the others wait and
+            # then find nothing to do. The lock ends with the transaction.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 

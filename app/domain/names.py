@@ -15,6 +15,10 @@ from __future__ import annotations
 
 import re
 
+# A network's first node, and the default name of the node networkJoin runs.
+COORDINATOR_NAME = "coordinator"
+DEFAULT_JOIN_NODE_NAME = "peer"
+
 LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 MAX_OBJECT_NAME = 63
 # Leaves room for the shortest node name ("a") and the dash between the two.

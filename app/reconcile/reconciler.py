@@ -73,6 +73,35 @@ class Observed:
         return {o["metadata"]["labels"][NODE_ID]: o for o in objects}
 
 
+def _owned_fields(deployment: Obj) -> Obj:
+    """The parts of a Deployment QaaS decides. Compared field by field, because the live
+    object also carries what the apiserver defaulted (pull policy, termination paths, ...)."""
+    spec = deployment.get("spec") or {}
+    template = spec.get("template") or {}
+    pod = template.get("spec") or {}
+    containers = pod.get("containers") or [{}]
+    container = containers[0]
+    return {
+        "hash": (deployment["metadata"].get("annotations") or {}).get(SPEC_HASH),
+        "labels": deployment["metadata"].get("labels"),
+        "replicas": spec.get("replicas"),
+        "selector": spec.get("selector"),
+        "template_labels": (template.get("metadata") or {}).get("labels"),
+        "template_annotations": (template.get("metadata") or {}).get("annotations") or {},
+        "token": pod.get("automountServiceAccountToken"),
+        "containers": len(containers),
+        "container": {
+            key: container.get(key)
+            for key in ("name", "image", "command", "args", "workingDir", "env")
+        },
+        "ports": [(p.get("name"), p.get("containerPort")) for p in container.get("ports") or []],
+    }
+
+
+def _deployment_drifted(current: Obj, desired: Obj) -> bool:
+    return _owned_fields(current) != _owned_fields(desired)
+
+
 def _service_ip(service: Obj) -> str | None:
     ip = service.get("spec", {}).get("clusterIP")
     return str(ip) if ip and ip != "None" else None
@@ -141,9 +170,19 @@ class Reconciler:
         by_tenant: dict[str, list[Network]] = {t.id: [] for t in tenants}
         for network in networks:
             by_tenant.setdefault(network.tenant_id, []).append(network)
+        failed: list[str] = []
         for tenant in tenants:
-            await self._reconcile_namespace(tenant, by_tenant[tenant.id])
+            # One tenant's broken namespace (forbidden, deleted by hand, over quota) must not
+            # stop the others: each is tried, and the pass reports what failed.
+            try:
+                await self._reconcile_namespace(tenant, by_tenant[tenant.id])
+            except KubeError as error:
+                self._prepared.discard(tenant.namespace)
+                failed.append(tenant.name)
+                log.warning("tenant %s (namespace %s): %s", tenant.name, tenant.namespace, error)
         self.passes += 1
+        if failed:
+            raise KubeError(f"the pass failed for tenant(s) {', '.join(failed)}")
 
     async def _prepare(self, tenant: Tenant) -> None:
         """Make the tenant's namespace (and its quota, where we own the namespace) exist."""
@@ -223,8 +262,9 @@ class Reconciler:
                 has_deployment = True
         except ForeignObject as foreign:
             error = str(foreign)
-        except NotFound:
-            return None  # deleted while we worked: the next pass recreates it
+        except (NotFound, Conflict):
+            self.kick()  # deleted or changed while we worked: the next pass converges it
+            return None
         await self._record(node, has_service=ip is not None, has_deployment=has_deployment,
                            service_ip=ip, error=error)  # fmt: skip
         return ip
@@ -285,12 +325,19 @@ class Reconciler:
             except Conflict:
                 current = await api.get(spec.name)
                 self._check_ours(current, spec)
-        annotations = current["metadata"].get("annotations") or {}
-        if annotations.get(SPEC_HASH) == desired["metadata"]["annotations"][SPEC_HASH]:
-            return
-        desired["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-        log.info("replacing Deployment %s: its spec drifted from the desired one", spec.name)
-        await api.replace(spec.name, desired)
+        for attempt in range(3):
+            if not _deployment_drifted(current, desired):
+                return
+            desired["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+            log.info("replacing Deployment %s: it drifted from the desired spec", spec.name)
+            try:
+                await api.replace(spec.name, desired)
+                return
+            except Conflict:
+                # The controllers write the object too (its status): read it again and retry.
+                if attempt == 2:
+                    raise
+                current = await api.get(spec.name)
 
     @staticmethod
     def _check_ours(current: Obj, spec: NodeObjects) -> None:

@@ -37,7 +37,7 @@ def test_overlays_apply_to_the_cluster(kubeconfig: Path, qaas_applied: str) -> N
                      "serviceaccount,role,rolebinding,configmap,service,deployment",
                      "-o", "name").stdout.split()  # fmt: skip
     assert {
-        "serviceaccount/qaas", "role.rbac.authorization.k8s.io/qaas",
+        "serviceaccount/qaas",
         "rolebinding.rbac.authorization.k8s.io/qaas", "configmap/qaas-config", "service/qaas",
         "deployment.apps/qaas",
     } <= set(listed)  # fmt: skip
@@ -62,10 +62,18 @@ def _can(kubeconfig: Path, *request: str) -> bool:
         (("create", "services", "-n", "qaas"), True),
         (("update", "deployments.apps", "-n", "qaas"), True),
         (("watch", "pods", "-n", "qaas"), True),
-        # A request for a Namespace object is authorized in that namespace, hence -n.
-        (("get", "namespaces/qaas", "-n", "qaas"), True),
-        (("get", "namespaces/default", "-n", "default"), False),
-        (("create", "namespaces"), False),
+        (("create", "resourcequotas", "-n", "qaas"), True),
+        # Making tenant namespaces, and binding itself qaas-tenant there, is cluster-wide ...
+        (("get", "namespaces/default"), True),
+        (("create", "namespaces"), True),
+        (("create", "rolebindings.rbac.authorization.k8s.io", "-n", "qaas-someone"), True),
+        (("bind", "clusterroles.rbac.authorization.k8s.io/qaas-tenant"), True),
+        # ... but it may bind no other role, and change no namespace.
+        (("bind", "clusterroles.rbac.authorization.k8s.io/cluster-admin"), False),
+        (("bind", "clusterroles.rbac.authorization.k8s.io/admin"), False),
+        (("delete", "namespaces"), False),
+        (("update", "namespaces/qaas"), False),
+        (("update", "rolebindings.rbac.authorization.k8s.io", "-n", "qaas"), False),
         (("get", "secrets", "-n", "qaas"), False),
         (("list", "secrets", "-n", "qaas"), False),
         (("create", "pods", "--subresource=exec", "-n", "qaas"), False),
@@ -101,7 +109,10 @@ def test_can_i_list_shows_exactly_the_intended_rules(kubeconfig: Path, qaas_appl
         "services": {"create", "get", "list", "update", "delete"},
         "deployments.apps": {"create", "get", "list", "update", "delete"},
         "pods": {"list", "watch"},
-        "namespaces": {"get"},  # resourceNames [qaas]
+        "resourcequotas": {"create"},
+        "namespaces": {"get", "create"},
+        "rolebindings.rbac.authorization.k8s.io": {"create"},
+        "clusterroles.rbac.authorization.k8s.io": {"bind"},  # resourceNames [qaas-tenant]
         # Every authenticated user may ask what it may do (system:basic-user).
         "selfsubjectaccessreviews.authorization.k8s.io": {"create"},
         "selfsubjectrulesreviews.authorization.k8s.io": {"create"},
@@ -144,6 +155,7 @@ async def test_qaas_completes_the_whole_flow_as_its_service_account(
     settings = load_settings(
         database_url=database_url, kubeconfig=str(service_account_kubeconfig),
         cluster="kubeconfig", namespace="qaas", resync_seconds=0.5, node_start_deadline=60,
+        service_account="qaas:qaas",
     )  # fmt: skip
     name = f"rbac-{uuid.uuid4().hex[:6]}"
     # The installation's first tenant lives in QaaS's own namespace.
@@ -202,5 +214,51 @@ async def test_qaas_completes_the_whole_flow_as_its_service_account(
 
         await eventually(nothing_left, within=90, every=0.5)
     # Any call the Role refused would have been logged by the reconciler or the informer.
+    refused = [r.getMessage() for r in caplog.records if "forbidden" in r.getMessage().lower()]
+    assert refused == []
+
+
+async def test_a_second_tenant_gets_its_own_namespace_as_the_service_account(
+    kubeconfig: Path,
+    service_account_kubeconfig: Path,
+    database_url: str,
+    sessions: async_sessionmaker[AsyncSession],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = load_settings(
+        database_url=database_url, kubeconfig=str(service_account_kubeconfig),
+        cluster="kubeconfig", namespace="qaas", resync_seconds=0.5, node_start_deadline=60,
+        service_account="qaas:qaas",
+    )  # fmt: skip
+    await create_token(sessions, "first", Role.ADMIN, settings, "first")  # owns `qaas`
+    other = f"t{uuid.uuid4().hex[:6]}"
+    tenant, _, secret = await create_token(sessions, other, Role.MEMBER, settings, "second")
+    assert tenant.namespace == f"qaas-{other}"
+    application = create_app(settings)
+    try:
+        async with (
+            application.router.lifespan_context(application),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=application), base_url="http://qaas.test",
+                headers={"Authorization": f"Bearer {secret}"},
+            ) as http,
+        ):  # fmt: skip
+            api = GraphQLClient(http)
+            created = (await api.data(
+                'mutation { networkCreate(input: {name: "far"}) { network { id } } }'
+            ))["networkCreate"]  # fmt: skip
+
+            async def running() -> bool:
+                network = (await api.data(NETWORK, id=created["network"]["id"]))["network"]
+                return bool(network["status"] == "RUNNING")
+
+            await eventually(running, within=60, every=0.3)
+        bindings = json.loads(kubectl(kubeconfig, "-n", tenant.namespace, "get", "rolebinding",
+                                      "qaas", "-o", "json").stdout)  # fmt: skip
+        assert bindings["roleRef"]["name"] == "qaas-tenant"
+        kubectl(kubeconfig, "-n", tenant.namespace, "get", "resourcequota", "qaas-tenant")
+    finally:
+        await asyncio.to_thread(kubectl, kubeconfig, "delete", "namespace", f"qaas-{other}",
+                                "--wait=false", check=False)  # fmt: skip
     refused = [r.getMessage() for r in caplog.records if "forbidden" in r.getMessage().lower()]
     assert refused == []

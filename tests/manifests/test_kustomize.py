@@ -13,13 +13,32 @@ from tests.manifests.conftest import OVERLAYS, ROOT, kustomize
 
 BASE = ROOT / "manifests" / "qaas" / "base"
 
-# What the code calls, and nothing more (see manifests/qaas/base/role.yaml).
-INTENDED_RULES = {
+# What the code calls in a tenant namespace, and nothing more (clusterrole-tenant.yaml) ...
+TENANT_RULES = {
     ("", "services"): {"create", "get", "list", "update", "delete"},
     ("apps", "deployments"): {"create", "get", "list", "update", "delete"},
     ("", "pods"): {"list", "watch"},
-    ("", "namespaces"): {"get"},  # only its own: see the resourceNames test below
+    ("", "resourcequotas"): {"create"},
 }
+# ... and what making a tenant namespace takes (clusterrole-tenancy.yaml).
+TENANCY_RULES = {
+    ("", "namespaces"): {"get", "create"},
+    ("rbac.authorization.k8s.io", "rolebindings"): {"create"},
+    ("rbac.authorization.k8s.io", "clusterroles"): {"bind"},  # resourceNames [qaas-tenant]
+}
+
+
+def _rules(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
+    rules: dict[tuple[str, str], set[str]] = {}
+    for rule in role["rules"]:
+        if rule["resources"] == ["clusterroles"]:
+            assert rule["resourceNames"] == ["qaas-tenant"]  # it may bind that role, no other
+            rule = {k: v for k, v in rule.items() if k != "resourceNames"}
+        assert set(rule) == {"apiGroups", "resources", "verbs"}  # no URLs, no other names
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                rules.setdefault((group, resource), set()).update(rule["verbs"])
+    return rules
 
 
 def _one(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
@@ -37,24 +56,26 @@ def _container(objects: list[dict[str, Any]]) -> dict[str, Any]:
 
 @pytest.mark.parametrize("directory", [BASE, OVERLAYS / "sqlite", OVERLAYS / "postgres"],
                          ids=["base", "sqlite", "postgres"])  # fmt: skip
-def test_renders_a_least_privilege_role_in_one_namespace(directory: Path) -> None:
+def test_renders_least_privilege_roles(directory: Path) -> None:
     objects = kustomize(directory)
-    assert {o["metadata"].get("namespace") for o in objects if o["kind"] != "Namespace"} == {"qaas"}
-    assert not [o for o in objects if o["kind"] in ("ClusterRole", "ClusterRoleBinding")]
-    role = _one(objects, "Role")
-    rules: dict[tuple[str, str], set[str]] = {}
-    for rule in role["rules"]:
-        if rule["resources"] == ["namespaces"]:
-            assert rule["resourceNames"] == ["qaas"]  # its own Namespace object, no other
-            rule = {k: v for k, v in rule.items() if k != "resourceNames"}
-        assert set(rule) == {"apiGroups", "resources", "verbs"}  # no URLs, no other names
-        for group in rule["apiGroups"]:
-            for resource in rule["resources"]:
-                rules.setdefault((group, resource), set()).update(rule["verbs"])
-    assert rules == INTENDED_RULES
+    cluster_scoped = ("Namespace", "ClusterRole", "ClusterRoleBinding")
+    assert {o["metadata"].get("namespace") for o in objects if o["kind"] not in cluster_scoped} == {
+        "qaas"
+    }
+    assert not [o for o in objects if o["kind"] == "Role"]
+    roles = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ClusterRole"}
+    assert set(roles) == {"qaas-tenant", "qaas-tenancy"}
+    assert _rules(roles["qaas-tenant"]) == TENANT_RULES
+    assert _rules(roles["qaas-tenancy"]) == TENANCY_RULES
+    # The tenant role is bound per namespace only, never cluster-wide.
+    (cluster_binding,) = [o for o in objects if o["kind"] == "ClusterRoleBinding"]
+    assert cluster_binding["roleRef"]["name"] == "qaas-tenancy"
+    assert cluster_binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "qaas", "namespace": "qaas"}
+    ]
     binding = _one(objects, "RoleBinding")
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                                  "name": "qaas"}  # fmt: skip
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                  "name": "qaas-tenant"}  # fmt: skip
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "qaas", "namespace": "qaas"}]
 
 
@@ -100,6 +121,7 @@ def test_configuration_matches_in_cluster_mode() -> None:
         "QAAS_NODE_SERVICE_TYPE": "ClusterIP",
         "QAAS_NODE_IMAGE": "narayanprusty/qnm",
         "QAAS_INSTANCE": "qaas",
+        "QAAS_SERVICE_ACCOUNT": "qaas:qaas",
         "QAAS_LOG_LEVEL": "INFO",
         "QAAS_DATABASE_URL": "sqlite+aiosqlite:////data/qaas.db",
     }

@@ -16,7 +16,7 @@ from app.db.models import Network, Node, Operation
 from app.domain.enums import Consensus, NodeRole, OperationState
 from app.events.bus import InProcessBus
 from app.k8s.client import DEPLOYMENTS, SERVICES, Cluster, Resource
-from app.k8s.errors import NotFound
+from app.k8s.errors import Conflict, NotFound
 from app.k8s.objects import NodeObjects
 from app.reconcile.reconciler import Reconciler
 from tests.conftest import CallerTenant
@@ -190,3 +190,33 @@ async def test_network_delete_leaves_nothing_behind(
         op = await session.get(Operation, deleted.operation.id)
     assert op is not None
     assert op.state is OperationState.SUCCEEDED
+
+
+async def test_a_hand_edit_of_the_environment_is_undone(
+    sessions: async_sessionmaker[AsyncSession],
+    cluster: Cluster,
+    reconciler: Reconciler,
+    tenant: CallerTenant,
+) -> None:
+    await _network(sessions, tenant, "edited")
+    await reconciler.reconcile_once()
+    deployments = cluster.resource(DEPLOYMENTS)
+    wanted: dict[str, str] = {}
+    for _ in range(20):  # the controllers update the object too: retry on a stale version
+        live = await deployments.get("edited-coordinator")
+        container = live["spec"]["template"]["spec"]["containers"][0]
+        wanted = {e["name"]: e["value"] for e in container["env"]}
+        # The IP trap, by hand; the spec-hash annotation still claims all is well.
+        container["env"] = [
+            {"name": e["name"], "value": "0.0.0.0" if e["name"] == "IP" else e["value"]}
+            for e in container["env"]
+        ]
+        try:
+            await deployments.replace("edited-coordinator", live)
+            break
+        except Conflict:
+            await asyncio.sleep(0.05)
+    await reconciler.reconcile_once()
+    repaired = await deployments.get("edited-coordinator")
+    env = repaired["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {e["name"]: e["value"] for e in env} == wanted

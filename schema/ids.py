@@ -2,16 +2,16 @@
 
 Example::
 
-    >>> to_global_id("Network", "3f1c")
-    'TmV0d29yazozZjFj'
-    >>> from_global_id("TmV0d29yazozZjFj")
-    ('Network', '3f1c')
+    >>> gid = to_global_id("Network", "0b5a6b3e-3c2f-4a8e-9d51-6f2c1e8f7a10")
+    >>> from_global_id(gid)
+    ('Network', '0b5a6b3e-3c2f-4a8e-9d51-6f2c1e8f7a10')
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import uuid
 
 
 def to_global_id(type_name: str, raw_id: str) -> str:
@@ -25,7 +25,16 @@ def from_global_id(global_id: str) -> tuple[str, str] | None:
     except (binascii.Error, UnicodeDecodeError, ValueError):
         return None
     type_name, sep, raw_id = decoded.partition(":")
-    return (type_name, raw_id) if sep and type_name and raw_id else None
+    if not (sep and type_name and _is_uuid(raw_id)):
+        return None  # every object of ours has a UUID: anything else names nothing
+    return type_name, raw_id
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
 
 
 def raw_id_of(global_id: str, expected: str) -> str | None:

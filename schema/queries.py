@@ -7,6 +7,7 @@ from strawberry.types import Info
 
 from app.db import queries
 from app.db.queries import BadCursor
+from app.domain.names import name_problem
 from schema.auth import caller
 from schema.context import Context
 from schema.errors import ClientError
@@ -76,6 +77,8 @@ class Query:
         if id is not None:
             raw = raw_id_of(id, "Network")
             view = await info.context.loaders.network.load(raw) if raw else None
+        elif name_problem(str(name)) is not None:
+            view = None  # no network has a name that is not a valid one
         else:
             async with info.context.runtime.sessions() as session:
                 view = await queries.network_by_name(session, principal.tenant_id, str(name))

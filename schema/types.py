@@ -24,6 +24,7 @@ from app.domain.enums import (
 )
 from app.views import NetworkView, NodeView, OperationView, StatusChangeView
 from schema.context import Context, Loaders
+from schema.errors import ClientError
 from schema.ids import to_global_id
 from schema.pagination import PageInfo, page_args
 
@@ -83,8 +84,11 @@ class Network(Entity):
         after: str | None = None,
     ) -> NodeConnection:
         limit = page_args(first)
-        async with info.context.runtime.sessions() as session:
-            page = await queries.nodes_page(session, self.view.id, limit, after)
+        try:
+            async with info.context.runtime.sessions() as session:
+                page = await queries.nodes_page(session, self.view.id, limit, after)
+        except queries.BadCursor as error:
+            raise ClientError(str(error)) from None
         pairs = zip(page.items, page.cursors, strict=True)
         return NodeConnection(
             edges=[NodeEdge(cursor=c, node=Node.of(v)) for v, c in pairs],

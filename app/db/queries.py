@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
+import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -52,9 +53,13 @@ def encode_cursor(created_at: datetime.datetime, row_id: str) -> str:
 def decode_cursor(cursor: str) -> tuple[datetime.datetime, str]:
     try:
         created, _, row_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.datetime.fromisoformat(created), row_id
+        at = datetime.datetime.fromisoformat(created)
+        uuid.UUID(row_id)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise BadCursor(f"{cursor!r} is not a valid cursor") from None
+    if at.tzinfo is None:  # ours always carry their zone
+        raise BadCursor(f"{cursor!r} is not a valid cursor")
+    return at, row_id
 
 
 SelectT = TypeVar("SelectT", bound=Select[*tuple[Any, ...]])

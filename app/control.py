@@ -70,10 +70,16 @@ class ControlLoop:
         self._running = True
         self._spawn(self.reconciler.run(), "reconciler")
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 10.0) -> None:
+        """Let the reconciler finish its pass and the observer its writes, then stop."""
         self._running = False
+        self.reconciler.stop()
+        reconciler = self._tasks[:1]  # started first
+        await asyncio.wait(reconciler, timeout=grace)
         for task in self._tasks:
             task.cancel()
+        if self.observer.writes:
+            await asyncio.wait(list(self.observer.writes), timeout=grace)
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -52,6 +53,7 @@ class PodObserver:
         self.bus = bus
         self.on_pod_gone = on_pod_gone
         self.informers: dict[str, Informer] = {}  # by namespace
+        self.writes: set[asyncio.Future[None]] = set()  # in flight, awaited on shutdown
         self.published = 0
 
     def follow(self, informer: Informer) -> None:
@@ -71,7 +73,12 @@ class PodObserver:
             if (p["metadata"].get("labels") or {}).get(NODE_ID) == node_id
         ]
         current = current_pod(pods)
-        await self.record(node_id, observe(current) if current else NO_POD)
+        # Shielded: stopping the informer must not cut a database write in half (a cancelled
+        # SQLite transaction keeps its lock until the connection is collected).
+        write = asyncio.ensure_future(self.record(node_id, observe(current) if current else NO_POD))
+        self.writes.add(write)
+        write.add_done_callback(self.writes.discard)
+        await asyncio.shield(write)
 
     async def record(self, node_id: str, observation: PodObservation) -> None:
         async with self.sessions.begin() as session:

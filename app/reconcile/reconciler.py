@@ -124,16 +124,22 @@ class Reconciler:
         self.on_namespace: Callable[[str], None] = lambda _: None
         self._prepared: set[str] = set()
         self._wake = asyncio.Event()
+        self._stopping = False
         self.passes = 0
 
     def kick(self) -> None:
         """Ask for a pass soon (after a mutation or an observed change)."""
         self._wake.set()
 
+    def stop(self) -> None:
+        """Finish the pass under way, then return from run() (see ControlLoop.stop)."""
+        self._stopping = True
+        self._wake.set()
+
     async def run(self) -> None:
-        """Reconcile until cancelled; errors are logged and retried with backoff."""
+        """Reconcile until stopped; errors are logged and retried with backoff."""
         failures = 0
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
                 await self.reconcile_once()

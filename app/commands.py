@@ -168,16 +168,31 @@ async def create_network(
     errors = _name_errors("name", name, limit)
     if errors:
         return Result(errors=errors)
+    network = Network(tenant_id=tenant_id, name=name, consensus=consensus)
+    return await _open_network(
+        sessions, network, COORDINATOR_NAME, NodeRole.COORDINATOR, OperationKind.NETWORK_CREATE,
+        start_deadline,
+    )  # fmt: skip
+
+
+async def _open_network(
+    sessions: async_sessionmaker[AsyncSession],
+    network: Network,
+    node_name: str,
+    role: NodeRole,
+    kind: OperationKind,
+    start_deadline: float,
+) -> Result:
+    """Record a new network and its first node, unless the name is taken or the tenant full."""
     async with sessions() as session:
-        existing = await _network_named(session, tenant_id, name)
-        limited = await _limit_error(session, tenant_id, new_network=True)
+        existing = await _network_named(session, network.tenant_id, network.name)
+        limited = await _limit_error(session, network.tenant_id, new_network=True)
     if existing is not None:
-        return _taken(name, existing)
+        return _taken(network.name, existing)
     if limited:
         return limited
-    network = Network(tenant_id=tenant_id, name=name, consensus=consensus)
-    node = _new_node(network, COORDINATOR_NAME, NodeRole.COORDINATOR, start_deadline)
-    return await _commit_new(sessions, network, node, OperationKind.NETWORK_CREATE, "name")
+    node = _new_node(network, node_name, role, start_deadline)
+    return await _commit_new(sessions, network, node, kind, "name")
 
 
 def _ip_problem(value: str) -> str | None:
@@ -210,21 +225,15 @@ async def join_network(
         errors.append(UserError(("input", "coordinatorIp"), problem, ErrorCode.INVALID_IP))
     if errors:
         return Result(errors=errors)
-    async with sessions() as session:
-        existing = await _network_named(session, tenant_id, name)
-        limited = await _limit_error(session, tenant_id, new_network=True)
-    if existing is not None:
-        return _taken(name, existing)
-    if limited:
-        return limited
     network = Network(
         tenant_id=tenant_id,
         name=name,
         consensus=consensus,
         external_coordinator_ip=coordinator_ip.strip(),
     )
-    node = _new_node(network, node_name, NodeRole.PEER, start_deadline)
-    return await _commit_new(sessions, network, node, OperationKind.NETWORK_JOIN, "name")
+    return await _open_network(
+        sessions, network, node_name, NodeRole.PEER, OperationKind.NETWORK_JOIN, start_deadline
+    )
 
 
 async def add_node(

@@ -91,25 +91,37 @@ async def network_views(session: AsyncSession, networks: Sequence[Network]) -> l
     return [NetworkView.of(n, [node.status for node in nodes[n.id]]) for n in networks]
 
 
+M = TypeVar("M", Network, ApiToken)
+
+
+async def _tenant_page(
+    session: AsyncSession, model: type[M], tenant_id: str, first: int, after: str | None
+) -> Page[M]:
+    """A keyset page of ``model`` rows of one tenant, oldest first."""
+    mine = select(model).where(model.tenant_id == tenant_id)
+    query = _after(mine, model, after).order_by(model.created_at, model.id)
+    rows = list(await session.scalars(query.limit(first + 1)))
+    count = select(func.count()).select_from(model).where(model.tenant_id == tenant_id)
+    page = rows[:first]
+    return Page(
+        items=page,
+        cursors=[encode_cursor(row.created_at, row.id) for row in page],
+        has_next=len(rows) > first,
+        total=await session.scalar(count) or 0,
+    )
+
+
 async def networks_page(
     session: AsyncSession, tenant_id: str, first: int, after: str | None
 ) -> Page[NetworkView]:
-    mine = select(Network).where(Network.tenant_id == tenant_id)
-    query = _after(mine, Network, after).order_by(Network.created_at, Network.id)
-    rows = list(await session.scalars(query.limit(first + 1)))
-    total = (
-        await session.scalar(
-            select(func.count()).select_from(Network).where(Network.tenant_id == tenant_id)
-        )
-        or 0
-    )
-    page = rows[:first]
-    return Page(
-        items=await network_views(session, page),
-        cursors=[encode_cursor(n.created_at, n.id) for n in page],
-        has_next=len(rows) > first,
-        total=total,
-    )
+    page = await _tenant_page(session, Network, tenant_id, first, after)
+    return Page(await network_views(session, page.items), page.cursors, page.has_next, page.total)
+
+
+async def tokens_page(
+    session: AsyncSession, tenant_id: str, first: int, after: str | None
+) -> Page[ApiToken]:
+    return await _tenant_page(session, ApiToken, tenant_id, first, after)
 
 
 async def network_by_name(session: AsyncSession, tenant_id: str, name: str) -> NetworkView | None:
@@ -200,24 +212,3 @@ async def operations_by_ids(
     query = select(Operation).where(Operation.tenant_id == tenant_id, Operation.id.in_(ids))
     found = {o.id: OperationView.of(o) for o in await session.scalars(query)}
     return [found.get(i) for i in ids]
-
-
-async def tokens_page(
-    session: AsyncSession, tenant_id: str, first: int, after: str | None
-) -> Page[ApiToken]:
-    mine = select(ApiToken).where(ApiToken.tenant_id == tenant_id)
-    query = _after(mine, ApiToken, after).order_by(ApiToken.created_at, ApiToken.id)
-    rows = list(await session.scalars(query.limit(first + 1)))
-    total = (
-        await session.scalar(
-            select(func.count()).select_from(ApiToken).where(ApiToken.tenant_id == tenant_id)
-        )
-        or 0
-    )
-    page = rows[:first]
-    return Page(
-        items=page,
-        cursors=[encode_cursor(t.created_at, t.id) for t in page],
-        has_next=len(rows) > first,
-        total=total,
-    )

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.config import load_settings
+from app.config import Settings, load_settings
 from app.domain.enums import Role
 from app.server import create_app
 from app.tenancy import create_token
@@ -145,18 +145,23 @@ async def _drift_and_repair(kubeconfig: Path, network: str) -> None:
     await eventually(repaired, within=30, every=0.3)
 
 
-async def test_qaas_completes_the_whole_flow_as_its_service_account(
-    kubeconfig: Path,
-    service_account_kubeconfig: Path,
-    database_url: str,
-    sessions: async_sessionmaker[AsyncSession],
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    settings = load_settings(
+@pytest.fixture
+def as_service_account(service_account_kubeconfig: Path, database_url: str) -> Settings:
+    """QaaS's settings in the cluster, but acting from here with the ServiceAccount's token."""
+    return load_settings(
         database_url=database_url, kubeconfig=str(service_account_kubeconfig),
         cluster="kubeconfig", namespace="qaas", resync_seconds=0.5, node_start_deadline=60,
         service_account="qaas:qaas",
     )  # fmt: skip
+
+
+async def test_qaas_completes_the_whole_flow_as_its_service_account(
+    kubeconfig: Path,
+    as_service_account: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = as_service_account
     name = f"rbac-{uuid.uuid4().hex[:6]}"
     # The installation's first tenant lives in QaaS's own namespace.
     tenant, _, secret = await create_token(sessions, "acme", Role.ADMIN, settings, "rbac")
@@ -220,16 +225,11 @@ async def test_qaas_completes_the_whole_flow_as_its_service_account(
 
 async def test_a_second_tenant_gets_its_own_namespace_as_the_service_account(
     kubeconfig: Path,
-    service_account_kubeconfig: Path,
-    database_url: str,
+    as_service_account: Settings,
     sessions: async_sessionmaker[AsyncSession],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    settings = load_settings(
-        database_url=database_url, kubeconfig=str(service_account_kubeconfig),
-        cluster="kubeconfig", namespace="qaas", resync_seconds=0.5, node_start_deadline=60,
-        service_account="qaas:qaas",
-    )  # fmt: skip
+    settings = as_service_account
     await create_token(sessions, "first", Role.ADMIN, settings, "first")  # owns `qaas`
     other = f"t{uuid.uuid4().hex[:6]}"
     tenant, _, secret = await create_token(sessions, other, Role.MEMBER, settings, "second")

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import sys
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -35,11 +36,15 @@ from app.tenancy import ensure_tenant, issue_token
 from schema.build import ASSETS_PATH, GRAPHQL_PATH, QaasGraphQL
 from schema.graphiql import assets_route
 
+if TYPE_CHECKING:  # imported lazily: only the embedded default starts a sandbox
+    from app.sandbox.handle import Sandbox
+
 log = logging.getLogger("qaas")
 
 
-def _sandbox_target() -> tuple[ClusterTarget, object]:
-    """Start (or reuse) the local sandbox; returns its target and a handle to stop it with."""
+def _sandbox_target() -> tuple[ClusterTarget, Sandbox | None]:
+    """Start (or reuse) the local sandbox; returns its target, and the handle to stop it with
+    if we started it (a sandbox someone started with `qaas sandbox up` is left running)."""
     from app.sandbox.handle import Sandbox
 
     log.warning(
@@ -52,9 +57,9 @@ def _sandbox_target() -> tuple[ClusterTarget, object]:
     return ClusterTarget("kubeconfig", state.kubeconfig), (None if already else sandbox)
 
 
-async def _open_cluster(settings: Settings) -> tuple[Cluster, object]:
+async def _open_cluster(settings: Settings) -> tuple[Cluster, Sandbox | None]:
     found = discover(settings.cluster, settings.kubeconfig)
-    owned_sandbox: object = None
+    owned_sandbox: Sandbox | None = None
     if found is None:
         target, owned_sandbox = await asyncio.to_thread(_sandbox_target)
     else:
@@ -117,7 +122,7 @@ def create_app(settings: Settings) -> Starlette:
             await cluster.close()
             await engine.dispose()
             if owned_sandbox is not None:
-                await asyncio.to_thread(owned_sandbox.down)  # type: ignore[attr-defined]
+                await asyncio.to_thread(owned_sandbox.down)
 
     async def healthz(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})

@@ -41,13 +41,13 @@ from app.k8s.client import (
 from app.k8s.errors import Conflict, KubeError, NotFound
 from app.k8s.objects import (
     NODE_ID,
-    SPEC_HASH,
     NodeObjects,
     resource_quota,
     selector_for,
     tenant_namespace_labels,
     tenant_role_binding,
 )
+from app.reconcile.drift import deployment_drifted, service_drifted
 from app.reconcile.progress import STARTING_KINDS, finish_operations, refresh_status
 from app.views import NodeView
 
@@ -71,35 +71,6 @@ class Observed:
     @staticmethod
     def index(objects: Iterable[Obj]) -> dict[str, Obj]:
         return {o["metadata"]["labels"][NODE_ID]: o for o in objects}
-
-
-def _owned_fields(deployment: Obj) -> Obj:
-    """The parts of a Deployment QaaS decides. Compared field by field, because the live
-    object also carries what the apiserver defaulted (pull policy, termination paths, ...)."""
-    spec = deployment.get("spec") or {}
-    template = spec.get("template") or {}
-    pod = template.get("spec") or {}
-    containers = pod.get("containers") or [{}]
-    container = containers[0]
-    return {
-        "hash": (deployment["metadata"].get("annotations") or {}).get(SPEC_HASH),
-        "labels": deployment["metadata"].get("labels"),
-        "replicas": spec.get("replicas"),
-        "selector": spec.get("selector"),
-        "template_labels": (template.get("metadata") or {}).get("labels"),
-        "template_annotations": (template.get("metadata") or {}).get("annotations") or {},
-        "token": pod.get("automountServiceAccountToken"),
-        "containers": len(containers),
-        "container": {
-            key: container.get(key)
-            for key in ("name", "image", "command", "args", "workingDir", "env")
-        },
-        "ports": [(p.get("name"), p.get("containerPort")) for p in container.get("ports") or []],
-    }
-
-
-def _deployment_drifted(current: Obj, desired: Obj) -> bool:
-    return _owned_fields(current) != _owned_fields(desired)
 
 
 def _service_ip(service: Obj) -> str | None:
@@ -297,20 +268,12 @@ class Reconciler:
             except Conflict:
                 current = await api.get(spec.name)
                 self._check_ours(current, spec)
-        wanted = desired["spec"]
-        have = current["spec"]
-        ports = [(p.get("name"), p.get("port")) for p in have.get("ports", [])]
-        if (
-            have.get("type") == wanted["type"]
-            and have.get("selector") == wanted["selector"]
-            and ports == [(p["name"], p["port"]) for p in wanted["ports"]]
-            and current["metadata"].get("labels") == desired["metadata"]["labels"]
-        ):
+        if not service_drifted(current, desired):
             return current
         # Drifted (edited by hand, or the service type setting changed): replace, keeping
         # the ClusterIP, which peers and the node itself advertise.
         desired["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-        desired["spec"]["clusterIP"] = have.get("clusterIP")
+        desired["spec"]["clusterIP"] = current["spec"].get("clusterIP")
         log.info("replacing drifted Service %s", spec.name)
         return await api.replace(spec.name, desired)
 
@@ -332,7 +295,7 @@ class Reconciler:
                 current = await api.get(spec.name)
                 self._check_ours(current, spec)
         for attempt in range(3):
-            if not _deployment_drifted(current, desired):
+            if not deployment_drifted(current, desired):
                 return
             desired["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
             log.info("replacing Deployment %s: it drifted from the desired spec", spec.name)

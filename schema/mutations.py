@@ -81,8 +81,10 @@ def _operation(result: Result) -> Operation | None:
     return Operation.of(result.operation) if result.operation else None
 
 
-def _bad_id(kind: str) -> list[UserError]:
-    return [UserError(field=["input", "id"], message=f"not a {kind} ID", code=ErrorCode.INVALID_ID)]
+def _bad_id(kind: str, field: str = "id") -> list[UserError]:
+    return [
+        UserError(field=["input", field], message=f"not a {kind} ID", code=ErrorCode.INVALID_ID)
+    ]
 
 
 def _done(info: Info[Context, None], result: Result) -> None:
@@ -113,9 +115,9 @@ class Mutation:
         principal, runtime = caller(info, Need.WRITE), info.context.runtime
         network_id = raw_id_of(input.network_id, "Network")
         if network_id is None:
-            errors = [UserError(field=["input", "networkId"], message="not a Network ID",
-                                code=ErrorCode.INVALID_ID)]  # fmt: skip
-            return NodePayload(node=None, operation=None, user_errors=errors)
+            return NodePayload(
+                node=None, operation=None, user_errors=_bad_id("Network", "networkId")
+            )
         result = await commands.add_node(
             runtime.sessions, principal.tenant_id, network_id, input.name.strip(),
             runtime.settings.node_start_deadline,

@@ -327,6 +327,14 @@ class Reconciler:
         service_ip: str | None,
         error: str | None,
     ) -> None:
+        settled = node.start_deadline is None  # no start deadline left to check
+        unchanged = (node.has_service, node.has_deployment, node.reconcile_error) == (
+            has_service,
+            has_deployment,
+            error,
+        ) and (service_ip is None or node.service_ip == service_ip)
+        if settled and unchanged:
+            return  # the common case on every resync: nothing to write
         async with self.sessions.begin() as session:
             row = await session.get(Node, node.id)
             if row is None or row.desired is Desired.ABSENT:

@@ -28,7 +28,7 @@ COPY migrations ./migrations
 COPY schema ./schema
 COPY app ./app
 
-# Editable on purpose: app/db/migrate.py finds the Alembic scripts at <project root>/migrations,
+# Editable on purpose: app/store/migrate.py finds the Alembic scripts at <project root>/migrations,
 # next to the `app` package. A regular install would move `app` into site-packages, where there
 # is no migrations/; an editable one keeps importing it from /app, beside /app/migrations.
 # Bytecode is compiled now because the root filesystem is read-only at run time.

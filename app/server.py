@@ -14,25 +14,22 @@ import sys
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse
 from starlette.routing import Route, WebSocketRoute
 
+from app.cluster.client import Cluster
+from app.cluster.connect import ClusterTarget, connect, discover
 from app.config import ConfigError, Settings
-from app.control import ControlLoop
-from app.db.engine import make_engine, make_sessionmaker
-from app.db.migrate import ensure_current, upgrade
-from app.db.models import Tenant
-from app.domain.enums import Role
+from app.control.loop import ControlLoop
 from app.events.bus import InProcessBus
-from app.k8s.client import Cluster
-from app.k8s.connect import ClusterTarget, connect, discover
-from app.ratelimit import RateLimiter
-from app.runtime import Runtime
-from app.tenancy import ensure_tenant, issue_token
+from app.services.api_deps import ApiDeps
+from app.services.ratelimit import RateLimiter
+from app.services.tenancy import bootstrap_first_tenant
+from app.store.engine import make_engine, make_sessionmaker, ping
+from app.store.migrate import prepare
 from schema.build import ASSETS_PATH, GRAPHQL_PATH, QaasGraphQL
 from schema.graphiql import assets_route
 
@@ -78,10 +75,9 @@ async def _bootstrap_first_tenant(
     elsewhere). Production installations create their first token with `qaas token create`.
     """
     async with sessions.begin() as session:
-        if await session.scalar(select(Tenant.id).limit(1)) is not None:
-            return
-        tenant = await ensure_tenant(session, "local", settings)
-        _, secret = await issue_token(session, tenant, Role.ADMIN, "bootstrap admin")
+        secret = await bootstrap_first_tenant(session, settings)
+    if secret is None:
+        return
     log.warning("created tenant 'local' and an ADMIN token for it (printed below, once)")
     banner = (
         "\n"
@@ -98,22 +94,19 @@ def create_app(settings: Settings) -> Starlette:
     sessions = make_sessionmaker(engine)
     bus = InProcessBus()
     limiter = RateLimiter(settings.mutations_per_minute, settings.mutation_burst)
-    runtime = Runtime(settings=settings, sessions=sessions, bus=bus, limiter=limiter)
-    graphql = QaasGraphQL(runtime)
+    deps = ApiDeps(settings=settings, sessions=sessions, bus=bus, limiter=limiter)
+    graphql = QaasGraphQL(deps)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        if settings.database_url.startswith("sqlite"):
-            await upgrade(settings.database_url)  # the embedded default migrates itself
-        else:
-            await ensure_current(settings.database_url)
+        await prepare(settings.database_url)
         if not settings.production:
             await _bootstrap_first_tenant(sessions, settings)
         cluster, owned_sandbox = await _open_cluster(settings)
         control = ControlLoop(sessions, cluster, settings, bus)
-        runtime.kick = control.kick
-        runtime.cluster_reachable = cluster.reachable
-        runtime.cluster_description = cluster.description
+        deps.kick = control.kick
+        deps.cluster_reachable = cluster.reachable
+        deps.cluster_description = cluster.description
         await control.start()
         try:
             yield
@@ -129,13 +122,9 @@ def create_app(settings: Settings) -> Starlette:
 
     async def readyz(_: Request) -> JSONResponse:
         checks: dict[str, str] = {}
-        try:
-            async with sessions() as session:
-                await session.execute(text("SELECT 1"))
-            checks["database"] = "ok"
-        except Exception as error:  # readiness reports any failure as not ready
-            checks["database"] = f"unreachable: {type(error).__name__}"
-        reachable = runtime.cluster_reachable
+        problem = await ping(sessions)
+        checks["database"] = "ok" if problem is None else f"unreachable: {problem}"
+        reachable = deps.cluster_reachable
         checks["cluster"] = "ok" if reachable and await reachable() else "unreachable"
         ready = all(v == "ok" for v in checks.values())
         return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
@@ -152,7 +141,7 @@ def create_app(settings: Settings) -> Starlette:
         assets_route(ASSETS_PATH),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
-    app.state.runtime = runtime
+    app.state.deps = deps
     return app
 
 

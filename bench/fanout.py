@@ -68,12 +68,12 @@ import websockets
 from kubernetes_asyncio import client, config
 
 from app.config import load_settings
-from app.db.engine import make_engine, make_sessionmaker
-from app.db.migrate import upgrade
 from app.domain.enums import Role
 from app.sandbox.handle import Sandbox
 from app.sandbox.processes import _die_with_parent, free_ports, stop
-from app.tenancy import create_token
+from app.services.tenancy import create_token
+from app.store.engine import make_engine, make_sessionmaker
+from app.store.migrate import upgrade
 
 HOST = "127.0.0.1"
 NETWORK = "fanout"

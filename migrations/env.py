@@ -8,8 +8,8 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from app.config import load_settings
-from app.db.engine import make_engine
-from app.db.models import Base
+from app.store.engine import make_engine
+from app.store.models import Base
 
 target_metadata = Base.metadata
 
@@ -46,7 +46,7 @@ def run() -> None:
             context.run_migrations()
         return
     connection = context.config.attributes.get("connection")
-    if connection is not None:  # called from app.db.migrate with a live connection
+    if connection is not None:  # called from app.store.migrate with a live connection
         _migrate(connection)
     else:
         asyncio.run(_run_online())

@@ -14,7 +14,7 @@ from graphql import GraphQLError
 from strawberry.types import Info
 
 from app.domain.enums import Role
-from app.tenancy import Principal
+from app.services.tenancy import Principal
 from schema.context import Context
 
 
@@ -42,7 +42,7 @@ def caller(info: Info[Context, None], need: Need = Need.READ) -> Principal:
     if need in (Need.ADMIN, Need.ADMIN_READ) and principal.role is not Role.ADMIN:
         raise AuthFailure("only an ADMIN token may manage tokens", "FORBIDDEN")
     if need in (Need.WRITE, Need.ADMIN):
-        wait = context.runtime.limiter.take(principal.token_id)
+        wait = context.deps.limiter.take(principal.token_id)
         if wait > 0:
             raise AuthFailure(
                 f"too many changes with this token: retry in {math.ceil(wait)} s",

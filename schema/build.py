@@ -39,8 +39,8 @@ from strawberry.tools import merge_types
 from strawberry.types.unset import UNSET, UnsetType
 
 from app.config import graphiql_enabled, introspection_enabled
-from app.runtime import Runtime
-from app.tenancy import AuthError, authenticate, bearer
+from app.services.api_deps import ApiDeps
+from app.services.tenancy import AuthError, authenticate, bearer
 from schema.context import Context
 from schema.errors import should_mask
 from schema.graphiql import graphiql_html
@@ -99,22 +99,22 @@ def build_schema(*, introspection: bool = True) -> strawberry.Schema:
 class QaasGraphQL(GraphQL[Context, None]):
     """Strawberry's ASGI view with our context, our offline GraphiQL and no legacy protocol."""
 
-    def __init__(self, runtime: Runtime) -> None:
-        settings = runtime.settings
+    def __init__(self, deps: ApiDeps) -> None:
+        settings = deps.settings
         super().__init__(
             build_schema(introspection=introspection_enabled(settings)),
             graphql_ide="graphiql" if graphiql_enabled(settings) else None,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
             keep_alive=True,
             keep_alive_interval=15,
-            max_subscriptions_per_connection=runtime.settings.max_subscriptions,
+            max_subscriptions_per_connection=deps.settings.max_subscriptions,
         )
-        self.runtime = runtime
+        self.deps = deps
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket | Any
     ) -> Context:
-        context = Context(runtime=self.runtime, request=request, response=response)
+        context = Context(deps=self.deps, request=request, response=response)
         if isinstance(request, Request):  # a WebSocket authenticates in connection_init
             await self._authenticate(context, bearer(request.headers.get("authorization")))
         return context
@@ -135,7 +135,7 @@ class QaasGraphQL(GraphQL[Context, None]):
 
     async def _authenticate(self, context: Context, token: str | None) -> None:
         try:
-            context.authenticated(await authenticate(self.runtime.sessions, token))
+            context.authenticated(await authenticate(self.deps.sessions, token))
         except AuthError as problem:
             context.auth_problem = str(problem)
 

@@ -14,25 +14,25 @@ from typing import Any
 
 from strawberry.dataloader import DataLoader
 
-from app.db import queries
-from app.runtime import Runtime
-from app.tenancy import Principal
-from app.views import NetworkView, NodeView, OperationView, StatusChangeView
+from app.services.api_deps import ApiDeps
+from app.services.tenancy import Principal
+from app.store import reads
+from app.store.read_models import NetworkView, NodeView, OperationView, StatusChangeView
 
 
 class Loaders:
     """DataLoaders that only ever find ``tenant_id``'s objects, each built on first use
     (a subscription event that selects no related object builds none)."""
 
-    def __init__(self, runtime: Runtime, tenant_id: str) -> None:
-        self.sessions = runtime.sessions
+    def __init__(self, deps: ApiDeps, tenant_id: str) -> None:
+        self.sessions = deps.sessions
         self.tenant_id = tenant_id
 
     @cached_property
     def network(self) -> DataLoader[str, NetworkView | None]:
         async def load(ids: Sequence[str]) -> list[NetworkView | None]:
             async with self.sessions() as session:
-                return await queries.networks_by_ids(session, self.tenant_id, ids)
+                return await reads.networks_by_ids(session, self.tenant_id, ids)
 
         return DataLoader(load_fn=load)
 
@@ -40,7 +40,7 @@ class Loaders:
     def node(self) -> DataLoader[str, NodeView | None]:
         async def load(ids: Sequence[str]) -> list[NodeView | None]:
             async with self.sessions() as session:
-                return await queries.nodes_by_ids(session, self.tenant_id, ids)
+                return await reads.nodes_by_ids(session, self.tenant_id, ids)
 
         return DataLoader(load_fn=load)
 
@@ -48,7 +48,7 @@ class Loaders:
     def operation(self) -> DataLoader[str, OperationView | None]:
         async def load(ids: Sequence[str]) -> list[OperationView | None]:
             async with self.sessions() as session:
-                return await queries.operations_by_ids(session, self.tenant_id, ids)
+                return await reads.operations_by_ids(session, self.tenant_id, ids)
 
         return DataLoader(load_fn=load)
 
@@ -56,7 +56,7 @@ class Loaders:
     def history(self) -> DataLoader[str, list[StatusChangeView]]:
         async def load(ids: Sequence[str]) -> list[list[StatusChangeView]]:
             async with self.sessions() as session:
-                found = await queries.status_history(session, ids)
+                found = await reads.status_history(session, ids)
             return [found.get(i, []) for i in ids]
 
         return DataLoader(load_fn=load)
@@ -64,7 +64,7 @@ class Loaders:
 
 @dataclass
 class Context:
-    runtime: Runtime
+    deps: ApiDeps
     request: Any = None
     response: Any = None
     connection_params: dict[str, Any] | None = None
@@ -80,4 +80,4 @@ class Context:
         self.loaders = self.fresh_loaders()
 
     def fresh_loaders(self) -> Loaders:
-        return Loaders(self.runtime, self.principal.tenant_id if self.principal else "")
+        return Loaders(self.deps, self.principal.tenant_id if self.principal else "")

@@ -3,12 +3,16 @@ it started and ``userErrors``; none of them waits for Kubernetes."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import strawberry
 from strawberry.types import Info
 
-from app import commands
-from app.commands import ErrorCode, Result
 from app.domain.enums import Consensus
+from app.domain.errors import ErrorCode
+from app.services import networks, nodes
+from app.services.results import Result
+from app.store.unit import UnitOfWork
 from schema.auth import Need, caller
 from schema.context import Context
 from schema.ids import raw_id_of
@@ -73,10 +77,6 @@ class DeletePayload:
     user_errors: list[UserError]
 
 
-def _user_errors(result: Result) -> list[UserError]:
-    return [UserError(field=list(e.field), message=e.message, code=e.code) for e in result.errors]
-
-
 def _operation(result: Result) -> Operation | None:
     return Operation.of(result.operation) if result.operation else None
 
@@ -87,9 +87,23 @@ def _bad_id(kind: str, field: str = "id") -> list[UserError]:
     ]
 
 
-def _done(info: Info[Context, None], result: Result) -> None:
+def _deadline(info: Info[Context, None]) -> float:
+    return info.context.deps.settings.node_start_deadline
+
+
+async def _run(
+    info: Info[Context, None], change: Callable[[UnitOfWork], Awaitable[Result]]
+) -> Result:
+    """Run one service in its own unit of work: committed unless it refused, and then the
+    reconciler is woken to converge the cluster."""
+    deps = info.context.deps
+    async with deps.unit_of_work() as work:
+        result = await change(work)
+        if result.errors:
+            work.discard()
     if not result.errors:
-        info.context.runtime.kick()  # the reconciler takes it from here
+        deps.kick()
+    return result
 
 
 @strawberry.type
@@ -98,52 +112,47 @@ class Mutation:
     async def network_create(
         self, info: Info[Context, None], input: NetworkCreateInput
     ) -> NetworkCreatePayload:
-        principal, runtime = caller(info, Need.WRITE), info.context.runtime
-        result = await commands.create_network(
-            runtime.sessions, principal.tenant_id, input.name.strip(), input.consensus,
-            runtime.settings.node_start_deadline,
-        )  # fmt: skip
-        _done(info, result)
+        principal, deadline = caller(info, Need.WRITE), _deadline(info)
+        result = await _run(info, lambda work: networks.create_network(
+            work, principal.tenant_id, input.name, input.consensus, deadline,
+        ))  # fmt: skip
         return NetworkCreatePayload(
             network=Network.of(result.network) if result.network else None,
             operation=_operation(result),
-            user_errors=_user_errors(result),
+            user_errors=UserError.list_of(result.errors),
         )
 
     @strawberry.mutation(description="Add a dynamic peer to a network QaaS runs.")
     async def node_add(self, info: Info[Context, None], input: NodeAddInput) -> NodePayload:
-        principal, runtime = caller(info, Need.WRITE), info.context.runtime
+        principal, deadline = caller(info, Need.WRITE), _deadline(info)
         network_id = raw_id_of(input.network_id, "Network")
         if network_id is None:
             return NodePayload(
                 node=None, operation=None, user_errors=_bad_id("Network", "networkId")
             )
-        result = await commands.add_node(
-            runtime.sessions, principal.tenant_id, network_id, input.name.strip(),
-            runtime.settings.node_start_deadline,
-        )  # fmt: skip
-        _done(info, result)
+        result = await _run(info, lambda work: nodes.add_node(
+            work, principal.tenant_id, network_id, input.name, deadline,
+        ))  # fmt: skip
         return NodePayload(
             node=Node.of(result.node) if result.node else None,
             operation=_operation(result),
-            user_errors=_user_errors(result),
+            user_errors=UserError.list_of(result.errors),
         )
 
     @strawberry.mutation(description="Run a dynamic peer that joins a network running elsewhere.")
     async def network_join(
         self, info: Info[Context, None], input: NetworkJoinInput
     ) -> NetworkJoinPayload:
-        principal, runtime = caller(info, Need.WRITE), info.context.runtime
-        result = await commands.join_network(
-            runtime.sessions, principal.tenant_id, input.name.strip(), input.coordinator_ip,
-            input.consensus, input.node_name.strip(), runtime.settings.node_start_deadline,
-        )  # fmt: skip
-        _done(info, result)
+        principal, deadline = caller(info, Need.WRITE), _deadline(info)
+        result = await _run(info, lambda work: networks.join_network(
+            work, principal.tenant_id, input.name, input.coordinator_ip, input.consensus,
+            deadline, input.node_name,
+        ))  # fmt: skip
         return NetworkJoinPayload(
             node=Node.of(result.node) if result.node else None,
             network=Network.of(result.network) if result.network else None,
             operation=_operation(result),
-            user_errors=_user_errors(result),
+            user_errors=UserError.list_of(result.errors),
         )
 
     @strawberry.mutation(description="Delete a peer node and its Kubernetes objects.")
@@ -152,11 +161,12 @@ class Mutation:
         node_id = raw_id_of(input.id, "Node")
         if node_id is None:
             return DeletePayload(operation=None, user_errors=_bad_id("Node"))
-        result = await commands.delete_node(
-            info.context.runtime.sessions, principal.tenant_id, node_id
+        result = await _run(
+            info, lambda work: nodes.delete_node(work, principal.tenant_id, node_id)
         )
-        _done(info, result)
-        return DeletePayload(operation=_operation(result), user_errors=_user_errors(result))
+        return DeletePayload(
+            operation=_operation(result), user_errors=UserError.list_of(result.errors)
+        )
 
     @strawberry.mutation(description="Delete a network, all of its nodes and all their objects.")
     async def network_delete(
@@ -166,8 +176,9 @@ class Mutation:
         network_id = raw_id_of(input.id, "Network")
         if network_id is None:
             return DeletePayload(operation=None, user_errors=_bad_id("Network"))
-        result = await commands.delete_network(
-            info.context.runtime.sessions, principal.tenant_id, network_id
+        result = await _run(
+            info, lambda work: networks.delete_network(work, principal.tenant_id, network_id)
         )
-        _done(info, result)
-        return DeletePayload(operation=_operation(result), user_errors=_user_errors(result))
+        return DeletePayload(
+            operation=_operation(result), user_errors=UserError.list_of(result.errors)
+        )

@@ -5,9 +5,9 @@ from __future__ import annotations
 import strawberry
 from strawberry.types import Info
 
-from app.db import queries
-from app.db.queries import BadCursor
 from app.domain.names import name_problem
+from app.store import reads
+from app.store.pages import BadCursor
 from schema.auth import caller
 from schema.context import Context
 from schema.errors import ClientError
@@ -49,8 +49,8 @@ class Query:
         principal = caller(info)
         limit = page_args(first)
         try:
-            async with info.context.runtime.sessions() as session:
-                page = await queries.networks_page(session, principal.tenant_id, limit, after)
+            async with info.context.deps.sessions() as session:
+                page = await reads.networks_page(session, principal.tenant_id, limit, after)
         except BadCursor as error:
             raise ClientError(str(error)) from None
         return NetworkConnection(
@@ -80,8 +80,8 @@ class Query:
         elif name_problem(str(name)) is not None:
             view = None  # no network has a name that is not a valid one
         else:
-            async with info.context.runtime.sessions() as session:
-                view = await queries.network_by_name(session, principal.tenant_id, str(name))
+            async with info.context.deps.sessions() as session:
+                view = await reads.network_by_name(session, principal.tenant_id, str(name))
         return Network.of(view) if view else None
 
     @strawberry.field(description="An operation a mutation started, by global ID.")

@@ -12,8 +12,8 @@ from collections.abc import AsyncGenerator
 import strawberry
 from strawberry.types import Info
 
-from app.db import queries
-from app.views import NodeView
+from app.store import reads
+from app.store.read_models import NodeView
 from schema.auth import caller
 from schema.context import Context
 from schema.errors import ClientError
@@ -24,17 +24,17 @@ from schema.types import Node
 async def _snapshot(
     info: Info[Context, None], tenant_id: str, network_id: str | None, node_id: str | None
 ) -> list[NodeView]:
-    async with info.context.runtime.sessions() as session:
+    async with info.context.deps.sessions() as session:
         if node_id is not None:
-            found = await queries.nodes_by_ids(session, tenant_id, [node_id])
+            found = await reads.nodes_by_ids(session, tenant_id, [node_id])
             if found[0] is None:
                 raise ClientError("no such node")
             return [found[0]]
         if network_id is not None:
-            if (await queries.networks_by_ids(session, tenant_id, [network_id]))[0] is None:
+            if (await reads.networks_by_ids(session, tenant_id, [network_id]))[0] is None:
                 raise ClientError("no such network")
-            return await queries.nodes_of_network(session, tenant_id, network_id)
-        return await queries.all_nodes(session, tenant_id)
+            return await reads.nodes_of_network(session, tenant_id, network_id)
+        return await reads.all_nodes(session, tenant_id)
 
 
 @strawberry.type
@@ -60,7 +60,7 @@ class Subscription:
         # Subscribe before reading the snapshot, so no change falls between the two; the
         # revision numbers then drop anything the snapshot already covers.
         tenant = principal.tenant_id
-        async with context.runtime.bus.subscribe(network_raw, node_raw, tenant) as mailbox:
+        async with context.deps.bus.subscribe(network_raw, node_raw, tenant) as mailbox:
             sent: dict[str, int] = {}
             for view in await _snapshot(info, tenant, network_raw, node_raw):
                 sent[view.id] = view.revision

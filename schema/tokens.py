@@ -10,16 +10,13 @@ from __future__ import annotations
 import datetime
 
 import strawberry
-from sqlalchemy import select
 from strawberry.types import Info
 
-from app.commands import ErrorCode
-from app.db import queries
-from app.db.models import ApiToken as TokenRow
-from app.db.models import Tenant as TenantRow
-from app.db.models import utcnow
 from app.domain.enums import Role
-from app.tenancy import issue_token
+from app.domain.errors import ErrorCode
+from app.services.tenancy import revoke_token, token_for_tenant, token_request_errors
+from app.store import reads
+from app.store.models import ApiToken as TokenRow
 from schema.auth import Need, caller
 from schema.context import Context
 from schema.errors import ClientError
@@ -106,8 +103,8 @@ class TokenQuery:
     @strawberry.field(description="The caller: its tenant and role.")
     async def viewer(self, info: Info[Context, None]) -> Viewer:
         principal = caller(info)
-        async with info.context.runtime.sessions() as session:
-            tenant = await session.get(TenantRow, principal.tenant_id)
+        async with info.context.deps.sessions() as session:
+            tenant = await reads.tenant(session, principal.tenant_id)
         assert tenant is not None
         return Viewer(
             tenant=Tenant(name=tenant.name, namespace=tenant.namespace,
@@ -122,9 +119,9 @@ class TokenQuery:
         principal = caller(info, Need.ADMIN_READ)
         limit = page_args(first)
         try:
-            async with info.context.runtime.sessions() as session:
-                page = await queries.tokens_page(session, principal.tenant_id, limit, after)
-        except queries.BadCursor as error:
+            async with info.context.deps.sessions() as session:
+                page = await reads.tokens_page(session, principal.tenant_id, limit, after)
+        except reads.BadCursor as error:
             raise ClientError(str(error)) from None
         pairs = zip(page.items, page.cursors, strict=True)
         return ApiTokenConnection(
@@ -143,21 +140,15 @@ class TokenMutation:
         self, info: Info[Context, None], input: TokenCreateInput
     ) -> TokenCreatePayload:
         principal = caller(info, Need.ADMIN)
-        days = input.expires_in_days
-        if days is not None and not 1 <= days <= 3650:
-            error = UserError(field=["input", "expiresInDays"], message="must be 1 to 3650",
-                              code=ErrorCode.INVALID_INPUT)  # fmt: skip
-            return TokenCreatePayload(token=None, secret=None, user_errors=[error])
-        name = input.name.strip()
-        if not name or len(name) > 100:
-            error = UserError(field=["input", "name"], message="must be 1 to 100 characters",
-                              code=ErrorCode.INVALID_INPUT)  # fmt: skip
-            return TokenCreatePayload(token=None, secret=None, user_errors=[error])
-        expires = datetime.timedelta(days=days) if days else None
-        async with info.context.runtime.sessions.begin() as session:
-            tenant = await session.get(TenantRow, principal.tenant_id)
-            assert tenant is not None
-            row, secret = await issue_token(session, tenant, input.role, name, expires)
+        errors = token_request_errors(input.name, input.expires_in_days)
+        if errors:
+            return TokenCreatePayload(
+                token=None, secret=None, user_errors=UserError.list_of(errors)
+            )
+        async with info.context.deps.unit_of_work() as work:
+            row, secret = await token_for_tenant(
+                work.session, principal.tenant_id, input.role, input.name, input.expires_in_days
+            )
         return TokenCreatePayload(token=ApiToken.of(row), secret=secret, user_errors=[])
 
     @strawberry.mutation(description="Revoke an API token of the caller's tenant (ADMIN only).")
@@ -166,12 +157,10 @@ class TokenMutation:
     ) -> TokenRevokePayload:
         principal = caller(info, Need.ADMIN)
         raw = raw_id_of(input.id, "ApiToken")
-        async with info.context.runtime.sessions.begin() as session:
-            mine = select(TokenRow).where(TokenRow.tenant_id == principal.tenant_id)
-            row = await session.scalar(mine.where(TokenRow.id == raw)) if raw else None
-            if row is None:
-                error = UserError(field=["input", "id"], message="no such token",
-                                  code=ErrorCode.NOT_FOUND)  # fmt: skip
-                return TokenRevokePayload(token=None, user_errors=[error])
-            row.revoked_at = row.revoked_at or utcnow()
-            return TokenRevokePayload(token=ApiToken.of(row), user_errors=[])
+        async with info.context.deps.unit_of_work() as work:
+            row = await revoke_token(work.session, raw, principal.tenant_id) if raw else None
+        if row is None:
+            error = UserError(field=["input", "id"], message="no such token",
+                              code=ErrorCode.NOT_FOUND)  # fmt: skip
+            return TokenRevokePayload(token=None, user_errors=[error])
+        return TokenRevokePayload(token=ApiToken.of(row), user_errors=[])

@@ -7,13 +7,13 @@ API contract fixes. ``node(id)`` still looks any ``Entity`` up by its global ID.
 from __future__ import annotations
 
 import datetime
+from collections.abc import Iterable
 from typing import Annotated
 
 import strawberry
 from strawberry.types import Info
 
-from app.commands import ErrorCode
-from app.db import queries
+from app.domain import errors
 from app.domain.enums import (
     Consensus,
     NetworkStatus,
@@ -22,7 +22,9 @@ from app.domain.enums import (
     OperationKind,
     OperationState,
 )
-from app.views import NetworkView, NodeView, OperationView, StatusChangeView
+from app.domain.errors import ErrorCode
+from app.store import reads
+from app.store.read_models import NetworkView, NodeView, OperationView, StatusChangeView
 from schema.context import Context, Loaders
 from schema.errors import ClientError
 from schema.ids import to_global_id
@@ -85,9 +87,9 @@ class Network(Entity):
     ) -> NodeConnection:
         limit = page_args(first)
         try:
-            async with info.context.runtime.sessions() as session:
-                page = await queries.nodes_page(session, self.view.id, limit, after)
-        except queries.BadCursor as error:
+            async with info.context.deps.sessions() as session:
+                page = await reads.nodes_page(session, self.view.id, limit, after)
+        except reads.BadCursor as error:
             raise ClientError(str(error)) from None
         pairs = zip(page.items, page.cursors, strict=True)
         return NodeConnection(
@@ -102,8 +104,8 @@ class Network(Entity):
 async def _coordinator(info: Info[Context, None], network_id: str) -> NodeView | None:
     principal = info.context.principal
     assert principal is not None  # the field's parent was resolved for this tenant
-    async with info.context.runtime.sessions() as session:
-        nodes = await queries.nodes_of_network(session, principal.tenant_id, network_id)
+    async with info.context.deps.sessions() as session:
+        nodes = await reads.nodes_of_network(session, principal.tenant_id, network_id)
     return next((n for n in nodes if n.role is NodeRole.COORDINATOR), None)
 
 
@@ -262,3 +264,7 @@ class UserError:
     )
     message: str
     code: UserErrorCodeEnum  # type: ignore[valid-type]
+
+    @classmethod
+    def list_of(cls, refusals: Iterable[errors.UserError]) -> list[UserError]:
+        return [cls(field=list(e.field), message=e.message, code=e.code) for e in refusals]

@@ -17,13 +17,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 from starlette.applications import Starlette
 
 from app.config import Settings, load_settings
-from app.db.engine import make_engine, make_sessionmaker
-from app.db.migrate import upgrade
-from app.db.models import Base
 from app.domain.enums import Role
 from app.sandbox.handle import Sandbox, SandboxState
 from app.server import create_app
-from app.tenancy import create_token
+from app.services.tenancy import create_token
+from app.store.engine import make_engine, make_sessionmaker
+from app.store.migrate import upgrade
+from app.store.models import Base
 from tests.helpers import GraphQLClient, eventually
 
 

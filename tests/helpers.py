@@ -8,6 +8,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.domain.enums import Consensus
+from app.services import networks, nodes
+from app.services.results import Result
+from app.store.unit import UnitOfWork
 
 T = TypeVar("T")
 
@@ -47,3 +53,32 @@ class GraphQLClient:
         assert "errors" not in body, body["errors"]
         data: dict[str, Any] = body["data"]
         return data
+
+
+class Writes:
+    """The write services as a mutation runs them (one unit of work each, committed unless
+    refused), for tests that drive the reconciler without the GraphQL layer."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], deadline: float = 300.0) -> None:
+        self.sessions = sessions
+        self.deadline = deadline
+
+    async def _run(self, change: Callable[[UnitOfWork], Awaitable[Result]]) -> Result:
+        async with UnitOfWork.begin(self.sessions) as work:
+            result = await change(work)
+            if result.errors:
+                work.discard()
+        return result
+
+    async def create_network(self, tenant_id: str, name: str, consensus: Consensus) -> Result:
+        return await self._run(
+            lambda w: networks.create_network(w, tenant_id, name, consensus, self.deadline)
+        )
+
+    async def add_node(self, tenant_id: str, network_id: str, name: str) -> Result:
+        return await self._run(
+            lambda w: nodes.add_node(w, tenant_id, network_id, name, self.deadline)
+        )
+
+    async def delete_network(self, tenant_id: str, network_id: str) -> Result:
+        return await self._run(lambda w: networks.delete_network(w, tenant_id, network_id))

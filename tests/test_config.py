@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from app.cli import main as qaas
+from app.cluster.connect import ClusterConfigError, discover
 from app.config import ConfigError, load_settings
-from app.k8s.connect import ClusterConfigError, discover
 
 
 @pytest.mark.parametrize(

@@ -52,7 +52,7 @@ def node_status(facts: NodeFacts) -> tuple[NodeStatus, str | None]:
     if facts.pod_phase == "Running" and facts.pod_ready:
         return NodeStatus.RUNNING, None
     if facts.pod_phase == "Failed" or (facts.reason in FAILING_REASONS):
-        detail = f"{facts.reason}: {facts.message}" if facts.message else facts.reason
+        detail = ": ".join(part for part in (facts.reason, facts.message) if part)
         return NodeStatus.FAILED, detail or "the pod failed"
     if facts.deadline_passed:
         return NodeStatus.FAILED, "the node was not running within its start deadline" + (

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from app.reconcile.reconciler import Reconciler
+from app.control.removal import Removal
 from tests.helpers import GraphQLClient
 
 USER_ERRORS = "userErrors { field message code }"
@@ -117,7 +117,7 @@ def hold_deletions(monkeypatch: pytest.MonkeyPatch) -> None:
     The reconciler would otherwise remove the rows within a pass or two, racing the test.
     """
 
-    async def never_remove(self: Reconciler, *args: object) -> None:
+    async def never_remove(self: Removal, *args: object) -> None:
         return None
 
-    monkeypatch.setattr(Reconciler, "_remove", never_remove)
+    monkeypatch.setattr(Removal, "remove_node", never_remove)

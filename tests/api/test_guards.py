@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from app.db import queries as db_queries
+from app.store import reads as db_queries
 from schema.build import MAX_ALIASES, MAX_DEPTH, MAX_TOKENS
 from tests.helpers import GraphQLClient
 

@@ -30,7 +30,7 @@ def auth(live: LiveServer) -> dict[str, str]:
 
 
 def bus_of(live: LiveServer) -> InProcessBus:
-    bus = live.app.state.runtime.bus
+    bus = live.app.state.deps.bus
     assert isinstance(bus, InProcessBus)
     return bus
 

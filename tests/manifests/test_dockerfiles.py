@@ -49,7 +49,7 @@ def test_qaas_image_runs_as_the_manifests_non_root_user() -> None:
     assert _last(QAAS, "CMD") == '["serve", "--host", "0.0.0.0", "--port", "8000"]'
     assert _last(QAAS, "EXPOSE") == "8000"
     assert _last(QAAS, "WORKDIR") == "/app"
-    # Editable: app/db/migrate.py looks for migrations/ next to the `app` package.
+    # Editable: app/store/migrate.py looks for migrations/ next to the `app` package.
     assert any("pip install" in rest and " -e ." in rest for _, rest in _instructions(QAAS))
     assert ("COPY", "migrations ./migrations") in _instructions(QAAS)
 

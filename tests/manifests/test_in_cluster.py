@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.config import Settings, load_settings
 from app.domain.enums import Role
 from app.server import create_app
-from app.tenancy import create_token
+from app.services.tenancy import create_token
 from tests.helpers import GraphQLClient, eventually
 from tests.manifests.conftest import SERVICE_ACCOUNT, kubectl
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from app.cluster.objects import NodeObjects
 from app.domain.enums import Consensus, NodeRole
-from app.k8s.objects import NodeObjects
 from tests.manifests.conftest import OVERLAYS, ROOT, kustomize
 
 BASE = ROOT / "manifests" / "qaas" / "base"

@@ -14,16 +14,16 @@ import pytest
 import yaml
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app import commands
 from app.cli import main
+from app.cli.render import RenderRequest, parse_service_ips, render
+from app.cluster.connect import ClusterTarget, connect
+from app.cluster.objects import NETWORK_ID, NODE_ID, SPEC_HASH
 from app.config import Settings
+from app.control.reconciler import Reconciler
 from app.domain.enums import Consensus
 from app.events.bus import InProcessBus
-from app.k8s.connect import ClusterTarget, connect
-from app.k8s.objects import NETWORK_ID, NODE_ID, SPEC_HASH
-from app.reconcile.reconciler import Reconciler
-from app.render import RenderRequest, parse_service_ips, render
 from tests.conftest import CallerTenant
+from tests.helpers import Writes
 from tests.manifests.conftest import kubectl
 
 # Set by the API server or by kubectl, not by the builders.
@@ -95,9 +95,9 @@ async def test_rendered_objects_applied_equal_the_reconcilers(
 ) -> None:
     # What the reconciler creates, in `namespace` (the tenant's).
     assert tenant.namespace == namespace
-    created = await commands.create_network(sessions, tenant.id, "acme", Consensus.IBFT)
+    created = await Writes(sessions).create_network(tenant.id, "acme", Consensus.IBFT)
     assert created.network is not None
-    added = await commands.add_node(sessions, tenant.id, created.network.id, "peer-1")
+    added = await Writes(sessions).add_node(tenant.id, created.network.id, "peer-1")
     assert added.node is not None
     cluster = await connect(ClusterTarget("kubeconfig", kubeconfig), namespace)
     try:

@@ -16,9 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
 from app.config import Settings
-from app.db.models import ApiToken, utcnow
 from app.domain.enums import Role
-from app.tenancy import create_token, hash_secret
+from app.services.tenancy import create_token, hash_secret
+from app.store.models import ApiToken, utcnow
 from tests.conftest import CallerTenant
 from tests.helpers import GraphQLClient
 from tests.live.conftest import live  # noqa: F401 - the live server fixture, shared here

@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 
 from app.config import Settings
 from app.domain.enums import Role
-from app.tenancy import create_token
+from app.services.tenancy import create_token
 from tests.conftest import CallerTenant
 from tests.helpers import GraphQLClient, eventually
 from tests.tenancy.conftest import as_caller

@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.cli import main as qaas
 from app.config import Settings
-from app.db.models import Base
 from app.server import create_app
+from app.store.models import Base
 from tests.conftest import CallerTenant
 from tests.helpers import GraphQLClient
 

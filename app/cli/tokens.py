@@ -1,0 +1,93 @@
+"""`qaas token create|list|revoke`: the first ADMIN token of a tenant, and token chores.
+
+qaas token create --tenant acme --role admin      # creates the tenant if needed;
+                                                  # the token alone is the last line
+qaas token list --tenant acme
+qaas token revoke TOKEN_ID
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import sys
+
+from app.config import Settings, load_settings
+from app.domain.enums import Role
+from app.services.tenancy import TenancyError, create_token, revoke_token, tokens_of
+from app.store.engine import make_engine, make_sessionmaker
+from app.store.migrate import prepare
+
+
+async def _create(args: argparse.Namespace, settings: Settings) -> int:
+    await prepare(settings.database_url)
+    engine = make_engine(settings.database_url)
+    expires = datetime.timedelta(days=args.expires_in_days) if args.expires_in_days else None
+    try:
+        tenant, token, secret = await create_token(
+            make_sessionmaker(engine), args.tenant, Role(args.role.upper()), settings,
+            args.name, expires,
+        )  # fmt: skip
+    finally:
+        await engine.dispose()
+    expiry = token.expires_at.isoformat() if token.expires_at else "never"
+    print(f"tenant {tenant.name} (namespace {tenant.namespace}); token {token.id}, "
+          f"role {token.role.value}, expires {expiry}. The token, shown only now:")  # fmt: skip
+    print(secret)
+    return 0
+
+
+async def _list(args: argparse.Namespace, settings: Settings) -> int:
+    await prepare(settings.database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            for token, state in await tokens_of(session, args.tenant):
+                print(
+                    f"{token.id}  {token.hint}...  {token.role.value:<6}  {state:<7}  {token.name}"
+                )
+    finally:
+        await engine.dispose()
+    return 0
+
+
+async def _revoke(args: argparse.Namespace, settings: Settings) -> int:
+    await prepare(settings.database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        async with make_sessionmaker(engine).begin() as session:
+            if await revoke_token(session, args.token_id) is None:
+                print(f"qaas: no token with id {args.token_id}", file=sys.stderr)
+                return 2
+    finally:
+        await engine.dispose()
+    print(f"token {args.token_id} revoked")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    try:
+        code: int = asyncio.run(args.token_action(args, settings))
+        return code
+    except TenancyError as error:
+        print(f"qaas: {error}", file=sys.stderr)
+        return 2
+
+
+def add_token_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    token = commands.add_parser("token", help="create, list and revoke API tokens")
+    actions = token.add_subparsers(dest="token_command", required=True)
+    create = actions.add_parser("create", help="a new token (and its tenant, if new)")
+    create.add_argument("--tenant", required=True)
+    create.add_argument("--role", required=True, choices=["admin", "member", "viewer"])
+    create.add_argument("--name", default="cli")
+    create.add_argument("--expires-in-days", type=int, default=None)
+    create.set_defaults(handler=_run, token_action=_create)
+    listing = actions.add_parser("list", help="a tenant's tokens (never their secrets)")
+    listing.add_argument("--tenant", required=True)
+    listing.set_defaults(handler=_run, token_action=_list)
+    revoke = actions.add_parser("revoke", help="revoke a token by its id")
+    revoke.add_argument("token_id")
+    revoke.set_defaults(handler=_run, token_action=_revoke)

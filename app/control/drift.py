@@ -1,0 +1,55 @@
+"""Has a live object drifted from what QaaS wants? Only the fields QaaS decides are compared:
+the live object also carries what the apiserver and controllers filled in.
+
+Example::
+
+    deployment_drifted(live, node_objects.deployment(own_ip, coordinator_ip))  # True/False
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.cluster.objects import SPEC_HASH
+
+Obj = dict[str, Any]
+
+
+def _owned_fields(deployment: Obj) -> Obj:
+    """The parts of a Deployment QaaS decides. Compared field by field, because the live
+    object also carries what the apiserver defaulted (pull policy, termination paths, ...)."""
+    spec = deployment.get("spec") or {}
+    template = spec.get("template") or {}
+    pod = template.get("spec") or {}
+    containers = pod.get("containers") or [{}]
+    container = containers[0]
+    return {
+        "hash": (deployment["metadata"].get("annotations") or {}).get(SPEC_HASH),
+        "labels": deployment["metadata"].get("labels"),
+        "replicas": spec.get("replicas"),
+        "selector": spec.get("selector"),
+        "template_labels": (template.get("metadata") or {}).get("labels"),
+        "template_annotations": (template.get("metadata") or {}).get("annotations") or {},
+        "token": pod.get("automountServiceAccountToken"),
+        "containers": len(containers),
+        "container": {
+            key: container.get(key)
+            for key in ("name", "image", "command", "args", "workingDir", "env")
+        },
+        "ports": [(p.get("name"), p.get("containerPort")) for p in container.get("ports") or []],
+    }
+
+
+def deployment_drifted(current: Obj, desired: Obj) -> bool:
+    return _owned_fields(current) != _owned_fields(desired)
+
+
+def service_drifted(current: Obj, desired: Obj) -> bool:
+    have, wanted = current.get("spec") or {}, desired["spec"]
+    return (
+        have.get("type") != wanted["type"]
+        or have.get("selector") != wanted["selector"]
+        or [(p.get("name"), p.get("port")) for p in have.get("ports") or []]
+        != [(p["name"], p["port"]) for p in wanted["ports"]]
+        or current["metadata"].get("labels") != desired["metadata"]["labels"]
+    )

@@ -1,0 +1,104 @@
+"""Turn a node's recorded facts into its status, its history and its operations' progress.
+
+Called by the reconciler (objects created, deadlines) and by the pod observer (pod status), in
+their unit of work. A status is recorded in the history only when it changes, so duplicate
+events from the watch never produce duplicate transitions.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.domain.enums import NodeStatus, OperationKind, OperationState
+from app.domain.status import NodeFacts, node_status
+from app.store import desired, operations
+from app.store.models import Node, NodeStatusChange, utcnow
+
+STARTING_KINDS = (OperationKind.NETWORK_CREATE, OperationKind.NETWORK_JOIN, OperationKind.NODE_ADD)
+_OPERATION_STATE = {
+    NodeStatus.PENDING: OperationState.PENDING,
+    NodeStatus.PROVISIONING: OperationState.PROVISIONING,
+    NodeStatus.STARTING: OperationState.STARTING,
+    NodeStatus.RUNNING: OperationState.SUCCEEDED,
+    NodeStatus.FAILED: OperationState.FAILED,
+}
+
+
+def facts_of(node: Node, now: datetime.datetime) -> NodeFacts:
+    return NodeFacts(
+        desired=node.desired,
+        has_service=node.has_service,
+        has_deployment=node.has_deployment,
+        pod_phase=node.pod_phase,
+        pod_ready=node.pod_ready,
+        reason=node.pod_reason,
+        message=node.pod_message,
+        error=node.reconcile_error,
+        deadline_passed=node.start_deadline is not None and now > node.start_deadline,
+    )
+
+
+async def refresh_status(
+    session: AsyncSession, node: Node, now: datetime.datetime | None = None
+) -> bool:
+    """Derive and store the node's status; True if it changed (and was added to history)."""
+    now = now or utcnow()
+    status, reason = node_status(facts_of(node, now))
+    if status is NodeStatus.RUNNING:
+        node.start_deadline = None  # it made it: a later crash is not a start-up failure
+    if (status, reason) == (node.status, node.status_reason):
+        return False
+    node.status, node.status_reason, node.status_changed_at = status, reason, now
+    desired.record_status(
+        session, NodeStatusChange(node_id=node.id, status=status, reason=reason, at=now)
+    )
+    await _advance_operations(session, node, status, reason, now)
+    return True
+
+
+async def _advance_operations(
+    session: AsyncSession,
+    node: Node,
+    status: NodeStatus,
+    reason: str | None,
+    now: datetime.datetime,
+) -> None:
+    target = _OPERATION_STATE.get(status)
+    if target is None:
+        return
+    for operation in await operations.unfinished(session, node_id=node.id, kinds=STARTING_KINDS):
+        operation.state = target
+        if target.finished:
+            operation.finished_at = now
+            operation.message = reason if target is OperationState.FAILED else "the node is running"
+
+
+async def finish_operations(
+    session: AsyncSession,
+    *,
+    node_id: str | None = None,
+    network_id: str | None = None,
+    kinds: tuple[OperationKind, ...],
+    message: str,
+) -> None:
+    """Mark the unfinished operations of these kinds on this node or network SUCCEEDED."""
+    now = utcnow()
+    pending = await operations.unfinished(
+        session, kinds=kinds, node_id=node_id, network_id=network_id
+    )
+    for operation in pending:
+        operation.state, operation.finished_at, operation.message = (
+            OperationState.SUCCEEDED,
+            now,
+            message,
+        )
+
+
+async def fail_unfinished_starts(session: AsyncSession, node_id: str) -> None:
+    """The node was deleted before it ran: its start operations failed."""
+    now = utcnow()
+    for operation in await operations.unfinished(session, node_id=node_id, kinds=STARTING_KINDS):
+        operation.state, operation.finished_at = OperationState.FAILED, now
+        operation.message = "the node was deleted before it was running"

@@ -1,0 +1,217 @@
+"""The reconciler: a level-triggered loop that makes the cluster match the database.
+
+Each pass, for every tenant: make its namespace ready, list QaaS's Services and Deployments there
+(by label), and act on the desired state: create a node's Service, read its ClusterIP, create its
+Deployment with that IP; replace what drifted; delete what is marked ABSENT and, once the cluster
+has nothing left of it, the row; delete orphans that carry our labels but have no row. Every
+action is idempotent, so a pass can be interrupted at any line and the next one converges.
+Passes run every ``resync_seconds`` and sooner when something kicks the loop (a mutation, a pod
+event). The pieces: ``namespaces`` (preparing a tenant), ``converge`` (one node's objects),
+``removal`` (deletion and orphans), ``node_writer`` (recording what was done).
+
+Example::
+
+    reconciler = Reconciler(sessions, cluster, settings, bus)
+    task = asyncio.create_task(reconciler.run())
+    reconciler.kick()   # after writing desired state
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.cluster.client import DEPLOYMENTS, SERVICES, Cluster, Resource
+from app.cluster.errors import Conflict, KubeError, NotFound
+from app.cluster.objects import NodeObjects, selector_for
+from app.config import Settings
+from app.control.converge import (
+    ForeignObject,
+    Observed,
+    ensure_deployment,
+    ensure_service,
+    service_ip,
+)
+from app.control.namespaces import TenantNamespaces
+from app.control.node_writer import NodeWriter
+from app.control.removal import Removal
+from app.domain.enums import Desired, NodeRole
+from app.events.bus import EventBus
+from app.store import desired, tenants
+from app.store.models import Network, Node, Tenant
+
+log = logging.getLogger("qaas.reconciler")
+
+
+class Reconciler:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        cluster: Cluster,
+        settings: Settings,
+        bus: EventBus,
+    ) -> None:
+        self.sessions = sessions
+        self.cluster = cluster
+        self.settings = settings
+        self.writer = NodeWriter(sessions, bus)
+        self.removal = Removal(sessions, self.writer)
+        self.namespaces = TenantNamespaces(cluster, settings, on_ready=lambda _: None)
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self.passes = 0
+
+    def on_namespace(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback`` with every tenant namespace a pass makes ready."""
+        self.namespaces.on_ready = callback
+
+    def kick(self) -> None:
+        """Ask for a pass soon (after a mutation or an observed change)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Finish the pass under way, then return from run() (see ControlLoop.stop)."""
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Reconcile until stopped; errors are logged and retried with backoff."""
+        failures = 0
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                await self.reconcile_once()
+                failures = 0
+                delay = self.settings.resync_seconds
+            except KubeError as error:
+                failures += 1
+                delay = min(self.settings.resync_seconds, 0.5 * 2**failures)
+                log.warning("reconcile pass failed (%s); retrying in %.1fs", error, delay)
+            except Exception:
+                failures += 1
+                delay = min(self.settings.resync_seconds, 0.5 * 2**failures)
+                log.exception("reconcile pass crashed; retrying in %.1fs", delay)
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            except TimeoutError:
+                pass
+
+    # -- one pass ---------------------------------------------------------------------------
+
+    def resources(self, namespace: str) -> tuple[Resource, Resource]:
+        """The Service and Deployment APIs of a namespace (a seam for fault-injection tests)."""
+        return (
+            self.cluster.resource(SERVICES, namespace),
+            self.cluster.resource(DEPLOYMENTS, namespace),
+        )
+
+    async def reconcile_once(self) -> None:
+        async with self.sessions() as session:
+            every_tenant = await tenants.all_tenants(session)
+            networks = await desired.networks_with_nodes(session)
+        by_tenant: dict[str, list[Network]] = {t.id: [] for t in every_tenant}
+        for network in networks:
+            by_tenant.setdefault(network.tenant_id, []).append(network)
+        failed: list[str] = []
+        for tenant in every_tenant:
+            # One tenant's broken namespace (forbidden, deleted by hand, over quota) must not
+            # stop the others: each is tried, and the pass reports what failed.
+            try:
+                await self._reconcile_namespace(tenant, by_tenant[tenant.id])
+            except KubeError as error:
+                self.namespaces.forget(tenant.namespace)
+                failed.append(tenant.name)
+                log.warning("tenant %s (namespace %s): %s", tenant.name, tenant.namespace, error)
+        self.passes += 1
+        if failed:
+            raise KubeError(f"the pass failed for tenant(s) {', '.join(failed)}")
+
+    async def _reconcile_namespace(self, tenant: Tenant, networks: list[Network]) -> None:
+        await self.namespaces.prepare(tenant)
+        selector = selector_for(self.settings.instance)
+        service_api, deployment_api = self.resources(tenant.namespace)
+        services, _ = await service_api.list(selector)
+        deployments, _ = await deployment_api.list(selector)
+        observed = Observed(
+            tenant.namespace, service_api, deployment_api,
+            Observed.index(services), Observed.index(deployments),
+        )  # fmt: skip
+        known = {node.id for network in networks for node in network.nodes}
+        for network in networks:
+            coordinator_ip = network.external_coordinator_ip
+            # Coordinators first: peers need the coordinator's ClusterIP.
+            for node in sorted(network.nodes, key=lambda n: n.role is not NodeRole.COORDINATOR):
+                if network.desired is Desired.ABSENT or node.desired is Desired.ABSENT:
+                    await self.removal.remove_node(network, node, observed)
+                    continue
+                ip = await self._converge(network, node, coordinator_ip, observed)
+                if node.role is NodeRole.COORDINATOR and not network.external_coordinator_ip:
+                    coordinator_ip = ip
+            if network.desired is Desired.ABSENT:
+                await self.removal.remove_network_if_empty(network)
+        await self.removal.delete_orphans(observed, known)
+
+    async def _converge(
+        self, network: Network, node: Node, coordinator_ip: str | None, observed: Observed
+    ) -> str | None:
+        """Bring one node's objects to the desired state; returns its ClusterIP if it has one."""
+        spec = NodeObjects.for_node(
+            self.settings, network_id=network.id, node_id=node.id, network=network.name,
+            node=node.name, role=node.role, consensus=network.consensus,
+        )  # fmt: skip
+        error: str | None = None
+        ip: str | None = None
+        has_deployment = node.id in observed.deployments
+        try:
+            service = await ensure_service(
+                observed.service_api, spec, observed.services.get(node.id)
+            )
+            ip = service_ip(service)
+            if ip is None:
+                error = "its Service has no ClusterIP yet"
+            elif node.role is NodeRole.PEER and not coordinator_ip:
+                pass  # waits for the coordinator's Service (peers need its address)
+            else:
+                await ensure_deployment(
+                    observed.deployment_api, spec, ip, coordinator_ip,
+                    observed.deployments.get(node.id),
+                )  # fmt: skip
+                has_deployment = True
+        except ForeignObject as foreign:
+            error = str(foreign)
+        except (NotFound, Conflict):
+            self.kick()  # deleted or changed while we worked: the next pass converges it
+            return None
+        await self._record(node, has_service=ip is not None, has_deployment=has_deployment,
+                           service_ip=ip, error=error)  # fmt: skip
+        return ip
+
+    async def _record(
+        self,
+        node: Node,
+        *,
+        has_service: bool,
+        has_deployment: bool,
+        service_ip: str | None,
+        error: str | None,
+    ) -> None:
+        settled = node.start_deadline is None  # no start deadline left to check
+        unchanged = (node.has_service, node.has_deployment, node.reconcile_error) == (
+            has_service,
+            has_deployment,
+            error,
+        ) and (service_ip is None or node.service_ip == service_ip)
+        if settled and unchanged:
+            return  # the common case on every resync: nothing to write
+
+        async def objects_made(_: AsyncSession, row: Node) -> bool:
+            before = (row.has_service, row.has_deployment, row.service_ip, row.reconcile_error)
+            row.has_service, row.has_deployment = has_service, has_deployment
+            row.service_ip = service_ip or row.service_ip
+            row.reconcile_error = error
+            return before != (row.has_service, row.has_deployment, row.service_ip, error)
+
+        await self.writer.write(node.id, objects_made, skip_absent=True)

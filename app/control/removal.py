@@ -1,0 +1,98 @@
+"""Deletion: a node marked ABSENT loses its objects, then (on a later pass, once the cluster
+has nothing left of it) its row; a network goes when its last node has; objects with our labels
+but no row (orphans, e.g. after a crash before a commit) are deleted.
+
+Example::
+
+    removal = Removal(sessions, writer)
+    await removal.remove_node(network, node, observed)
+    await removal.remove_network_if_empty(network)
+    await removal.delete_orphans(observed, known_node_ids)
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.cluster.errors import Conflict, NotFound
+from app.control.converge import Observed
+from app.control.node_writer import NodeWriter
+from app.control.progress import fail_unfinished_starts, finish_operations
+from app.domain.enums import Desired, OperationKind
+from app.events.bus import NodeChange
+from app.store import desired, operations
+from app.store.models import Network, Node
+from app.store.read_models import NodeView
+from app.store.unit import UnitOfWork
+
+log = logging.getLogger("qaas.reconciler")
+
+
+class Removal:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], writer: NodeWriter) -> None:
+        self.sessions = sessions
+        self.writer = writer
+
+    async def remove_node(self, network: Network, node: Node, observed: Observed) -> None:
+        deployment = observed.deployments.pop(node.id, None)
+        service = observed.services.pop(node.id, None)
+        await self.writer.write(node.id, _start_deleting)
+        for resource, obj in (
+            (observed.deployment_api, deployment),
+            (observed.service_api, service),
+        ):
+            if obj is not None:
+                try:
+                    await resource.delete(obj["metadata"]["name"], obj["metadata"]["uid"])
+                except (NotFound, Conflict):
+                    pass  # gone already, or replaced by a newer object: not ours to delete
+        if deployment is not None or service is not None:
+            return  # the next pass confirms they are gone before the row goes
+        async with UnitOfWork.begin(self.sessions) as work:
+            await desired.delete_node(work.session, node.id)
+            await finish_operations(
+                work.session, node_id=node.id, kinds=(OperationKind.NODE_DELETE,),
+                message="the node and its objects are deleted",
+            )  # fmt: skip
+            await fail_unfinished_starts(work.session, node.id)
+            gone = NodeChange(node.id, network.id, network.tenant_id, NodeView.of(node, network),
+                              deleted=True)  # fmt: skip
+            work.after_commit(lambda: self.writer.publish(gone))
+        log.info("deleted node %s of network %s", node.name, network.name)
+
+    async def remove_network_if_empty(self, network: Network) -> None:
+        async with UnitOfWork.begin(self.sessions) as work:
+            if not await desired.delete_network_if_empty(work.session, network.id):
+                return
+            await finish_operations(
+                work.session, network_id=network.id, kinds=(OperationKind.NETWORK_DELETE,),
+                message="the network and all of its objects are deleted",
+            )  # fmt: skip
+        log.info("deleted network %s", network.name)
+
+    @staticmethod
+    async def delete_orphans(observed: Observed, known: set[str]) -> None:
+        """Objects with our labels whose node has no row."""
+        for resource, objects in (
+            (observed.deployment_api, observed.deployments),
+            (observed.service_api, observed.services),
+        ):
+            for node_id, obj in objects.items():
+                if node_id in known:
+                    continue
+                name = obj["metadata"]["name"]
+                log.info("deleting orphan %s %s", obj.get("kind", ""), name)
+                try:
+                    await resource.delete(name, obj["metadata"]["uid"])
+                except (NotFound, Conflict):
+                    pass
+
+
+async def _start_deleting(session: AsyncSession, node: Node) -> bool:
+    """The node (or its network) is marked for deletion: its delete operation is under way."""
+    changed = node.desired is not Desired.ABSENT
+    node.desired = Desired.ABSENT  # its network is being deleted
+    await operations.mark_node_deletes_started(session, node.id)
+    return changed

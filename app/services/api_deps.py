@@ -1,0 +1,38 @@
+"""What the API layer (GraphQL over HTTP and WebSocket) is handed by the composition root
+(``app.server``), and nothing else of the app's wiring: settings, the database's units of work,
+the event bus, the reconciler's wake-up call, the mutation rate limiter and the cluster's health.
+
+Example::
+
+    async with deps.unit_of_work() as work:
+        result = await create_network(work, tenant_id, "acme", Consensus.RAFT, 300.0)
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.config import Settings
+from app.events.bus import EventBus
+from app.services.ratelimit import RateLimiter
+from app.store.unit import UnitOfWork
+
+
+@dataclass
+class ApiDeps:
+    settings: Settings
+    sessions: async_sessionmaker[AsyncSession]
+    bus: EventBus
+    # Wakes the reconciler after a mutation wrote desired state (a no-op without one).
+    kick: Callable[[], None] = lambda: None
+    cluster_reachable: Callable[[], Awaitable[bool]] | None = None
+    cluster_description: str = "none"
+    limiter: RateLimiter = field(default_factory=lambda: RateLimiter(60, 20))
+
+    def unit_of_work(self) -> contextlib.AbstractAsyncContextManager[UnitOfWork]:
+        """One transaction: committed at the end unless discarded or failed."""
+        return UnitOfWork.begin(self.sessions)

@@ -1,0 +1,128 @@
+"""Network mutations: create, join, delete. Validate, write the desired state, return at once.
+
+None of these waits for Kubernetes: the reconciler converges the cluster afterwards. A caller's
+mistake comes back as a ``UserError`` (field, message, code), never as an exception. They write
+through the caller's unit of work and never commit: the caller does, or discards on refusals.
+
+Example::
+
+    async with UnitOfWork.begin(sessions) as work:
+        result = await create_network(work, tenant_id, "acme", Consensus.RAFT, 300.0)
+        if result.errors:
+            work.discard()
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import IntegrityError
+
+from app.domain.addresses import dialable_ip_problem
+from app.domain.enums import Consensus, Desired, NodeRole, OperationKind
+from app.domain.errors import ErrorCode, UserError
+from app.domain.names import (
+    COORDINATOR_NAME,
+    DEFAULT_JOIN_NODE_NAME,
+    network_name_problem,
+    node_name_problem,
+    tidy,
+)
+from app.services.nodes import limit_refusal, record_new_node
+from app.services.results import NAME_RACE, Result, name_refusal, refused
+from app.store import desired, operations
+from app.store.models import Network, Operation
+from app.store.read_models import NetworkView, OperationView
+from app.store.unit import UnitOfWork
+
+
+async def create_network(
+    work: UnitOfWork, tenant_id: str, name: str, consensus: Consensus, start_deadline: float
+) -> Result:
+    name = tidy(name)
+    errors = name_refusal("name", name, network_name_problem(name, joined=False))
+    if errors:
+        return Result(errors=errors)
+    network = Network(tenant_id=tenant_id, name=name, consensus=consensus)
+    return await _open_network(
+        work, network, COORDINATOR_NAME, NodeRole.COORDINATOR, OperationKind.NETWORK_CREATE,
+        start_deadline,
+    )  # fmt: skip
+
+
+async def join_network(
+    work: UnitOfWork,
+    tenant_id: str,
+    name: str,
+    coordinator_ip: str,
+    consensus: Consensus,
+    start_deadline: float,
+    node_name: str = DEFAULT_JOIN_NODE_NAME,
+) -> Result:
+    name, node_name, coordinator_ip = tidy(name), tidy(node_name), tidy(coordinator_ip)
+    errors = name_refusal("name", name, network_name_problem(name, joined=True))
+    if not errors:
+        errors = name_refusal("nodeName", node_name, node_name_problem(name, node_name))
+    if problem := dialable_ip_problem(coordinator_ip):
+        errors.append(UserError(("input", "coordinatorIp"), problem, ErrorCode.INVALID_IP))
+    if errors:
+        return Result(errors=errors)
+    network = Network(
+        tenant_id=tenant_id, name=name, consensus=consensus, external_coordinator_ip=coordinator_ip
+    )
+    return await _open_network(
+        work, network, node_name, NodeRole.PEER, OperationKind.NETWORK_JOIN, start_deadline
+    )
+
+
+async def _open_network(
+    work: UnitOfWork,
+    network: Network,
+    node_name: str,
+    role: NodeRole,
+    kind: OperationKind,
+    start_deadline: float,
+) -> Result:
+    """Record a new network and its first node, unless the name is taken or the tenant full."""
+    session = work.session
+    existing = await desired.network_named(session, network.tenant_id, network.name)
+    if existing is not None and existing.desired is Desired.ABSENT:
+        return refused("name", f'network "{network.name}" is being deleted; try again when it '
+                       "is gone", ErrorCode.BEING_DELETED)  # fmt: skip
+    if existing is not None:
+        return refused("name", f'a network named "{network.name}" already exists',
+                       ErrorCode.NAME_TAKEN)  # fmt: skip
+    limited = await limit_refusal(session, network.tenant_id, new_network=True)
+    if limited:
+        return limited
+    try:
+        node, operation = await record_new_node(session, network, node_name, role, kind,
+                                                start_deadline)  # fmt: skip
+    except IntegrityError:
+        # Two callers raced for one name: the unique constraint decided.
+        return refused("name", NAME_RACE, ErrorCode.NAME_TAKEN)
+    return Result(
+        network=NetworkView.of(network, [node.status]),
+        node=node,
+        operation=operation,
+    )
+
+
+async def delete_network(work: UnitOfWork, tenant_id: str, network_id: str) -> Result:
+    session = work.session
+    network = await desired.network_of_tenant(session, tenant_id, network_id)
+    if network is None:
+        return refused("id", "no such network", ErrorCode.NOT_FOUND)
+    if network.desired is Desired.ABSENT:
+        return refused("id", f'network "{network.name}" is already being deleted',
+                       ErrorCode.BEING_DELETED)  # fmt: skip
+    network.desired = Desired.ABSENT
+    nodes = await desired.nodes_of(session, network_id)
+    for node in nodes:
+        node.desired = Desired.ABSENT
+    operation = await operations.add(
+        session,
+        Operation(tenant_id=tenant_id, kind=OperationKind.NETWORK_DELETE, network_id=network.id),
+    )
+    return Result(
+        network=NetworkView.of(network, [n.status for n in nodes]),
+        operation=OperationView.of(operation),
+    )

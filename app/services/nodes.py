@@ -1,0 +1,118 @@
+"""Node mutations: add a dynamic peer, delete one; and what creating any node records.
+
+Example::
+
+    async with UnitOfWork.begin(sessions) as work:
+        result = await add_node(work, tenant_id, network_id, "peer-1", 300.0)
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.domain.enums import Desired, NodeRole, NodeStatus, OperationKind
+from app.domain.errors import ErrorCode
+from app.domain.names import node_name_problem, tidy
+from app.services.results import NAME_RACE, Result, name_refusal, refused
+from app.store import desired, operations, tenants
+from app.store.models import Network, Node, NodeStatusChange, Operation, utcnow
+from app.store.read_models import NodeView, OperationView
+from app.store.unit import UnitOfWork
+
+
+async def limit_refusal(session: AsyncSession, tenant_id: str, new_network: bool) -> Result | None:
+    """A LIMIT_EXCEEDED refusal if one more node (and network) would pass the tenant's limits."""
+    tenant = await tenants.tenant_by_id(session, tenant_id)
+    if tenant is None:
+        return refused("name", "no such tenant", ErrorCode.NOT_FOUND)
+    networks, nodes = await desired.tenant_counts(session, tenant_id)
+    if new_network and networks >= tenant.max_networks:
+        return refused("name", f"your tenant may run at most {tenant.max_networks} networks; "
+                       "delete one first", ErrorCode.LIMIT_EXCEEDED)  # fmt: skip
+    if nodes >= tenant.max_nodes:
+        return refused("name", f"your tenant may run at most {tenant.max_nodes} nodes; "
+                       "delete one first", ErrorCode.LIMIT_EXCEEDED)  # fmt: skip
+    return None
+
+
+async def record_new_node(
+    session: AsyncSession,
+    network: Network,
+    name: str,
+    role: NodeRole,
+    kind: OperationKind,
+    start_deadline: float,
+) -> tuple[NodeView, OperationView]:
+    """Insert the node (and its network, if new), its first history entry and the operation.
+
+    Raises IntegrityError when another request took the name first; the caller refuses.
+    """
+    now = utcnow()
+    node = Node(
+        network=network,
+        name=name,
+        role=role,
+        status=NodeStatus.PENDING,
+        status_changed_at=now,
+        start_deadline=now + datetime.timedelta(seconds=start_deadline),
+    )
+    await desired.insert(session, network, node)
+    operation = Operation(
+        tenant_id=network.tenant_id, kind=kind, network_id=network.id, node_id=node.id
+    )
+    # A node's history starts with its creation.
+    desired.record_status(session, NodeStatusChange(node_id=node.id, status=node.status, at=now))
+    await operations.add(session, operation)
+    return NodeView.of(node, network), OperationView.of(operation)
+
+
+async def add_node(
+    work: UnitOfWork, tenant_id: str, network_id: str, name: str, start_deadline: float
+) -> Result:
+    session, name = work.session, tidy(name)
+    network = await desired.network_of_tenant(session, tenant_id, network_id)
+    if network is None:
+        return refused("networkId", "no such network", ErrorCode.NOT_FOUND)
+    if network.desired is Desired.ABSENT:
+        return refused("networkId", f'network "{network.name}" is being deleted',
+                       ErrorCode.BEING_DELETED)  # fmt: skip
+    errors = name_refusal("name", name, node_name_problem(network.name, name))
+    if errors:
+        return Result(errors=errors)
+    if await desired.node_named(session, network_id, name) is not None:
+        return refused("name", f'network "{network.name}" already has a node named "{name}"',
+                       ErrorCode.NAME_TAKEN)  # fmt: skip
+    limited = await limit_refusal(session, tenant_id, new_network=False)
+    if limited:
+        return limited
+    try:
+        node, operation = await record_new_node(
+            session, network, name, NodeRole.PEER, OperationKind.NODE_ADD, start_deadline
+        )
+    except IntegrityError:
+        return refused("name", NAME_RACE, ErrorCode.NAME_TAKEN)
+    return Result(node=node, operation=operation)
+
+
+async def delete_node(work: UnitOfWork, tenant_id: str, node_id: str) -> Result:
+    session = work.session
+    found = await desired.node_of_tenant(session, tenant_id, node_id)
+    # Another tenant's node is indistinguishable from one that does not exist.
+    if found is None:
+        return refused("id", "no such node", ErrorCode.NOT_FOUND)
+    node, network = found
+    if node.role is NodeRole.COORDINATOR:
+        return refused("id", "a network's coordinator goes with its network: delete the "
+                       "network instead", ErrorCode.COORDINATOR)  # fmt: skip
+    if node.desired is Desired.ABSENT or network.desired is Desired.ABSENT:
+        return refused("id", "this node is already being deleted", ErrorCode.BEING_DELETED)
+    node.desired = Desired.ABSENT
+    operation = await operations.add(
+        session,
+        Operation(tenant_id=tenant_id, kind=OperationKind.NODE_DELETE, network_id=network.id,
+                  node_id=node.id),
+    )  # fmt: skip
+    return Result(node=NodeView.of(node, network), operation=OperationView.of(operation))

@@ -1,0 +1,99 @@
+"""Desired state: the network and node rows mutations write and the control loop reads.
+
+Example::
+
+    network = await network_named(session, tenant_id, "acme")
+    networks, nodes = await tenant_counts(session, tenant_id)
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from app.store.models import Network, Node, NodeStatusChange
+
+
+async def network_named(session: AsyncSession, tenant_id: str, name: str) -> Network | None:
+    return await session.scalar(
+        select(Network).where(Network.tenant_id == tenant_id, Network.name == name)
+    )
+
+
+async def network_of_tenant(
+    session: AsyncSession, tenant_id: str, network_id: str
+) -> Network | None:
+    network = await session.get(Network, network_id)
+    return network if network is not None and network.tenant_id == tenant_id else None
+
+
+async def node_of_tenant(
+    session: AsyncSession, tenant_id: str, node_id: str
+) -> tuple[Node, Network] | None:
+    row = (
+        await session.execute(
+            select(Node, Network)
+            .join(Network)
+            .where(Node.id == node_id, Network.tenant_id == tenant_id)
+        )
+    ).first()
+    return (row[0], row[1]) if row else None
+
+
+async def node_named(session: AsyncSession, network_id: str, name: str) -> Node | None:
+    return await session.scalar(
+        select(Node).where(Node.network_id == network_id, Node.name == name)
+    )
+
+
+async def nodes_of(session: AsyncSession, network_id: str) -> list[Node]:
+    return list(await session.scalars(select(Node).where(Node.network_id == network_id)))
+
+
+async def tenant_counts(session: AsyncSession, tenant_id: str) -> tuple[int, int]:
+    """How many networks and nodes the tenant has (those being deleted included)."""
+    networks = await session.scalar(
+        select(func.count()).select_from(Network).where(Network.tenant_id == tenant_id)
+    )
+    nodes = await session.scalar(
+        select(func.count()).select_from(Node).join(Network).where(Network.tenant_id == tenant_id)
+    )
+    return networks or 0, nodes or 0
+
+
+async def networks_with_nodes(session: AsyncSession) -> list[Network]:
+    """Every network of every tenant, its nodes loaded: what one reconcile pass works from."""
+    return list(await session.scalars(select(Network).options(selectinload(Network.nodes))))
+
+
+async def node_with_network(session: AsyncSession, node_id: str) -> tuple[Node, Network] | None:
+    node = await session.get(Node, node_id)
+    if node is None:
+        return None
+    network = await session.get(Network, node.network_id)
+    assert network is not None  # a node's network is deleted only after its nodes
+    return node, network
+
+
+async def insert(session: AsyncSession, *rows: Network | Node | NodeStatusChange) -> None:
+    """Insert ``rows`` now (flush), so ids exist and a name race surfaces as IntegrityError."""
+    session.add_all(rows)
+    await session.flush()
+
+
+def record_status(session: AsyncSession, change: NodeStatusChange) -> None:
+    """Add one transition to a node's history (written with the unit of work)."""
+    session.add(change)
+
+
+async def delete_node(session: AsyncSession, node_id: str) -> None:
+    await session.execute(delete(Node).where(Node.id == node_id))
+
+
+async def delete_network_if_empty(session: AsyncSession, network_id: str) -> bool:
+    """Delete the network's row if it has no node left; True if it did."""
+    if await session.scalar(select(Node.id).where(Node.network_id == network_id)) is not None:
+        return False
+    await session.execute(delete(Network).where(Network.id == network_id))
+    return True

@@ -1,0 +1,140 @@
+"""Read models: immutable snapshots of networks, nodes and operations.
+
+The GraphQL layer renders these and the event bus carries them, so a node change is read from
+the database once and shared by every subscriber.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+
+from app.domain.enums import (
+    Consensus,
+    Desired,
+    NetworkStatus,
+    NodeRole,
+    NodeStatus,
+    OperationKind,
+    OperationState,
+)
+from app.domain.names import object_name
+from app.domain.status import network_status
+from app.store.models import Network, Node, NodeStatusChange, Operation
+
+
+@dataclass(frozen=True)
+class NodeView:
+    id: str
+    tenant_id: str
+    network_id: str
+    network_name: str
+    name: str
+    role: NodeRole
+    status: NodeStatus
+    status_reason: str | None
+    status_changed_at: datetime.datetime
+    service_ip: str | None
+    pod_name: str | None
+    pod_phase: str | None
+    pod_ready: bool
+    pod_ip: str | None
+    restart_count: int
+    pod_reason: str | None
+    pod_message: str | None
+    pod_started_at: datetime.datetime | None
+    created_at: datetime.datetime
+    revision: int
+
+    @property
+    def object_name(self) -> str:
+        return object_name(self.network_name, self.name)
+
+    @classmethod
+    def of(cls, node: Node, network: Network) -> NodeView:
+        return cls(
+            id=node.id,
+            tenant_id=network.tenant_id,
+            network_id=node.network_id,
+            network_name=network.name,
+            name=node.name,
+            role=node.role,
+            status=node.status,
+            status_reason=node.status_reason,
+            status_changed_at=node.status_changed_at,
+            service_ip=node.service_ip,
+            pod_name=node.pod_name,
+            pod_phase=node.pod_phase,
+            pod_ready=node.pod_ready,
+            pod_ip=node.pod_ip,
+            restart_count=node.restart_count,
+            pod_reason=node.pod_reason,
+            pod_message=node.pod_message,
+            pod_started_at=node.pod_started_at,
+            created_at=node.created_at,
+            revision=node.revision,
+        )
+
+
+@dataclass(frozen=True)
+class NetworkView:
+    id: str
+    tenant_id: str
+    name: str
+    consensus: Consensus
+    status: NetworkStatus
+    external_coordinator_ip: str | None
+    created_at: datetime.datetime
+
+    @classmethod
+    def of(cls, network: Network, node_statuses: list[NodeStatus]) -> NetworkView:
+        deleting = network.desired is Desired.ABSENT
+        return cls(
+            id=network.id,
+            tenant_id=network.tenant_id,
+            name=network.name,
+            consensus=network.consensus,
+            status=network_status(node_statuses, deleting),
+            external_coordinator_ip=network.external_coordinator_ip,
+            created_at=network.created_at,
+        )
+
+
+@dataclass(frozen=True)
+class OperationView:
+    id: str
+    tenant_id: str
+    kind: OperationKind
+    state: OperationState
+    network_id: str | None
+    node_id: str | None
+    message: str | None
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+    finished_at: datetime.datetime | None
+
+    @classmethod
+    def of(cls, op: Operation) -> OperationView:
+        return cls(
+            id=op.id,
+            tenant_id=op.tenant_id,
+            kind=op.kind,
+            state=op.state,
+            network_id=op.network_id,
+            node_id=op.node_id,
+            message=op.message,
+            created_at=op.created_at,
+            updated_at=op.updated_at,
+            finished_at=op.finished_at,
+        )
+
+
+@dataclass(frozen=True)
+class StatusChangeView:
+    status: NodeStatus
+    reason: str | None
+    at: datetime.datetime
+
+    @classmethod
+    def of(cls, change: NodeStatusChange) -> StatusChangeView:
+        return cls(status=change.status, reason=change.reason, at=change.at)

@@ -1,0 +1,167 @@
+"""Read queries: where the GraphQL layer's data comes from, as read models, scoped to a tenant.
+
+Every query that takes a ``tenant_id`` finds only that tenant's rows: another tenant's objects
+behave as if they did not exist. Lists are keyset pages (see ``pages.py``).
+
+Example::
+
+    page = await networks_page(session, tenant_id, first=20, cursor=None)
+    page.items, page.has_next, page.end_cursor
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import TypeVar
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.store.models import ApiToken, Network, Node, NodeStatusChange, Operation, Tenant
+from app.store.pages import BadCursor, Page, after, encode_cursor
+from app.store.read_models import NetworkView, NodeView, OperationView, StatusChangeView
+
+__all__ = ["BadCursor", "Page"]
+
+
+async def _statuses(session: AsyncSession, network_ids: Sequence[str]) -> dict[str, list[Node]]:
+    by_network: dict[str, list[Node]] = defaultdict(list)
+    if network_ids:
+        for node in await session.scalars(
+            select(Node).where(Node.network_id.in_(network_ids)).order_by(Node.created_at, Node.id)
+        ):
+            by_network[node.network_id].append(node)
+    return by_network
+
+
+async def network_views(session: AsyncSession, networks: Sequence[Network]) -> list[NetworkView]:
+    nodes = await _statuses(session, [n.id for n in networks])
+    return [NetworkView.of(n, [node.status for node in nodes[n.id]]) for n in networks]
+
+
+M = TypeVar("M", Network, ApiToken)
+
+
+async def _tenant_page(
+    session: AsyncSession, model: type[M], tenant_id: str, first: int, cursor: str | None
+) -> Page[M]:
+    """A keyset page of ``model`` rows of one tenant, oldest first."""
+    mine = select(model).where(model.tenant_id == tenant_id)
+    query = after(mine, model, cursor).order_by(model.created_at, model.id)
+    rows = list(await session.scalars(query.limit(first + 1)))
+    count = select(func.count()).select_from(model).where(model.tenant_id == tenant_id)
+    page = rows[:first]
+    return Page(
+        items=page,
+        cursors=[encode_cursor(row.created_at, row.id) for row in page],
+        has_next=len(rows) > first,
+        total=await session.scalar(count) or 0,
+    )
+
+
+async def networks_page(
+    session: AsyncSession, tenant_id: str, first: int, cursor: str | None
+) -> Page[NetworkView]:
+    page = await _tenant_page(session, Network, tenant_id, first, cursor)
+    return Page(await network_views(session, page.items), page.cursors, page.has_next, page.total)
+
+
+async def tokens_page(
+    session: AsyncSession, tenant_id: str, first: int, cursor: str | None
+) -> Page[ApiToken]:
+    return await _tenant_page(session, ApiToken, tenant_id, first, cursor)
+
+
+async def tenant(session: AsyncSession, tenant_id: str) -> Tenant | None:
+    return await session.get(Tenant, tenant_id)
+
+
+async def network_by_name(session: AsyncSession, tenant_id: str, name: str) -> NetworkView | None:
+    network = await session.scalar(
+        select(Network).where(Network.tenant_id == tenant_id, Network.name == name)
+    )
+    return (await network_views(session, [network]))[0] if network else None
+
+
+async def networks_by_ids(
+    session: AsyncSession, tenant_id: str, ids: Sequence[str]
+) -> list[NetworkView | None]:
+    query = select(Network).where(Network.tenant_id == tenant_id, Network.id.in_(ids))
+    rows = {n.id: n for n in await session.scalars(query)}
+    views = {v.id: v for v in await network_views(session, list(rows.values()))}
+    return [views.get(i) for i in ids]
+
+
+async def nodes_page(
+    session: AsyncSession, network_id: str, first: int, cursor: str | None
+) -> Page[NodeView]:
+    """The nodes of a network the caller already resolved within its tenant."""
+    query = after(
+        select(Node, Network).join(Network).where(Node.network_id == network_id),
+        Node,
+        cursor,
+    ).order_by(Node.created_at, Node.id)
+    rows = list((await session.execute(query.limit(first + 1))).all())
+    total = await session.scalar(select(func.count()).where(Node.network_id == network_id)) or 0
+    page = rows[:first]
+    return Page(
+        items=[NodeView.of(node, network) for node, network in page],
+        cursors=[encode_cursor(node.created_at, node.id) for node, _ in page],
+        has_next=len(rows) > first,
+        total=total,
+    )
+
+
+async def nodes_by_ids(
+    session: AsyncSession, tenant_id: str, ids: Sequence[str]
+) -> list[NodeView | None]:
+    rows = await session.execute(
+        select(Node, Network).join(Network).where(Network.tenant_id == tenant_id, Node.id.in_(ids))
+    )
+    found = {node.id: NodeView.of(node, network) for node, network in rows}
+    return [found.get(i) for i in ids]
+
+
+async def all_nodes(session: AsyncSession, tenant_id: str) -> list[NodeView]:
+    rows = await session.execute(
+        select(Node, Network)
+        .join(Network)
+        .where(Network.tenant_id == tenant_id)
+        .order_by(Node.created_at, Node.id)
+    )
+    return [NodeView.of(node, network) for node, network in rows]
+
+
+async def nodes_of_network(
+    session: AsyncSession, tenant_id: str, network_id: str
+) -> list[NodeView]:
+    rows = await session.execute(
+        select(Node, Network)
+        .join(Network)
+        .where(Network.tenant_id == tenant_id, Node.network_id == network_id)
+        .order_by(Node.created_at, Node.id)
+    )
+    return [NodeView.of(node, network) for node, network in rows]
+
+
+async def status_history(
+    session: AsyncSession, node_ids: Sequence[str], limit: int = 100
+) -> dict[str, list[StatusChangeView]]:
+    history: dict[str, list[StatusChangeView]] = defaultdict(list)
+    rows = await session.scalars(
+        select(NodeStatusChange)
+        .where(NodeStatusChange.node_id.in_(node_ids))
+        .order_by(NodeStatusChange.node_id, NodeStatusChange.id)
+    )
+    for change in rows:
+        history[change.node_id].append(StatusChangeView.of(change))
+    return {node_id: changes[-limit:] for node_id, changes in history.items()}
+
+
+async def operations_by_ids(
+    session: AsyncSession, tenant_id: str, ids: Sequence[str]
+) -> list[OperationView | None]:
+    query = select(Operation).where(Operation.tenant_id == tenant_id, Operation.id.in_(ids))
+    found = {o.id: OperationView.of(o) for o in await session.scalars(query)}
+    return [found.get(i) for i in ids]

@@ -1,0 +1,65 @@
+"""Tenants and API tokens: the rows behind authentication and `qaas token`.
+
+Example::
+
+    tenant = await tenant_named(session, "acme")
+    found = await token_by_hash(session, hash_secret(secret))   # (ApiToken, Tenant) or None
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.store.models import ApiToken, Tenant
+
+
+async def all_tenants(session: AsyncSession) -> list[Tenant]:
+    return list(await session.scalars(select(Tenant).order_by(Tenant.created_at, Tenant.id)))
+
+
+async def tenant_by_id(session: AsyncSession, tenant_id: str) -> Tenant | None:
+    return await session.get(Tenant, tenant_id)
+
+
+async def tenant_named(session: AsyncSession, name: str) -> Tenant | None:
+    return await session.scalar(select(Tenant).where(Tenant.name == name))
+
+
+async def any_tenant(session: AsyncSession) -> bool:
+    return await session.scalar(select(Tenant.id).limit(1)) is not None
+
+
+async def add(session: AsyncSession, row: Tenant | ApiToken) -> None:
+    """Insert ``row`` now (flush), so a unique-name race surfaces here as IntegrityError."""
+    session.add(row)
+    await session.flush()
+
+
+async def token_by_hash(session: AsyncSession, secret_hash: str) -> tuple[ApiToken, Tenant] | None:
+    row = (
+        await session.execute(
+            select(ApiToken, Tenant)
+            .join(Tenant, ApiToken.tenant_id == Tenant.id)
+            .where(ApiToken.secret_hash == secret_hash)
+        )
+    ).first()
+    return (row[0], row[1]) if row else None
+
+
+async def token_by_id(
+    session: AsyncSession, token_id: str, tenant_id: str | None = None
+) -> ApiToken | None:
+    """The token with this id; with ``tenant_id``, only if it is that tenant's."""
+    query = select(ApiToken).where(ApiToken.id == token_id)
+    if tenant_id is not None:
+        query = query.where(ApiToken.tenant_id == tenant_id)
+    return await session.scalar(query)
+
+
+async def tokens_of_tenant_named(session: AsyncSession, tenant: str) -> list[ApiToken]:
+    return list(
+        await session.scalars(
+            select(ApiToken).join(Tenant).where(Tenant.name == tenant).order_by(ApiToken.created_at)
+        )
+    )

@@ -24,6 +24,7 @@ from app.cluster.client import Cluster
 from app.cluster.connect import ClusterTarget, connect, discover
 from app.config import ConfigError, Settings
 from app.control.loop import ControlLoop
+from app.control.reconciler import Reconciler
 from app.events.bus import InProcessBus
 from app.services.api_deps import ApiDeps
 from app.services.ratelimit import RateLimiter
@@ -103,7 +104,7 @@ def create_app(settings: Settings) -> Starlette:
         if not settings.production:
             await _bootstrap_first_tenant(sessions, settings)
         cluster, owned_sandbox = await _open_cluster(settings)
-        control = ControlLoop(sessions, cluster, settings, bus)
+        control = ControlLoop(Reconciler(sessions, cluster, settings, bus))
         deps.kick = control.kick
         deps.cluster_reachable = cluster.reachable
         deps.cluster_description = cluster.description

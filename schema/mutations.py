@@ -3,7 +3,9 @@ it started and ``userErrors``; none of them waits for Kubernetes."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import strawberry
 from strawberry.types import Info
@@ -11,7 +13,7 @@ from strawberry.types import Info
 from app.domain.enums import Consensus
 from app.domain.errors import ErrorCode
 from app.services import networks, nodes
-from app.services.results import Result
+from app.services.results import Result, refused
 from app.store.unit import UnitOfWork
 from schema.auth import Need, caller
 from schema.context import Context
@@ -77,18 +79,37 @@ class DeletePayload:
     user_errors: list[UserError]
 
 
-def _operation(result: Result) -> Operation | None:
-    return Operation.of(result.operation) if result.operation else None
+PayloadT = TypeVar("PayloadT", NetworkCreatePayload, NodePayload, NetworkJoinPayload, DeletePayload)
 
 
-def _bad_id(kind: str, field: str = "id") -> list[UserError]:
-    return [
-        UserError(field=["input", field], message=f"not a {kind} ID", code=ErrorCode.INVALID_ID)
-    ]
+def _payload(kind: type[PayloadT], result: Result) -> PayloadT:
+    """A payload of ``kind`` from a service's result: each payload shows the objects it has
+    fields for (network, node, operation) and the refusals as ``userErrors``."""
+    parts: dict[str, Any] = {
+        "network": Network.of(result.network) if result.network else None,
+        "node": Node.of(result.node) if result.node else None,
+        "operation": Operation.of(result.operation) if result.operation else None,
+        "user_errors": UserError.list_of(result.errors),
+    }
+    wanted = {field.name for field in dataclasses.fields(kind)}
+    return kind(**{name: value for name, value in parts.items() if name in wanted})
 
 
-def _deadline(info: Info[Context, None]) -> float:
-    return info.context.deps.settings.node_start_deadline
+def _bad_id(kind: str, field: str = "id") -> Result:
+    return refused(field, f"not a {kind} ID", ErrorCode.INVALID_ID)
+
+
+async def _change(
+    info: Info[Context, None],
+    kind: type[PayloadT],
+    change: Callable[[UnitOfWork, str, float], Awaitable[Result]],
+) -> PayloadT:
+    """Run ``change(work, tenant_id, start_deadline)`` for a caller who may write."""
+    principal = caller(info, Need.WRITE)
+    deadline = info.context.deps.settings.node_start_deadline
+    return _payload(
+        kind, await _run(info, lambda work: change(work, principal.tenant_id, deadline))
+    )
 
 
 async def _run(
@@ -112,73 +133,49 @@ class Mutation:
     async def network_create(
         self, info: Info[Context, None], input: NetworkCreateInput
     ) -> NetworkCreatePayload:
-        principal, deadline = caller(info, Need.WRITE), _deadline(info)
-        result = await _run(info, lambda work: networks.create_network(
-            work, principal.tenant_id, input.name, input.consensus, deadline,
+        return await _change(info, NetworkCreatePayload, lambda work, tenant, deadline: (
+            networks.create_network(work, tenant, input.name, input.consensus, deadline)
         ))  # fmt: skip
-        return NetworkCreatePayload(
-            network=Network.of(result.network) if result.network else None,
-            operation=_operation(result),
-            user_errors=UserError.list_of(result.errors),
-        )
 
     @strawberry.mutation(description="Add a dynamic peer to a network QaaS runs.")
     async def node_add(self, info: Info[Context, None], input: NodeAddInput) -> NodePayload:
-        principal, deadline = caller(info, Need.WRITE), _deadline(info)
         network_id = raw_id_of(input.network_id, "Network")
         if network_id is None:
-            return NodePayload(
-                node=None, operation=None, user_errors=_bad_id("Network", "networkId")
-            )
-        result = await _run(info, lambda work: nodes.add_node(
-            work, principal.tenant_id, network_id, input.name, deadline,
+            caller(info, Need.WRITE)
+            return _payload(NodePayload, _bad_id("Network", "networkId"))
+        return await _change(info, NodePayload, lambda work, tenant, deadline: (
+            nodes.add_node(work, tenant, network_id, input.name, deadline)
         ))  # fmt: skip
-        return NodePayload(
-            node=Node.of(result.node) if result.node else None,
-            operation=_operation(result),
-            user_errors=UserError.list_of(result.errors),
-        )
 
     @strawberry.mutation(description="Run a dynamic peer that joins a network running elsewhere.")
     async def network_join(
         self, info: Info[Context, None], input: NetworkJoinInput
     ) -> NetworkJoinPayload:
-        principal, deadline = caller(info, Need.WRITE), _deadline(info)
-        result = await _run(info, lambda work: networks.join_network(
-            work, principal.tenant_id, input.name, input.coordinator_ip, input.consensus,
-            deadline, input.node_name,
+        return await _change(info, NetworkJoinPayload, lambda work, tenant, deadline: (
+            networks.join_network(work, tenant, input.name, input.coordinator_ip,
+                                  input.consensus, deadline, input.node_name)
         ))  # fmt: skip
-        return NetworkJoinPayload(
-            node=Node.of(result.node) if result.node else None,
-            network=Network.of(result.network) if result.network else None,
-            operation=_operation(result),
-            user_errors=UserError.list_of(result.errors),
-        )
 
     @strawberry.mutation(description="Delete a peer node and its Kubernetes objects.")
     async def node_delete(self, info: Info[Context, None], input: NodeDeleteInput) -> DeletePayload:
-        principal = caller(info, Need.WRITE)
-        node_id = raw_id_of(input.id, "Node")
-        if node_id is None:
-            return DeletePayload(operation=None, user_errors=_bad_id("Node"))
-        result = await _run(
-            info, lambda work: nodes.delete_node(work, principal.tenant_id, node_id)
-        )
-        return DeletePayload(
-            operation=_operation(result), user_errors=UserError.list_of(result.errors)
-        )
+        return await _delete(info, input.id, "Node", nodes.delete_node)
 
     @strawberry.mutation(description="Delete a network, all of its nodes and all their objects.")
     async def network_delete(
         self, info: Info[Context, None], input: NetworkDeleteInput
     ) -> DeletePayload:
-        principal = caller(info, Need.WRITE)
-        network_id = raw_id_of(input.id, "Network")
-        if network_id is None:
-            return DeletePayload(operation=None, user_errors=_bad_id("Network"))
-        result = await _run(
-            info, lambda work: networks.delete_network(work, principal.tenant_id, network_id)
-        )
-        return DeletePayload(
-            operation=_operation(result), user_errors=UserError.list_of(result.errors)
-        )
+        return await _delete(info, input.id, "Network", networks.delete_network)
+
+
+async def _delete(
+    info: Info[Context, None],
+    global_id: strawberry.ID,
+    kind: str,
+    delete: Callable[[UnitOfWork, str, str], Awaitable[Result]],
+) -> DeletePayload:
+    principal = caller(info, Need.WRITE)
+    raw = raw_id_of(global_id, kind)
+    if raw is None:
+        return _payload(DeletePayload, _bad_id(kind))
+    result = await _run(info, lambda work: delete(work, principal.tenant_id, raw))
+    return _payload(DeletePayload, result)

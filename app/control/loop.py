@@ -3,7 +3,7 @@ observer and one shared pod informer per tenant namespace.
 
 Example::
 
-    loop = ControlLoop(sessions, cluster, settings, bus)
+    loop = ControlLoop(Reconciler(sessions, cluster, settings, bus))
     await loop.start()
     ...
     await loop.stop()
@@ -17,30 +17,20 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-from app.cluster.client import PODS, Cluster
+from app.cluster.client import PODS
 from app.cluster.informer import Informer
 from app.cluster.objects import selector_for
-from app.config import Settings
 from app.control.observer import PodObserver
 from app.control.reconciler import Reconciler
-from app.events.bus import EventBus
 
 log = logging.getLogger("qaas.control")
 
 
 class ControlLoop:
-    def __init__(
-        self,
-        sessions: async_sessionmaker[AsyncSession],
-        cluster: Cluster,
-        settings: Settings,
-        bus: EventBus,
-    ) -> None:
-        self.cluster = cluster
-        self.selector = selector_for(settings.instance)
-        self.reconciler = Reconciler(sessions, cluster, settings, bus)
+    def __init__(self, reconciler: Reconciler) -> None:
+        self.cluster = reconciler.cluster
+        self.selector = selector_for(reconciler.settings.instance)
+        self.reconciler = reconciler
         self.observer = PodObserver(self.reconciler.writer, on_pod_gone=self.reconciler.kick)
         # One shared pod informer per tenant namespace, started when a pass first visits it.
         self.reconciler.on_namespace(self.watch_namespace)

@@ -14,8 +14,6 @@ Example::
 
 from __future__ import annotations
 
-from sqlalchemy.exc import IntegrityError
-
 from app.domain.addresses import dialable_ip_problem
 from app.domain.enums import Consensus, Desired, NodeRole, OperationKind
 from app.domain.errors import ErrorCode, UserError
@@ -26,8 +24,8 @@ from app.domain.names import (
     node_name_problem,
     tidy,
 )
-from app.services.nodes import limit_refusal, record_new_node
-from app.services.results import NAME_RACE, Result, name_refusal, refused
+from app.services.nodes import limit_refusal, network_refusal, record_new_node
+from app.services.results import Result, name_refusal, refused
 from app.store import desired, operations
 from app.store.models import Network, Operation
 from app.store.read_models import NetworkView, OperationView
@@ -93,27 +91,15 @@ async def _open_network(
     limited = await limit_refusal(session, network.tenant_id, new_network=True)
     if limited:
         return limited
-    try:
-        node, operation = await record_new_node(session, network, node_name, role, kind,
-                                                start_deadline)  # fmt: skip
-    except IntegrityError:
-        # Two callers raced for one name: the unique constraint decided.
-        return refused("name", NAME_RACE, ErrorCode.NAME_TAKEN)
-    return Result(
-        network=NetworkView.of(network, [node.status]),
-        node=node,
-        operation=operation,
-    )
+    return await record_new_node(session, network, node_name, role, kind, start_deadline)
 
 
 async def delete_network(work: UnitOfWork, tenant_id: str, network_id: str) -> Result:
     session = work.session
     network = await desired.network_of_tenant(session, tenant_id, network_id)
-    if network is None:
-        return refused("id", "no such network", ErrorCode.NOT_FOUND)
-    if network.desired is Desired.ABSENT:
-        return refused("id", f'network "{network.name}" is already being deleted',
-                       ErrorCode.BEING_DELETED)  # fmt: skip
+    if refusal := network_refusal(network, "id", 'network "{name}" is already being deleted'):
+        return refusal
+    assert network is not None
     network.desired = Desired.ABSENT
     nodes = await desired.nodes_of(session, network_id)
     for node in nodes:

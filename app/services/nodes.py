@@ -16,11 +16,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.domain.enums import Desired, NodeRole, NodeStatus, OperationKind
 from app.domain.errors import ErrorCode
 from app.domain.names import node_name_problem, tidy
-from app.services.results import NAME_RACE, Result, name_refusal, refused
+from app.services.results import Result, name_refusal, refused
 from app.store import desired, operations, tenants
 from app.store.models import Network, Node, NodeStatusChange, Operation, utcnow
-from app.store.read_models import NodeView, OperationView
+from app.store.read_models import NetworkView, NodeView, OperationView
 from app.store.unit import UnitOfWork
+
+
+def network_refusal(network: Network | None, field: str, deleting: str) -> Result | None:
+    """NOT_FOUND for no network (or another tenant's), BEING_DELETED (saying ``deleting``) for
+    one marked for deletion; None for a network a change may be made to."""
+    if network is None:
+        return refused(field, "no such network", ErrorCode.NOT_FOUND)
+    if network.desired is Desired.ABSENT:
+        return refused(field, deleting.format(name=network.name), ErrorCode.BEING_DELETED)
+    return None
 
 
 async def limit_refusal(session: AsyncSession, tenant_id: str, new_network: bool) -> Result | None:
@@ -45,11 +55,9 @@ async def record_new_node(
     role: NodeRole,
     kind: OperationKind,
     start_deadline: float,
-) -> tuple[NodeView, OperationView]:
-    """Insert the node (and its network, if new), its first history entry and the operation.
-
-    Raises IntegrityError when another request took the name first; the caller refuses.
-    """
+) -> Result:
+    """Insert the node (and its network, if new), its first history entry and the operation;
+    refused with NAME_TAKEN when another request took the name first."""
     now = utcnow()
     node = Node(
         network=network,
@@ -59,14 +67,23 @@ async def record_new_node(
         status_changed_at=now,
         start_deadline=now + datetime.timedelta(seconds=start_deadline),
     )
-    await desired.insert(session, network, node)
+    try:
+        await desired.insert(session, network, node)
+    except IntegrityError:
+        # Two callers raced for one name: the unique constraint decided.
+        return refused("name", "that name was just taken by another request",
+                       ErrorCode.NAME_TAKEN)  # fmt: skip
     operation = Operation(
         tenant_id=network.tenant_id, kind=kind, network_id=network.id, node_id=node.id
     )
     # A node's history starts with its creation.
     desired.record_status(session, NodeStatusChange(node_id=node.id, status=node.status, at=now))
     await operations.add(session, operation)
-    return NodeView.of(node, network), OperationView.of(operation)
+    return Result(
+        network=NetworkView.of(network, [node.status]),
+        node=NodeView.of(node, network),
+        operation=OperationView.of(operation),
+    )
 
 
 async def add_node(
@@ -74,11 +91,9 @@ async def add_node(
 ) -> Result:
     session, name = work.session, tidy(name)
     network = await desired.network_of_tenant(session, tenant_id, network_id)
-    if network is None:
-        return refused("networkId", "no such network", ErrorCode.NOT_FOUND)
-    if network.desired is Desired.ABSENT:
-        return refused("networkId", f'network "{network.name}" is being deleted',
-                       ErrorCode.BEING_DELETED)  # fmt: skip
+    if refusal := network_refusal(network, "networkId", 'network "{name}" is being deleted'):
+        return refusal
+    assert network is not None
     errors = name_refusal("name", name, node_name_problem(network.name, name))
     if errors:
         return Result(errors=errors)
@@ -88,13 +103,10 @@ async def add_node(
     limited = await limit_refusal(session, tenant_id, new_network=False)
     if limited:
         return limited
-    try:
-        node, operation = await record_new_node(
-            session, network, name, NodeRole.PEER, OperationKind.NODE_ADD, start_deadline
-        )
-    except IntegrityError:
-        return refused("name", NAME_RACE, ErrorCode.NAME_TAKEN)
-    return Result(node=node, operation=operation)
+    added = await record_new_node(
+        session, network, name, NodeRole.PEER, OperationKind.NODE_ADD, start_deadline
+    )
+    return Result(node=added.node, operation=added.operation, errors=added.errors)
 
 
 async def delete_node(work: UnitOfWork, tenant_id: str, node_id: str) -> Result:

@@ -32,6 +32,3 @@ def name_refusal(path: str, name: str, problem: str | None) -> list[UserError]:
     if problem is None:
         return []
     return [UserError(("input", path), f'"{name}" {problem}', ErrorCode.INVALID_NAME)]
-
-
-NAME_RACE = "that name was just taken by another request"

@@ -1,0 +1,4 @@
+"""Pure rules, no I/O: names and addresses, enums, refusals, status derivation, QNM facts.
+
+Imports nothing of ours.
+"""

@@ -24,7 +24,12 @@ from app.domain.names import (
     node_name_problem,
     tidy,
 )
-from app.services.nodes import limit_refusal, network_refusal, record_new_node
+from app.services.nodes import (
+    limit_refusal,
+    network_refusal,
+    object_name_refusal,
+    record_new_node,
+)
 from app.services.results import Result, name_refusal, refused
 from app.store import desired, operations
 from app.store.models import Network, Operation
@@ -88,6 +93,10 @@ async def _open_network(
     if existing is not None:
         return refused("name", f'a network named "{network.name}" already exists',
                        ErrorCode.NAME_TAKEN)  # fmt: skip
+    field = "name" if role is NodeRole.COORDINATOR else "nodeName"
+    if taken := await object_name_refusal(session, network.tenant_id, network.name, node_name,
+                                          field):  # fmt: skip
+        return taken
     limited = await limit_refusal(session, network.tenant_id, new_network=True)
     if limited:
         return limited

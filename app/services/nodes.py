@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain.enums import Desired, NodeRole, NodeStatus, OperationKind
 from app.domain.errors import ErrorCode
-from app.domain.names import node_name_problem, tidy
+from app.domain.names import node_name_problem, object_name, tidy
 from app.services.results import Result, name_refusal, refused
 from app.store import desired, operations, tenants
 from app.store.models import Network, Node, NodeStatusChange, Operation, utcnow
@@ -31,6 +31,20 @@ def network_refusal(network: Network | None, field: str, deleting: str) -> Resul
     if network.desired is Desired.ABSENT:
         return refused(field, deleting.format(name=network.name), ErrorCode.BEING_DELETED)
     return None
+
+
+async def object_name_refusal(
+    session: AsyncSession, tenant_id: str, network: str, node: str, field: str
+) -> Result | None:
+    """NAME_TAKEN if another node of the tenant already has the objects ``<network>-<node>``
+    would be named (Kubernetes object names are unique in the tenant's namespace)."""
+    name = object_name(network, node)
+    owner = await desired.object_name_owner(session, tenant_id, name)
+    if owner is None:
+        return None
+    return refused(field, f'the Service and Deployment would be named "{name}", which node '
+                   f'"{owner[1]}" of network "{owner[0]}" already uses; choose another name',
+                   ErrorCode.NAME_TAKEN)  # fmt: skip
 
 
 async def limit_refusal(session: AsyncSession, tenant_id: str, new_network: bool) -> Result | None:
@@ -100,6 +114,8 @@ async def add_node(
     if await desired.node_named(session, network_id, name) is not None:
         return refused("name", f'network "{network.name}" already has a node named "{name}"',
                        ErrorCode.NAME_TAKEN)  # fmt: skip
+    if taken := await object_name_refusal(session, tenant_id, network.name, name, "name"):
+        return taken
     limited = await limit_refusal(session, tenant_id, new_network=False)
     if limited:
         return limited

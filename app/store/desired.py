@@ -47,6 +47,26 @@ async def node_named(session: AsyncSession, network_id: str, name: str) -> Node 
     )
 
 
+async def object_name_owner(
+    session: AsyncSession, tenant_id: str, object_name: str
+) -> tuple[str, str] | None:
+    """(network, node) of the tenant's node whose objects are named ``object_name``, if any.
+
+    Object names are unique per namespace and a tenant has a namespace of its own, so a new
+    node's ``<network>-<node>`` must not equal any other node's of the same tenant: network
+    ``a`` with node ``b-coordinator`` and network ``a-b``'s coordinator would collide.
+    """
+    row = (
+        await session.execute(
+            select(Network.name, Node.name)
+            .join(Node, Node.network_id == Network.id)
+            .where(Network.tenant_id == tenant_id, Network.name + "-" + Node.name == object_name)
+            .limit(1)
+        )
+    ).first()
+    return (row[0], row[1]) if row else None
+
+
 async def nodes_of(session: AsyncSession, network_id: str) -> list[Node]:
     return list(await session.scalars(select(Node).where(Node.network_id == network_id)))
 

@@ -195,3 +195,28 @@ async def test_a_network_being_deleted_refuses_changes(api: GraphQLClient) -> No
     assert (error["field"], error["code"]) == (NAME, "BEING_DELETED")
     assert await network_count(api) == 1
     assert len(await nodes_of(api, network_id)) == 2
+
+
+async def test_a_node_whose_objects_would_take_another_networks_coordinator_name_is_refused(
+    api: GraphQLClient,
+) -> None:
+    # Network "a-b" runs "a-b-coordinator"; node "b-coordinator" of network "a" would too.
+    await create_network(api, "a-b")
+    network = (await create_network(api, "a"))["network"]
+    error = await refused(api, NODE_ADD, networkId=network["id"], name="b-coordinator")
+    assert (error["field"], error["code"]) == (NAME, "NAME_TAKEN")
+    assert '"a-b-coordinator"' in error["message"]
+    assert len(await nodes_of(api, network["id"])) == 1
+
+
+async def test_a_network_whose_coordinator_would_take_a_nodes_object_name_is_refused(
+    api: GraphQLClient,
+) -> None:
+    network = (await create_network(api, "a"))["network"]
+    await add_node(api, network["id"], "b-coordinator")
+    error = await refused(api, NETWORK_CREATE, name="a-b")
+    assert (error["field"], error["code"]) == (NAME, "NAME_TAKEN")
+    assert 'node "b-coordinator" of network "a"' in error["message"]
+    joined = await refused(api, NETWORK_JOIN, name="a-b", ip="10.1.2.3", nodeName="coordinator")
+    assert (joined["field"], joined["code"]) == (["input", "nodeName"], "NAME_TAKEN")
+    assert await network_count(api) == 1

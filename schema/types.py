@@ -143,7 +143,10 @@ class Node(Entity):
     name: str
     role: NodeRoleEnum  # type: ignore[valid-type]
     status: NodeStatusEnum  # type: ignore[valid-type]
-    status_reason: str | None = strawberry.field(description="Why, when the status is FAILED.")
+    status_reason: str | None = strawberry.field(
+        description="Why, when the status is FAILED; for a PENDING node, what it waits for "
+        '("Unschedulable: ...", the scheduler\'s message).'
+    )
     status_changed_at: datetime.datetime
     ip: str | None = strawberry.field(
         description="The node's Service ClusterIP: the address it advertises to its peers."

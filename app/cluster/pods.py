@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.cluster.objects import CONTAINER
+from app.domain.status import UNSCHEDULABLE
 
 Obj = dict[str, Any]
 
@@ -46,17 +47,22 @@ def observe(pod: Obj) -> PodObservation:
     container = ours or (containers[0] if containers else {})
     state = container.get("state") or {}
     detail = state.get("waiting") or state.get("terminated") or {}
-    conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
     reason = detail.get("reason") or (
         status.get("reason") if status.get("phase") == "Failed" else None
     )
     message = detail.get("message") or (
         status.get("message") if status.get("phase") == "Failed" else None
     )
+    scheduled = conditions.get("PodScheduled") or {}
+    if not reason and scheduled.get("status") == "False":
+        # The scheduler found no node: "0/1 nodes are available: 1 Insufficient cpu."
+        reason = scheduled.get("reason") or UNSCHEDULABLE
+        message = scheduled.get("message")
     return PodObservation(
         pod_name=pod["metadata"]["name"],
         phase=status.get("phase"),
-        ready=conditions.get("Ready") == "True",
+        ready=(conditions.get("Ready") or {}).get("status") == "True",
         restart_count=int(container.get("restartCount") or 0),
         reason=reason,
         message=message,

@@ -30,6 +30,10 @@ FAILING_REASONS = frozenset(
 )
 
 
+# The scheduler's reason for a pod no node can take.
+UNSCHEDULABLE = "Unschedulable"
+
+
 @dataclass(frozen=True)
 class NodeFacts:
     desired: Desired
@@ -54,6 +58,12 @@ def node_status(facts: NodeFacts) -> tuple[NodeStatus, str | None]:
     if facts.pod_phase == "Failed" or (facts.reason in FAILING_REASONS):
         detail = ": ".join(part for part in (facts.reason, facts.message) if part)
         return NodeStatus.FAILED, detail or "the pod failed"
+    if facts.reason == UNSCHEDULABLE:
+        # Not "starting": no node can take the pod until something changes (capacity, taints).
+        detail = f"{UNSCHEDULABLE}: {facts.message}" if facts.message else UNSCHEDULABLE
+        if facts.deadline_passed:
+            return NodeStatus.FAILED, f"{detail} (not running within its start deadline)"
+        return NodeStatus.PENDING, detail
     if facts.deadline_passed:
         return NodeStatus.FAILED, "the node was not running within its start deadline" + (
             f" (last seen: {facts.reason})" if facts.reason else ""

@@ -235,3 +235,25 @@ def test_a_network_being_deleted_is_deleting_whatever_its_nodes(nodes: list[Node
 
 def test_a_network_reads_its_nodes_from_any_iterable_once() -> None:
     assert network_status(iter([RUNNING, FAILED]), deleting=False) == NetworkStatus.DEGRADED
+
+
+def test_a_pod_no_node_can_take_leaves_its_node_pending_with_the_schedulers_message() -> None:
+    facts = NodeFacts(
+        desired=PRESENT, has_service=True, has_deployment=True, pod_phase="Pending",
+        reason="Unschedulable", message="0/1 nodes are available: 1 Insufficient cpu.",
+    )  # fmt: skip
+    assert node_status(facts) == (
+        NodeStatus.PENDING,
+        "Unschedulable: 0/1 nodes are available: 1 Insufficient cpu.",
+    )
+
+
+def test_the_start_deadline_fails_an_unschedulable_node_with_that_reason() -> None:
+    facts = NodeFacts(
+        desired=PRESENT, has_deployment=True, pod_phase="Pending", reason="Unschedulable",
+        message="0/1 nodes are available: 1 Insufficient cpu.", deadline_passed=True,
+    )  # fmt: skip
+    status, reason = node_status(facts)
+    assert status is NodeStatus.FAILED
+    assert reason is not None
+    assert reason.startswith("Unschedulable: 0/1 nodes are available")

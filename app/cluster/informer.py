@@ -3,8 +3,10 @@
 One informer per namespace and kind serves every consumer: its number of watches never depends
 on how many subscribers there are. It keeps a cache of the objects, hands each real change to
 its handler once (a duplicate event with a resourceVersion already seen is dropped), and after
-``410 Gone``, an expired version or a broken stream it relists with backoff and jitter, turning
-the difference between the cache and the new list into events, so no change is lost.
+``410 Gone``, an expired version, a broken stream or a failing handler it relists with backoff
+and jitter, turning the difference between the cache and the new list into events, so no
+change is lost. A change whose handler raised is taken back out of the cache first, so the
+relist hands it over again: a database that is down for a while delays status, never loses it.
 
 Example::
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -48,28 +51,53 @@ class Informer:
         self.relists = 0
         self.watches = 0
         self.gone = 0
+        self.handler_failures = 0
+        # When the informer started failing without a successful relist since (None: healthy).
+        self.failing_since: float | None = None
+        self.last_error: str | None = None
 
     async def run(self) -> None:
+        """List and watch until cancelled; every failure is retried after a backoff."""
         failures = 0
         while True:
             try:
                 version = await self._relist()
-                failures = 0
+                failures, self.failing_since, self.last_error = 0, None, None
                 while True:  # re-watch from the last version seen after a normal close
                     version = await self._watch(version)
             except Gone:
                 self.gone += 1
+                failures += 1
                 log.info("watch of %s expired (410 Gone); relisting", self.resource.kind.kind)
             except KubeError as error:
                 failures += 1
-                delay = min(self.max_backoff, 0.2 * 2**failures) * random.uniform(0.5, 1.0)
-                log.warning(
-                    "watch of %s broke (%s); relisting in %.1fs",
-                    self.resource.kind.kind,
-                    error,
-                    delay,
-                )
-                await asyncio.sleep(delay)
+                self._failed(f"the watch broke: {error}")
+            except Exception as error:  # a handler's fault (e.g. the database is down)
+                failures += 1
+                self.handler_failures += 1
+                self._failed(f"handling a change failed: {error!r}")
+                log.exception("handling a %s change failed", self.resource.kind.kind)
+            delay = min(self.max_backoff, 0.2 * 2**failures) * random.uniform(0.5, 1.0)
+            log.warning("relisting %s in %.1fs", self.resource.kind.kind, delay)
+            await asyncio.sleep(delay)
+
+    def _failed(self, problem: str) -> None:
+        self.last_error = problem
+        if self.failing_since is None:
+            self.failing_since = time.monotonic()
+
+    async def _deliver(self, kind: str, obj: Obj, previous: Obj | None) -> None:
+        """Hand one change over; if the handler raises, put ``previous`` back in the cache so
+        that the next relist sees the change again."""
+        try:
+            await self.handler(kind, obj)
+        except BaseException:
+            uid = obj["metadata"]["uid"]
+            if previous is None:
+                self.cache.pop(uid, None)
+            else:
+                self.cache[uid] = previous
+            raise
 
     async def _relist(self) -> str:
         items, version = await self.resource.list(self.label_selector)
@@ -82,11 +110,20 @@ class Informer:
             if self.cache.get(uid, {}).get("metadata", {}).get("resourceVersion")
             != o["metadata"]["resourceVersion"]
         ]
-        self.cache = fresh
-        for obj in gone:
-            await self.handler("DELETED", obj)
-        for obj in changed:
-            await self.handler("MODIFIED", obj)
+        previous, self.cache = self.cache, fresh
+        events = [("DELETED", obj) for obj in gone] + [("MODIFIED", obj) for obj in changed]
+        for index, (kind, obj) in enumerate(events):
+            try:
+                await self._deliver(kind, obj, previous.get(obj["metadata"]["uid"]))
+            except BaseException:
+                # What was not handed over yet must look unseen to the next relist.
+                for _, rest in events[index + 1 :]:
+                    uid = rest["metadata"]["uid"]
+                    if uid in previous:
+                        self.cache[uid] = previous[uid]
+                    else:
+                        self.cache.pop(uid, None)
+                raise
         self.synced.set()
         return version
 
@@ -101,12 +138,12 @@ class Informer:
                 continue
             uid = meta["uid"]
             if kind == "DELETED":
-                if self.cache.pop(uid, None) is not None:
-                    await self.handler(kind, obj)
+                if (known := self.cache.pop(uid, None)) is not None:
+                    await self._deliver(kind, obj, known)
                 continue
             known = self.cache.get(uid)
             if known is not None and known["metadata"]["resourceVersion"] == version:
                 continue  # a duplicate: already handled
             self.cache[uid] = obj
-            await self.handler(kind, obj)
+            await self._deliver(kind, obj, known)
         return version

@@ -132,3 +132,34 @@ async def test_the_apiserver_expires_a_compacted_version_with_gone(
     with pytest.raises(Gone):
         async for _ in pods.watch(old_version, SELECTOR, timeout_seconds=5):
             pass
+
+
+async def test_a_failing_handler_delays_a_change_but_never_loses_it(cluster: Cluster) -> None:
+    """The handler fails (as when the database is down) for a while: the informer keeps running,
+    says it is failing, and hands every change over again until it is handled."""
+    pods = cluster.resource(PODS)
+    outage = {"left": 4}  # the next four calls fail
+    handled: dict[str, str] = {}  # pod name -> the last phase handled
+
+    async def flaky(kind: str, pod: dict[str, Any]) -> None:
+        if outage["left"] > 0:
+            outage["left"] -= 1
+            raise ConnectionRefusedError("the database is down (injected)")
+        handled[pod["metadata"]["name"]] = (pod.get("status") or {}).get("phase", "")
+
+    informer = Informer(pods, SELECTOR, flaky, max_backoff=0.2)
+    task = asyncio.create_task(informer.run())
+    try:
+        await pods.create(_pod("during-outage"))
+
+        async def running_was_handled() -> bool:
+            return handled.get("during-outage") == "Running"
+
+        await eventually(running_was_handled, within=20)
+        assert not task.done(), "the informer must outlive its handler's failures"
+        assert informer.handler_failures >= 1
+        assert informer.failing_since is None, "healthy again once a relist succeeded"
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -13,7 +13,7 @@ from strawberry.types import Info
 from app.domain.enums import Consensus
 from app.domain.errors import ErrorCode
 from app.services import networks, nodes
-from app.services.results import Result, refused
+from app.services.results import Result, commit_unless_refused, refused
 from app.store.unit import UnitOfWork
 from schema.auth import Need, caller
 from schema.context import Context
@@ -118,10 +118,7 @@ async def _run(
     """Run one service in its own unit of work: committed unless it refused, and then the
     reconciler is woken to converge the cluster."""
     deps = info.context.deps
-    async with deps.unit_of_work() as work:
-        result = await change(work)
-        if result.errors:
-            work.discard()
+    result = await commit_unless_refused(deps.sessions, change)
     if not result.errors:
         deps.kick()
     return result

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.domain.enums import Consensus
 from app.services import networks, nodes
-from app.services.results import Result
+from app.services.results import Result, commit_unless_refused
 from app.store.unit import UnitOfWork
 
 T = TypeVar("T")
@@ -64,11 +64,7 @@ class Writes:
         self.deadline = deadline
 
     async def _run(self, change: Callable[[UnitOfWork], Awaitable[Result]]) -> Result:
-        async with UnitOfWork.begin(self.sessions) as work:
-            result = await change(work)
-            if result.errors:
-                work.discard()
-        return result
+        return await commit_unless_refused(self.sessions, change)
 
     async def create_network(self, tenant_id: str, name: str, consensus: Consensus) -> Result:
         return await self._run(

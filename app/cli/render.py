@@ -40,6 +40,7 @@ from app.domain.names import (
     namespace_problem,
     network_name_problem,
     node_name_problem,
+    object_name,
     tidy,
 )
 
@@ -156,7 +157,7 @@ def _stand_in_id(*names: str) -> str:
 
 
 def _placeholder(network: str, node: str) -> str:
-    return f"<ClusterIP of {network}-{node}>"
+    return f"<ClusterIP of {object_name(network, node)}>"
 
 
 def _document(obj: dict[str, Any], namespace: str | None, comment: str) -> str:

@@ -6,7 +6,7 @@ publishes the node's new snapshot only once the transaction has committed.
 
 Example::
 
-    def mark(session, node):        # returns whether it changed a fact
+    async def mark(session, node):  # returns whether it changed a fact
         node.has_service = True
         return True
     view = await writer.write(node_id, mark)   # the new snapshot, or None if nothing changed
@@ -34,7 +34,6 @@ class NodeWriter:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], bus: EventBus) -> None:
         self.sessions = sessions
         self.bus = bus
-        self.published = 0
 
     async def write(
         self, node_id: str, apply: Apply, *, skip_absent: bool = False
@@ -59,5 +58,4 @@ class NodeWriter:
         return view
 
     def publish(self, change: NodeChange) -> None:
-        self.published += 1
         self.bus.publish(change)

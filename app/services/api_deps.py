@@ -5,7 +5,7 @@ the event bus, the reconciler's wake-up call, the mutation rate limiter and the 
 Example::
 
     async with deps.unit_of_work() as work:
-        result = await create_network(work, tenant_id, "acme", Consensus.RAFT, 300.0)
+        token = await revoke_token(work.session, token_id, tenant_id)
 """
 
 from __future__ import annotations

@@ -8,10 +8,14 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.domain.errors import ErrorCode, UserError
 from app.store.read_models import NetworkView, NodeView, OperationView
+from app.store.unit import UnitOfWork
 
 
 @dataclass(frozen=True)
@@ -32,3 +36,15 @@ def name_refusal(path: str, name: str, problem: str | None) -> list[UserError]:
     if problem is None:
         return []
     return [UserError(("input", path), f'"{name}" {problem}', ErrorCode.INVALID_NAME)]
+
+
+async def commit_unless_refused(
+    sessions: async_sessionmaker[AsyncSession], change: Callable[[UnitOfWork], Awaitable[Result]]
+) -> Result:
+    """Run one service in its own unit of work: committed, unless it refused (then nothing it
+    wrote is kept)."""
+    async with UnitOfWork.begin(sessions) as work:
+        result = await change(work)
+        if result.errors:
+            work.discard()
+    return result

@@ -1,8 +1,12 @@
 """The one way the control loop changes a node's row.
 
-A write applies new facts (objects made, a pod observed, a deletion started), derives the status
-from those facts in the same transaction, bumps the revision when anything changed, and
-publishes the node's new snapshot only once the transaction has committed.
+A write reads the row (locked where the database has row locks), applies new facts (objects
+made, a pod observed, a deletion started), derives the status from the row's facts in the same
+transaction, and bumps the revision by compare-and-set: if another writer (the reconciler and
+the pod observer both write nodes) committed the row in between, the attempt is rolled back and
+made again from a fresh read, so no writer overwrites newer facts with an older derivation.
+Revisions are strictly increasing per node, and the new snapshot is published only once its
+transaction has committed.
 
 Example::
 
@@ -30,18 +34,38 @@ from app.store.unit import UnitOfWork
 Apply = Callable[[AsyncSession, Node], Awaitable[bool]]
 
 
+class WriteConflict(Exception):
+    """Other writers kept changing the node's row; the caller's change was not written."""
+
+
 class NodeWriter:
+    # A retry happens only when another writer committed this node between our read and our
+    # write; a handful covers any real interleaving.
+    attempts = 8
+
     def __init__(self, sessions: async_sessionmaker[AsyncSession], bus: EventBus) -> None:
         self.sessions = sessions
         self.bus = bus
+        self.conflicts = 0  # writes started over because another writer got there first
 
     async def write(
         self, node_id: str, apply: Apply, *, skip_absent: bool = False
     ) -> NodeView | None:
         """Apply, refresh the status, bump and publish; None if the node is gone (or, with
-        ``skip_absent``, being deleted) or nothing changed."""
+        ``skip_absent``, being deleted) or nothing changed. Raises ``WriteConflict`` if other
+        writers won every attempt (the caller's next event or pass tries again)."""
+        for _ in range(self.attempts):
+            outcome = await self._attempt(node_id, apply, skip_absent)
+            if not isinstance(outcome, _Lost):
+                return outcome
+            self.conflicts += 1
+        raise WriteConflict(f"node {node_id}: other writers won {self.attempts} attempts")
+
+    async def _attempt(
+        self, node_id: str, apply: Apply, skip_absent: bool
+    ) -> NodeView | _Lost | None:
         async with UnitOfWork.begin(self.sessions) as work:
-            found = await desired.node_with_network(work.session, node_id)
+            found = await desired.node_with_network(work.session, node_id, lock=True)
             if found is None:
                 return None
             node, network = found
@@ -51,7 +75,9 @@ class NodeWriter:
             changed = await refresh_status(work.session, node) or changed
             if not changed:
                 return None
-            node.revision += 1
+            if not await desired.claim_revision(work.session, node):
+                work.discard()  # derived from a row that is no longer current
+                return _LOST
             view = NodeView.of(node, network)
             work.after_commit(lambda: self.publish(NodeChange(view.id, view.network_id,
                                                               view.tenant_id, view)))  # fmt: skip
@@ -59,3 +85,10 @@ class NodeWriter:
 
     def publish(self, change: NodeChange) -> None:
         self.bus.publish(change)
+
+
+class _Lost:
+    """The attempt read a row another writer changed before this one could write it."""
+
+
+_LOST = _Lost()

@@ -8,9 +8,10 @@ Example::
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.store.models import Network, Node, NodeStatusChange
 
@@ -87,8 +88,13 @@ async def networks_with_nodes(session: AsyncSession) -> list[Network]:
     return list(await session.scalars(select(Network).options(selectinload(Network.nodes))))
 
 
-async def node_with_network(session: AsyncSession, node_id: str) -> tuple[Node, Network] | None:
-    node = await session.get(Node, node_id)
+async def node_with_network(
+    session: AsyncSession, node_id: str, *, lock: bool = False
+) -> tuple[Node, Network] | None:
+    """The node and its network; with ``lock``, the node's row is locked until the transaction
+    ends where the database can (PostgreSQL's FOR UPDATE; SQLite has no row locks, so writers
+    there rely on ``claim_revision``)."""
+    node = await session.get(Node, node_id, with_for_update=lock or None)
     if node is None:
         return None
     network = await session.get(Network, node.network_id)
@@ -100,6 +106,26 @@ async def insert(session: AsyncSession, *rows: Network | Node | NodeStatusChange
     """Insert ``rows`` now (flush), so ids exist and a name race surfaces as IntegrityError."""
     session.add_all(rows)
     await session.flush()
+
+
+async def claim_revision(session: AsyncSession, node: Node) -> bool:
+    """Compare-and-set: bump the node's revision if no other writer bumped it since ``node``
+    was read. False means the row changed (or vanished) under us: start over from a fresh read.
+
+    This is what makes two writers of one node safe on every database: the loser's UPDATE
+    matches no row instead of overwriting the winner's facts with an older derivation.
+    """
+    seen = node.revision
+    result = await session.execute(
+        update(Node)
+        .where(Node.id == node.id, Node.revision == seen)
+        .values(revision=seen + 1)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    set_committed_value(node, "revision", seen + 1)
+    return True
 
 
 def record_status(session: AsyncSession, change: NodeStatusChange) -> None:

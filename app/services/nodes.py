@@ -48,8 +48,10 @@ async def object_name_refusal(
 
 
 async def limit_refusal(session: AsyncSession, tenant_id: str, new_network: bool) -> Result | None:
-    """A LIMIT_EXCEEDED refusal if one more node (and network) would pass the tenant's limits."""
-    tenant = await tenants.tenant_by_id(session, tenant_id)
+    """A LIMIT_EXCEEDED refusal if one more node (and network) would pass the tenant's limits.
+
+    Locks the tenant for the rest of the unit of work: the caller inserts under that lock."""
+    tenant = await tenants.lock_tenant(session, tenant_id)
     if tenant is None:
         return refused("name", "no such tenant", ErrorCode.NOT_FOUND)
     networks, nodes = await desired.tenant_counts(session, tenant_id)

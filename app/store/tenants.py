@@ -8,7 +8,7 @@ Example::
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.store.models import ApiToken, Tenant
@@ -20,6 +20,22 @@ async def all_tenants(session: AsyncSession) -> list[Tenant]:
 
 async def tenant_by_id(session: AsyncSession, tenant_id: str) -> Tenant | None:
     return await session.get(Tenant, tenant_id)
+
+
+async def lock_tenant(session: AsyncSession, tenant_id: str) -> Tenant | None:
+    """The tenant, locked until the transaction ends: concurrent requests that count and then
+    add the tenant's networks and nodes take turns, so a limit cannot be passed by a race.
+
+    A no-op UPDATE is the lock both databases understand: on PostgreSQL it locks the row, on
+    SQLite it starts the write transaction (which SQLite holds for the whole database).
+    """
+    await session.execute(
+        update(Tenant)
+        .where(Tenant.id == tenant_id)
+        .values(name=Tenant.name)
+        .execution_options(synchronize_session=False)
+    )
+    return await session.get(Tenant, tenant_id, populate_existing=True)
 
 
 async def tenant_named(session: AsyncSession, name: str) -> Tenant | None:

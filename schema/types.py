@@ -145,7 +145,8 @@ class Node(Entity):
     status: NodeStatusEnum  # type: ignore[valid-type]
     status_reason: str | None = strawberry.field(
         description="Why, when the status is FAILED; for a PENDING node, what it waits for "
-        '("Unschedulable: ...", the scheduler\'s message).'
+        '("Unschedulable: ...", the scheduler\'s message); while QaaS retries a refused or '
+        'failed Kubernetes API call for the node, that call\'s error ("Retrying: ...").'
     )
     status_changed_at: datetime.datetime
     ip: str | None = strawberry.field(

@@ -38,7 +38,17 @@ class Observed:
 
     @staticmethod
     def index(objects: Iterable[Obj]) -> dict[str, Obj]:
-        return {o["metadata"]["labels"][NODE_ID]: o for o in objects}
+        """Our objects by node id. One with our labels but no node id (edited by hand, made by
+        someone else) belongs to no node: it is left alone, and never stops the pass."""
+        indexed: dict[str, Obj] = {}
+        for obj in objects:
+            node_id = (obj["metadata"].get("labels") or {}).get(NODE_ID)
+            if node_id:
+                indexed[node_id] = obj
+            else:
+                kind, name = obj.get("kind", "object"), obj["metadata"].get("name")
+                log.warning("%s %s has our labels but no %s: left alone", kind, name, NODE_ID)
+        return indexed
 
 
 def service_ip(service: Obj) -> str | None:

@@ -1,5 +1,7 @@
 """The control loop's moving parts, started and stopped together: the reconciler, the pod
-observer and one shared pod informer per tenant namespace.
+observer and one shared pod informer per tenant namespace. Each runs supervised: if its run()
+ever ends with an error it is restarted after a backoff with jitter, and ``problems()`` names
+the parts that have been failing for longer than a threshold (for /readyz).
 
 Example::
 
@@ -14,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine
-from typing import Any
+import random
+import time
+from typing import Protocol
 
 from app.cluster.client import PODS
 from app.cluster.informer import Informer
@@ -26,8 +29,17 @@ from app.control.reconciler import Reconciler
 log = logging.getLogger("qaas.control")
 
 
+class Supervised(Protocol):
+    """Background work that retries its own failures and says since when it fails."""
+
+    failing_since: float | None
+    last_error: str | None
+
+    async def run(self) -> None: ...
+
+
 class ControlLoop:
-    def __init__(self, reconciler: Reconciler) -> None:
+    def __init__(self, reconciler: Reconciler, max_restart_delay: float = 30.0) -> None:
         self.cluster = reconciler.cluster
         self.selector = selector_for(reconciler.settings.instance)
         self.reconciler = reconciler
@@ -35,6 +47,8 @@ class ControlLoop:
         # One shared pod informer per tenant namespace, started when a pass first visits it.
         self.reconciler.on_namespace(self.watch_namespace)
         self.informers: dict[str, Informer] = {}
+        self.max_restart_delay = max_restart_delay
+        self.restarts = 0  # times a component's run() ended with an error and was restarted
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
 
@@ -49,16 +63,45 @@ class ControlLoop:
         )
         self.informers[namespace] = informer
         self.observer.follow(informer)
-        self._spawn(informer.run(), f"pod-informer-{namespace}")
+        self._spawn(informer, f"pod-informer {namespace}")
 
-    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
-        task = asyncio.create_task(work, name=name)
-        task.add_done_callback(_report_crash)
-        self._tasks.append(task)
+    def _spawn(self, component: Supervised, name: str) -> None:
+        self._tasks.append(asyncio.create_task(self._supervise(component, name), name=name))
+
+    async def _supervise(self, component: Supervised, name: str) -> None:
+        """Run ``component`` until it returns on purpose; restart it after any error."""
+        failures = 0
+        while self._running:
+            try:
+                await component.run()
+                return
+            except Exception as error:
+                failures += 1
+                self.restarts += 1
+                component.last_error = f"{name} stopped: {error!r}"
+                if component.failing_since is None:
+                    component.failing_since = time.monotonic()
+                delay = min(self.max_restart_delay, 0.5 * 2**failures)
+                delay *= random.uniform(0.5, 1.0)
+                log.error("%s stopped unexpectedly; restarting in %.1fs", name, delay,
+                          exc_info=True)  # fmt: skip
+                await asyncio.sleep(delay)
+
+    def problems(self, longer_than: float) -> dict[str, str]:
+        """The components failing for longer than ``longer_than`` seconds, with why."""
+        now = time.monotonic()
+        components: list[tuple[str, Supervised]] = [("reconciler", self.reconciler)]
+        components += [(f"pod-informer {ns}", inf) for ns, inf in sorted(self.informers.items())]
+        found = {}
+        for name, component in components:
+            since = component.failing_since
+            if since is not None and now - since > longer_than:
+                found[name] = f"failing for {now - since:.0f}s: {component.last_error}"
+        return found
 
     async def start(self) -> None:
         self._running = True
-        self._spawn(self.reconciler.run(), "reconciler")
+        self._spawn(self.reconciler, "reconciler")
 
     async def stop(self, grace: float = 10.0) -> None:
         """Let the reconciler finish its pass and the observer its writes, then stop."""
@@ -75,8 +118,3 @@ class ControlLoop:
                 await task
         self._tasks = []
         self.informers.clear()
-
-
-def _report_crash(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("%s stopped unexpectedly", task.get_name(), exc_info=task.exception())

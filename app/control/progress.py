@@ -36,6 +36,7 @@ def facts_of(node: Node, now: datetime.datetime) -> NodeFacts:
         reason=node.pod_reason,
         message=node.pod_message,
         error=node.reconcile_error,
+        retrying=node.retry_reason,
         deadline_passed=node.start_deadline is not None and now > node.start_deadline,
     )
 
@@ -50,6 +51,9 @@ async def refresh_status(
         node.start_deadline = None  # it made it: a later crash is not a start-up failure
     if (status, reason) == (node.status, node.status_reason):
         return False
+    if node.status_changed_at is not None and now <= node.status_changed_at:
+        # History is ordered by time as well as by revision, whatever the clocks did.
+        now = node.status_changed_at + datetime.timedelta(microseconds=1)
     node.status, node.status_reason, node.status_changed_at = status, reason, now
     desired.record_status(
         session, NodeStatusChange(node_id=node.id, status=status, reason=reason, at=now)
@@ -70,6 +74,8 @@ async def _advance_operations(
         return
     for operation in await operations.unfinished(session, node_id=node.id, kinds=STARTING_KINDS):
         operation.state = target
+        # An unfinished operation carries the node's current reason (Unschedulable, Retrying).
+        operation.message = reason
         if target.finished:
             operation.finished_at = now
             operation.message = reason if target is OperationState.FAILED else "the node is running"

@@ -19,13 +19,17 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import random
+import time
 from collections.abc import Callable
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.cluster.client import DEPLOYMENTS, SERVICES, Cluster, Resource
-from app.cluster.errors import Conflict, KubeError, NotFound
+from app.cluster.errors import Conflict, Invalid, KubeError, NotFound
 from app.cluster.objects import NodeObjects, selector_for
 from app.config import Settings
 from app.control.converge import (
@@ -36,12 +40,14 @@ from app.control.converge import (
     service_ip,
 )
 from app.control.namespaces import TenantNamespaces
-from app.control.node_writer import NodeWriter
+from app.control.node_writer import Apply, NodeWriter, WriteConflict
+from app.control.progress import facts_of
 from app.control.removal import Removal
 from app.domain.enums import Desired, NodeRole
+from app.domain.status import node_status
 from app.events.bus import EventBus
 from app.store import desired, tenants
-from app.store.models import Network, Node, Tenant
+from app.store.models import Network, Node, Tenant, utcnow
 
 log = logging.getLogger("qaas.reconciler")
 
@@ -63,6 +69,8 @@ class Reconciler:
         self._wake = asyncio.Event()
         self._stopping = False
         self.passes = 0
+        self.failing_since: float | None = None  # time.monotonic() of the first failed pass
+        self.last_error: str | None = None
 
     def on_namespace(self, callback: Callable[[str], None]) -> None:
         """Call ``callback`` with every tenant namespace a pass makes ready."""
@@ -78,22 +86,24 @@ class Reconciler:
         self._wake.set()
 
     async def run(self) -> None:
-        """Reconcile until stopped; errors are logged and retried with backoff."""
+        """Reconcile until stopped; a failed pass is retried after a backoff with jitter, and
+        ``failing_since`` / ``last_error`` say since when it fails and why (for /readyz)."""
         failures = 0
         while not self._stopping:
             self._wake.clear()
             try:
                 await self.reconcile_once()
-                failures = 0
+                failures, self.failing_since, self.last_error = 0, None, None
                 delay = self.settings.resync_seconds
-            except KubeError as error:
+            except Exception as error:
                 failures += 1
+                self.last_error = _describe(error)
+                if self.failing_since is None:
+                    self.failing_since = time.monotonic()
                 delay = min(self.settings.resync_seconds, 0.5 * 2**failures)
-                log.warning("reconcile pass failed (%s); retrying in %.1fs", error, delay)
-            except Exception:
-                failures += 1
-                delay = min(self.settings.resync_seconds, 0.5 * 2**failures)
-                log.exception("reconcile pass crashed; retrying in %.1fs", delay)
+                delay *= random.uniform(0.5, 1.0)
+                log.warning("reconcile pass failed (%s); retrying in %.1fs", self.last_error,
+                            delay, exc_info=not isinstance(error, KubeError))  # fmt: skip
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
             except TimeoutError:
@@ -117,17 +127,29 @@ class Reconciler:
             by_tenant.setdefault(network.tenant_id, []).append(network)
         failed: list[str] = []
         for tenant in every_tenant:
-            # One tenant's broken namespace (forbidden, deleted by hand, over quota) must not
-            # stop the others: each is tried, and the pass reports what failed.
+            # One tenant's broken namespace (forbidden, deleted by hand, over quota) or a
+            # database error must not stop the others: each is tried, the pass says what failed.
             try:
                 await self._reconcile_namespace(tenant, by_tenant[tenant.id])
-            except KubeError as error:
+            except Exception as error:
                 self.namespaces.forget(tenant.namespace)
-                failed.append(tenant.name)
-                log.warning("tenant %s (namespace %s): %s", tenant.name, tenant.namespace, error)
+                failed.append(f"{tenant.name} ({_describe(error)})")
+                log.warning(
+                    "tenant %s (namespace %s): %s", tenant.name, tenant.namespace,
+                    _describe(error), exc_info=not isinstance(error, KubeError),
+                )  # fmt: skip
+                await self._record_tenant_failure(by_tenant[tenant.id], error)
         self.passes += 1
         if failed:
-            raise KubeError(f"the pass failed for tenant(s) {', '.join(failed)}")
+            raise PassFailed(f"the pass failed for tenant(s) {', '.join(failed)}")
+
+    async def _record_tenant_failure(self, networks: list[Network], error: Exception) -> None:
+        """Every node of a tenant whose pass failed says why, and start deadlines still run."""
+        reason = retry_reason(error)
+        for network in networks:
+            for node in network.nodes:
+                with contextlib.suppress(Exception):  # the database may be what failed
+                    await self.writer.write(node.id, _retrying(reason))
 
     async def _reconcile_namespace(self, tenant: Tenant, networks: list[Network]) -> None:
         await self.namespaces.prepare(tenant)
@@ -144,25 +166,45 @@ class Reconciler:
             coordinator_ip = network.external_coordinator_ip
             # Coordinators first: peers need the coordinator's ClusterIP.
             for node in sorted(network.nodes, key=lambda n: n.role is not NodeRole.COORDINATOR):
-                if network.desired is Desired.ABSENT or node.desired is Desired.ABSENT:
-                    await self.removal.remove_node(network, node, observed)
+                # A failure on one node is recorded on it; the pass goes on with the next.
+                try:
+                    if network.desired is Desired.ABSENT or node.desired is Desired.ABSENT:
+                        await self.removal.remove_node(network, node, observed)
+                        continue
+                    ip = await self._converge(network, node, coordinator_ip, observed)
+                except Exception as error:
+                    await self._node_failed(node, error)
                     continue
-                ip = await self._converge(network, node, coordinator_ip, observed)
                 if node.role is NodeRole.COORDINATOR and not network.external_coordinator_ip:
                     coordinator_ip = ip
             if network.desired is Desired.ABSENT:
                 await self.removal.remove_network_if_empty(network)
         await self.removal.delete_orphans(observed, known)
 
+    async def _node_failed(self, node: Node, error: Exception) -> None:
+        if isinstance(error, (SQLAlchemyError, WriteConflict)):
+            log.warning("node %s: %s; the next pass tries again", node.name, _describe(error))
+            return  # the database is what failed: nothing can be recorded now
+        if isinstance(error, KubeError):
+            log.warning("node %s: %s", node.name, _describe(error))
+        else:
+            log.exception("node %s: the pass failed for it", node.name)
+        await self.writer.write(node.id, _retrying(retry_reason(error)))
+
     async def _converge(
         self, network: Network, node: Node, coordinator_ip: str | None, observed: Observed
     ) -> str | None:
-        """Bring one node's objects to the desired state; returns its ClusterIP if it has one."""
+        """Bring one node's objects to the desired state; returns its ClusterIP if it has one.
+
+        A refusal that will not change by retrying (a foreign object holds the name, the API
+        rejects the object as invalid) fails the node; any other API error is recorded as the
+        reason the node is still on its way, and retried by the next pass."""
         spec = NodeObjects.for_node(
             self.settings, network_id=network.id, node_id=node.id, network=network.name,
             node=node.name, role=node.role, consensus=network.consensus,
         )  # fmt: skip
         error: str | None = None
+        retrying: str | None = None
         ip: str | None = None
         has_deployment = node.id in observed.deployments
         try:
@@ -182,11 +224,16 @@ class Reconciler:
                 has_deployment = True
         except ForeignObject as foreign:
             error = str(foreign)
+        except Invalid as invalid:
+            error = f"the Kubernetes API rejected its objects: {invalid}"
         except (NotFound, Conflict):
             self.kick()  # deleted or changed while we worked: the next pass converges it
             return None
+        except KubeError as failed:  # what was made so far is recorded, with why it stopped
+            log.warning("node %s: %s", node.name, _describe(failed))
+            retrying = retry_reason(failed)
         await self._record(node, has_service=ip is not None, has_deployment=has_deployment,
-                           service_ip=ip, error=error)  # fmt: skip
+                           service_ip=ip, error=error, retrying=retrying)  # fmt: skip
         return ip
 
     async def _record(
@@ -197,21 +244,50 @@ class Reconciler:
         has_deployment: bool,
         service_ip: str | None,
         error: str | None,
+        retrying: str | None,
     ) -> None:
         settled = node.start_deadline is None  # no start deadline left to check
-        unchanged = (node.has_service, node.has_deployment, node.reconcile_error) == (
-            has_service,
-            has_deployment,
-            error,
-        ) and (service_ip is None or node.service_ip == service_ip)
-        if settled and unchanged:
+        unchanged = (
+            node.has_service, node.has_deployment, node.reconcile_error, node.retry_reason
+        ) == (has_service, has_deployment, error, retrying) and (
+            service_ip is None or node.service_ip == service_ip
+        )  # fmt: skip
+        # A stored status that disagrees with the stored facts is repaired, settled or not.
+        agrees = node_status(facts_of(node, utcnow())) == (node.status, node.status_reason)
+        if settled and unchanged and agrees:
             return  # the common case on every resync: nothing to write
 
         async def objects_made(_: AsyncSession, row: Node) -> bool:
-            before = (row.has_service, row.has_deployment, row.service_ip, row.reconcile_error)
+            before = (row.has_service, row.has_deployment, row.service_ip, row.reconcile_error,
+                      row.retry_reason)  # fmt: skip
             row.has_service, row.has_deployment = has_service, has_deployment
             row.service_ip = service_ip or row.service_ip
-            row.reconcile_error = error
-            return before != (row.has_service, row.has_deployment, row.service_ip, error)
+            row.reconcile_error, row.retry_reason = error, retrying
+            after = (row.has_service, row.has_deployment, row.service_ip, error, retrying)
+            return before != after
 
         await self.writer.write(node.id, objects_made, skip_absent=True)
+
+
+class PassFailed(KubeError):
+    """A pass could not converge one or more tenants (each is named, with why)."""
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, KubeError):
+        return f"{type(error).__name__}: {error}" if type(error) is not KubeError else str(error)
+    return f"{type(error).__name__}: {error}"
+
+
+def retry_reason(error: BaseException) -> str:
+    """What a node's status says while the reconciler retries after ``error``."""
+    return f"Retrying: {_describe(error)}"
+
+
+def _retrying(reason: str) -> Apply:
+    async def apply(_: AsyncSession, node: Node) -> bool:
+        changed = node.retry_reason != reason
+        node.retry_reason = reason
+        return changed
+
+    return apply

@@ -16,7 +16,7 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.cluster.errors import Conflict, NotFound
+from app.cluster.errors import Conflict, KubeError, NotFound
 from app.control.converge import Observed
 from app.control.node_writer import NodeWriter
 from app.control.progress import fail_unfinished_starts, finish_operations
@@ -49,6 +49,8 @@ class Removal:
                 except (NotFound, Conflict):
                     pass  # gone already, or replaced by a newer object: not ours to delete
         if deployment is not None or service is not None:
+            if node.retry_reason is not None:  # the deletes went through this time
+                await self.writer.write(node.id, clear_retry_reason)
             return  # the next pass confirms they are gone before the row goes
         async with UnitOfWork.begin(self.sessions) as work:
             await desired.delete_node(work.session, node.id)
@@ -88,6 +90,8 @@ class Removal:
                     await resource.delete(name, obj["metadata"]["uid"])
                 except (NotFound, Conflict):
                     pass
+                except KubeError as error:  # the next pass tries again; the others go on
+                    log.warning("could not delete orphan %s %s: %s", obj.get("kind"), name, error)
 
 
 async def _start_deleting(session: AsyncSession, node: Node) -> bool:
@@ -95,4 +99,11 @@ async def _start_deleting(session: AsyncSession, node: Node) -> bool:
     changed = node.desired is not Desired.ABSENT
     node.desired = Desired.ABSENT  # its network is being deleted
     await operations.mark_node_deletes_started(session, node.id)
+    return changed
+
+
+async def clear_retry_reason(_: AsyncSession, node: Node) -> bool:
+    """The reconciler's last try for the node succeeded."""
+    changed = node.retry_reason is not None
+    node.retry_reason = None
     return changed

@@ -44,13 +44,15 @@ class NodeFacts:
     reason: str | None = None  # the container's waiting/terminated reason
     message: str | None = None
     error: str | None = None  # a reconcile error (e.g. the name is taken by a foreign object)
+    retrying: str | None = None  # why the reconciler's last try for the node failed
     deadline_passed: bool = False
 
 
 def node_status(facts: NodeFacts) -> tuple[NodeStatus, str | None]:
-    """The node's status and, for FAILED, why."""
+    """The node's status and its reason: why it FAILED, why it is not scheduled, or why the
+    reconciler is still retrying it."""
     if facts.desired is Desired.ABSENT:
-        return NodeStatus.DELETING, None
+        return NodeStatus.DELETING, facts.retrying
     if facts.error:
         return NodeStatus.FAILED, facts.error
     if facts.pod_phase == "Running" and facts.pod_ready:
@@ -65,14 +67,16 @@ def node_status(facts: NodeFacts) -> tuple[NodeStatus, str | None]:
             return NodeStatus.FAILED, f"{detail} (not running within its start deadline)"
         return NodeStatus.PENDING, detail
     if facts.deadline_passed:
+        last = facts.retrying or facts.reason
         return NodeStatus.FAILED, "the node was not running within its start deadline" + (
-            f" (last seen: {facts.reason})" if facts.reason else ""
+            f" (last seen: {last})" if last else ""
         )
+    # Still on its way; if the reconciler's last try for it failed, that is the reason.
     if facts.pod_phase is not None or facts.has_deployment:
-        return NodeStatus.STARTING, None
+        return NodeStatus.STARTING, facts.retrying
     if facts.has_service:
-        return NodeStatus.PROVISIONING, None
-    return NodeStatus.PENDING, None
+        return NodeStatus.PROVISIONING, facts.retrying
+    return NodeStatus.PENDING, facts.retrying
 
 
 def network_status(node_statuses: Iterable[NodeStatus], deleting: bool) -> NetworkStatus:

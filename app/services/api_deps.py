@@ -31,6 +31,8 @@ class ApiDeps:
     kick: Callable[[], None] = lambda: None
     cluster_reachable: Callable[[], Awaitable[bool]] | None = None
     cluster_description: str = "none"
+    # The control loop's parts failing for too long, by name, with why (for /readyz).
+    control_problems: Callable[[], dict[str, str]] = dict
     limiter: RateLimiter = field(default_factory=lambda: RateLimiter(60, 20))
 
     def unit_of_work(self) -> contextlib.AbstractAsyncContextManager[UnitOfWork]:

@@ -159,6 +159,8 @@ class Node(Base):
     has_service: Mapped[bool] = mapped_column(Boolean, default=False)
     has_deployment: Mapped[bool] = mapped_column(Boolean, default=False)
     reconcile_error: Mapped[str | None] = mapped_column(Text)
+    # The last refused or failed API call for this node while the reconciler keeps trying.
+    retry_reason: Mapped[str | None] = mapped_column(Text)
 
     # What the pod watch observed.
     pod_name: Mapped[str | None] = mapped_column(String(253))

@@ -257,3 +257,41 @@ def test_the_start_deadline_fails_an_unschedulable_node_with_that_reason() -> No
     assert status is NodeStatus.FAILED
     assert reason is not None
     assert reason.startswith("Unschedulable: 0/1 nodes are available")
+
+
+# -- a node the reconciler keeps retrying ----------------------------------------------------
+
+RETRYING = "Retrying: Forbidden: exceeded quota: count/deployments.apps=0"
+
+
+@pytest.mark.parametrize(
+    ("facts", "expected"),
+    [
+        (NodeFacts(desired=PRESENT, retrying=RETRYING), NodeStatus.PENDING),
+        (NodeFacts(desired=PRESENT, has_service=True, retrying=RETRYING), NodeStatus.PROVISIONING),
+        (NodeFacts(desired=PRESENT, has_deployment=True, retrying=RETRYING), NodeStatus.STARTING),
+        (NodeFacts(desired=Desired.ABSENT, retrying=RETRYING), NodeStatus.DELETING),
+    ],
+)
+def test_a_retried_call_is_the_reason_of_a_node_still_on_its_way(
+    facts: NodeFacts, expected: NodeStatus
+) -> None:
+    assert node_status(facts) == (expected, RETRYING)
+
+
+def test_the_start_deadline_fails_a_retried_node_naming_the_call() -> None:
+    facts = NodeFacts(desired=PRESENT, has_service=True, retrying=RETRYING, deadline_passed=True)
+    status, reason = node_status(facts)
+    assert status is NodeStatus.FAILED
+    assert reason == f"the node was not running within its start deadline (last seen: {RETRYING})"
+
+
+def test_a_running_pod_or_a_failure_beats_a_retried_call() -> None:
+    running = NodeFacts(
+        desired=PRESENT, has_deployment=True, pod_phase="Running", pod_ready=True, retrying=RETRYING
+    )
+    assert node_status(running) == (NodeStatus.RUNNING, None)
+    assert node_status(NodeFacts(desired=PRESENT, error="taken", retrying=RETRYING)) == (
+        NodeStatus.FAILED,
+        "taken",
+    )

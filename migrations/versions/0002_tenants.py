@@ -1,7 +1,8 @@
 """Tenants and API tokens; networks and operations belong to a tenant.
 
 Rows that exist already (a single-tenant installation) are given to a tenant named "local"
-whose namespace is "default"; an operator can rename it.
+whose namespace is QAAS_NAMESPACE, where their node objects already are (``default`` when it is
+unset); an operator can rename it.
 
 Revision ID: 0002
 Revises: 0001
@@ -15,6 +16,8 @@ import uuid
 
 import sqlalchemy as sa
 from alembic import op
+
+from app.config import load_settings
 
 
 revision: str = '0002'
@@ -80,12 +83,17 @@ def _adopt_existing_rows() -> str | None:
     if not existing:
         return None
     tenant_id = str(uuid.uuid4())
+    # The first tenant uses the configured namespace, as app.services.tenancy.namespace_for
+    # gives it: that is where this installation's node objects are. When QAAS_NAMESPACE is
+    # unset, the fallback is "default", the same as namespace_for's (not the pod's own
+    # namespace, which only the cluster connection knows).
+    namespace = load_settings().namespace or 'default'
     bind.execute(
         sa.text(
             'INSERT INTO tenants (id, name, namespace, max_networks, max_nodes, created_at) '
-            "VALUES (:id, 'local', 'default', 100, 500, :now)"
+            "VALUES (:id, 'local', :namespace, 100, 500, :now)"
         ),
-        {'id': tenant_id, 'now': datetime.datetime.now(datetime.UTC)},
+        {'id': tenant_id, 'namespace': namespace, 'now': datetime.datetime.now(datetime.UTC)},
     )
     return tenant_id
 

@@ -19,7 +19,7 @@ from app.domain.enums import Consensus, NodeRole, OperationState
 from app.events.bus import InProcessBus
 from app.store.models import Network, Node, Operation
 from tests.conftest import CallerTenant
-from tests.helpers import Writes
+from tests.helpers import Writes, eventually
 
 MANAGED = "app.kubernetes.io/managed-by=qaas"
 
@@ -202,10 +202,13 @@ async def test_a_hand_edit_of_the_environment_is_undone(
     await reconciler.reconcile_once()
     deployments = cluster.resource(DEPLOYMENTS)
     wanted: dict[str, str] = {}
-    for _ in range(20):  # the controllers update the object too: retry on a stale version
+
+    async def edit_by_hand() -> bool | None:
+        # The controllers update the object too: on a stale version, read it again and retry.
         live = await deployments.get("edited-coordinator")
         container = live["spec"]["template"]["spec"]["containers"][0]
-        wanted = {e["name"]: e["value"] for e in container["env"]}
+        wanted.clear()
+        wanted.update({e["name"]: e["value"] for e in container["env"]})
         # The IP trap, by hand; the spec-hash annotation still claims all is well.
         container["env"] = [
             {"name": e["name"], "value": "0.0.0.0" if e["name"] == "IP" else e["value"]}
@@ -213,9 +216,16 @@ async def test_a_hand_edit_of_the_environment_is_undone(
         ]
         try:
             await deployments.replace("edited-coordinator", live)
-            break
         except Conflict:
-            await asyncio.sleep(0.05)
+            return None
+        return True
+
+    await eventually(edit_by_hand, every=0.05)
+    edited = await deployments.get("edited-coordinator")
+    edited_env = edited["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "IP", "value": "0.0.0.0"} in edited_env  # the edit is in the cluster
+    assert wanted["IP"] != "0.0.0.0"
+
     await reconciler.reconcile_once()
     repaired = await deployments.get("edited-coordinator")
     env = repaired["spec"]["template"]["spec"]["containers"][0]["env"]

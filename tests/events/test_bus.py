@@ -56,3 +56,23 @@ async def test_leaving_unsubscribes_and_waiting_is_woken_by_publish() -> None:
         bus.publish(change("a"))
         assert (await asyncio.wait_for(waiter, 1)).node_id == "a"
     assert bus.subscribers == 0
+
+
+async def test_a_subscriber_never_gets_another_tenants_changes() -> None:
+    """The tenant is checked on top of every other filter: a change of tenant B reaches none of
+    tenant A's subscribers, whether A asked for everything (the subscription without arguments
+    relies on this alone), a network or a node, even where B's ids match what A asked for."""
+    bus = InProcessBus()
+    async with (
+        bus.subscribe(tenant_id="a") as everything,
+        bus.subscribe(network_id="n1", tenant_id="a") as network,
+        bus.subscribe(node_id="x", tenant_id="a") as node,
+    ):
+        theirs = NodeChange(node_id="x", network_id="n1", tenant_id="b", snapshot="b's")
+        bus.publish(theirs)
+        assert (len(everything), len(network), len(node)) == (0, 0, 0)
+        ours = NodeChange(node_id="x", network_id="n1", tenant_id="a", snapshot="a's")
+        bus.publish(ours)
+        for mailbox in (everything, network, node):
+            assert await mailbox.get() is ours
+            assert len(mailbox) == 0

@@ -32,22 +32,32 @@ async def test_head_matches_the_models(kind: str, tmp_path: Path) -> None:
     assert diff == []
 
 
+async def _insert_rows_of_revision_0001(url: str) -> None:
+    """A database at 0001 (before tenants) holding a network and an operation."""
+    await upgrade(url, "0001")
+    engine = make_engine(url)
+    async with engine.begin() as connection:
+        await connection.execute(text(
+            "INSERT INTO networks (id, name, consensus, desired, created_at, updated_at) "
+            "VALUES ('n1', 'acme', 'RAFT', 'PRESENT', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+        ))  # fmt: skip
+        await connection.execute(text(
+            "INSERT INTO operations (id, kind, state, network_id, created_at, updated_at) "
+            "VALUES ('o1', 'NETWORK_CREATE', 'PENDING', 'n1', "
+            "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+        ))  # fmt: skip
+    await engine.dispose()
+
+
 @pytest.mark.parametrize("kind", DATABASES)
-async def test_existing_networks_are_given_to_a_local_tenant(kind: str, tmp_path: Path) -> None:
+async def test_existing_networks_are_given_to_a_local_tenant(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("QAAS_NAMESPACE", raising=False)  # unset: the fallback, "default"
     async with empty_database(kind, tmp_path) as url:
-        await upgrade(url, "0001")
-        engine = make_engine(url)
-        async with engine.begin() as connection:
-            await connection.execute(text(
-                "INSERT INTO networks (id, name, consensus, desired, created_at, updated_at) "
-                "VALUES ('n1', 'acme', 'RAFT', 'PRESENT', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
-            ))  # fmt: skip
-            await connection.execute(text(
-                "INSERT INTO operations (id, kind, state, network_id, created_at, updated_at) "
-                "VALUES ('o1', 'NETWORK_CREATE', 'PENDING', 'n1', "
-                "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
-            ))  # fmt: skip
+        await _insert_rows_of_revision_0001(url)
         await upgrade(url)
+        engine = make_engine(url)
         async with engine.connect() as connection:
             tenant = (
                 await connection.execute(text("SELECT id, name, namespace FROM tenants"))
@@ -58,3 +68,20 @@ async def test_existing_networks_are_given_to_a_local_tenant(kind: str, tmp_path
             assert {row[0] for row in owners} == {tenant[0]}
         await engine.dispose()
     assert tuple(tenant[1:]) == ("local", "default")
+
+
+@pytest.mark.parametrize("kind", DATABASES)
+async def test_the_local_tenant_gets_the_configured_namespace(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The adopted rows' nodes live in QAAS_NAMESPACE: their tenant must say so, as the first
+    tenant created by the service would (app.services.tenancy.namespace_for)."""
+    async with empty_database(kind, tmp_path) as url:
+        await _insert_rows_of_revision_0001(url)
+        monkeypatch.setenv("QAAS_NAMESPACE", "qaas-prod")
+        await upgrade(url)
+        engine = make_engine(url)
+        async with engine.connect() as connection:
+            tenants = (await connection.execute(text("SELECT name, namespace FROM tenants"))).all()
+        await engine.dispose()
+    assert [tuple(row) for row in tenants] == [("local", "qaas-prod")]

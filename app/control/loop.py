@@ -107,6 +107,8 @@ class ControlLoop:
         """Let the reconciler finish its pass and the observer its writes, then stop."""
         self._running = False
         self.reconciler.stop()
+        if not self._tasks:
+            return  # never started, or stopped already
         reconciler = self._tasks[:1]  # started first
         await asyncio.wait(reconciler, timeout=grace)
         for task in self._tasks:

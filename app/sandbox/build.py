@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -24,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from app.sandbox.apt import PrivateApt, unpack_debs
 
@@ -100,14 +102,34 @@ def ensure_binaries(progress: Progress = print, version: str = KUBERNETES_VERSIO
     binaries = cached_binaries(version)
     if binaries.complete():
         return binaries
-    clock = _Clock(progress)
-    clock.say(f"no cached control plane in {binaries.bin_dir.parent}: building it (about 5 min)")
-    # The build tree is large; keep it beside the cache (same disk) and always remove it.
     binaries.bin_dir.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="build-", dir=binaries.bin_dir.parent) as tmp:
-        _build(Path(tmp), binaries, version, clock)
+    # Several processes may want the cache at once (test runs side by side): one builds, the
+    # others wait for it and then find the cache complete.
+    with open(binaries.bin_dir.parent / ".build.lock", "w") as lock:
+        if not _try_lock(lock):
+            progress(
+                f"another process is building the control plane in {binaries.bin_dir}; waiting"
+            )
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        if binaries.complete():
+            return binaries
+        clock = _Clock(progress)
+        clock.say(
+            f"no cached control plane in {binaries.bin_dir.parent}: building it (about 5 min)"
+        )
+        # The build tree is large; keep it beside the cache (same disk) and always remove it.
+        with tempfile.TemporaryDirectory(prefix="build-", dir=binaries.bin_dir.parent) as tmp:
+            _build(Path(tmp), binaries, version, clock)
     clock.say(f"done: binaries in {binaries.bin_dir}")
     return binaries
+
+
+def _try_lock(lock: IO[str]) -> bool:
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def _build(work: Path, binaries: Binaries, version: str, clock: _Clock) -> None:

@@ -28,6 +28,14 @@
 ``QAAS_TENANT_MAX_NETWORKS``       per tenant (default 10); ``QAAS_TENANT_MAX_NODES`` (50)
 ``QAAS_MUTATIONS_PER_MINUTE``      per token, sustained (60), with bursts of
                                    ``QAAS_MUTATION_BURST`` (20)
+``QAAS_KUBE_QPS``                  requests per second to the Kubernetes API, all callers
+                                   together (20), with bursts of ``QAAS_KUBE_BURST`` (40)
+``QAAS_KUBE_TIMEOUT_SECONDS``      per request to the Kubernetes API (30); a watch may stay
+                                   silent for its server-side timeout plus this
+``QAAS_KUBE_RETRIES``              retries of a failed Kubernetes API call (4; which failures
+                                   are retried: ``app/cluster/retry.py``)
+``QAAS_KUBE_BACKOFF_SECONDS``      first wait before a retry (0.25), doubling, with jitter
+``QAAS_KUBE_RETRY_AFTER_MAX``      cap on the server's ``Retry-After`` (10 seconds)
 =================================  =========================================================
 """
 
@@ -74,6 +82,13 @@ class Settings(BaseSettings):
     mutations_per_minute: float = Field(default=60.0, gt=0)
     mutation_burst: int = Field(default=20, ge=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # The client's manners toward the Kubernetes API (app/cluster/retry.py).
+    kube_qps: float = Field(default=20.0, gt=0)
+    kube_burst: int = Field(default=40, ge=1)
+    kube_timeout_seconds: float = Field(default=30.0, gt=0)
+    kube_retries: int = Field(default=4, ge=0, le=20)
+    kube_backoff_seconds: float = Field(default=0.25, gt=0)
+    kube_retry_after_max: float = Field(default=10.0, ge=0)
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -62,7 +62,7 @@ async def _open_cluster(settings: Settings) -> tuple[Cluster, Sandbox | None]:
         target, owned_sandbox = await asyncio.to_thread(_sandbox_target)
     else:
         target = found
-    cluster = await connect(target, settings.namespace)
+    cluster = await connect(target, settings.namespace, settings=settings)
     log.info("cluster: %s, namespace %s", cluster.description, cluster.namespace)
     return cluster, owned_sandbox
 

@@ -1,10 +1,11 @@
 """The one place that talks to the Kubernetes API (with kubernetes_asyncio), in plain dicts.
 
-Every call returns JSON dicts and raises only our error types (see ``errors.py``).
+Every call returns JSON dicts and raises only our error types (see ``errors.py``). Calls are
+rate-limited, timed out and retried as ``retry.py`` says, before an error reaches the caller.
 
 Example::
 
-    cluster = await Cluster.connect(settings)
+    cluster = await connect(target, namespace, settings=settings)   # see connect.py
     services = cluster.resource(SERVICES, namespace="default")
     await services.create({"metadata": {"name": "x"}, "spec": {...}})
     items, version = await services.list(label_selector="app.kubernetes.io/managed-by=qaas")
@@ -13,15 +14,16 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from kubernetes_asyncio import client, watch
-from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio import client
 
 from app.cluster.errors import ClusterUnavailable, Conflict, KubeError, NotFound, from_status
+from app.cluster.retry import Caller, ClusterStats, KubeLimits, unavailable
 
 Obj = dict[str, Any]
 
@@ -42,27 +44,20 @@ RESOURCE_QUOTAS = ResourceKind("CoreV1Api", "namespaced_resource_quota", "Resour
 ROLE_BINDINGS = ResourceKind("RbacAuthorizationV1Api", "namespaced_role_binding", "RoleBinding")
 
 
-async def _call(call: Callable[[], Awaitable[Any]]) -> Any:
-    """Run one API call, returning the decoded JSON body, raising our errors."""
-    try:
-        response = await call()
-        # With _preload_content=False the client hands back error responses as they are.
-        if response.status >= 400:
-            raise from_status(response.status, await response.text(), response.reason or "")
-        return await response.json()
-    except ApiException as error:
-        raise from_status(error.status, error.body, error.reason or "") from None
-    except (TimeoutError, aiohttp.ClientError, OSError) as error:
-        raise ClusterUnavailable(f"the Kubernetes API is unreachable: {error!r}") from None
-
-
 class Resource:
     """CRUD, list and watch for one kind in one namespace."""
 
-    def __init__(self, api_client: client.ApiClient, kind: ResourceKind, namespace: str) -> None:
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        kind: ResourceKind,
+        namespace: str,
+        caller: Caller | None = None,
+    ) -> None:
         self._api = getattr(client, kind.api)(api_client)
         self.kind = kind
         self.namespace = namespace
+        self.caller = caller or Caller()
 
     def _method(self, verb: str) -> Callable[..., Awaitable[Any]]:
         method: Callable[..., Awaitable[Any]] = getattr(self._api, f"{verb}_{self.kind.suffix}")
@@ -70,18 +65,27 @@ class Resource:
 
     async def create(self, body: Obj) -> Obj:
         method = self._method("create")
-        result: Obj = await _call(lambda: method(self.namespace, body, _preload_content=False))
+        result: Obj = await self.caller.call(
+            "create",
+            lambda t: method(self.namespace, body, _preload_content=False, _request_timeout=t),
+        )
         return result
 
     async def get(self, name: str) -> Obj:
         method = self._method("read")
-        result: Obj = await _call(lambda: method(name, self.namespace, _preload_content=False))
+        result: Obj = await self.caller.call(
+            "get",
+            lambda t: method(name, self.namespace, _preload_content=False, _request_timeout=t),
+        )
         return result
 
     async def replace(self, name: str, body: Obj) -> Obj:
         method = self._method("replace")
-        result: Obj = await _call(
-            lambda: method(name, self.namespace, body, _preload_content=False)
+        result: Obj = await self.caller.call(
+            "replace",
+            lambda t: method(
+                name, self.namespace, body, _preload_content=False, _request_timeout=t
+            ),
         )
         return result
 
@@ -91,13 +95,24 @@ class Resource:
         options: Obj = {"propagationPolicy": "Background"}
         if uid:  # never delete a newer object that took the same name
             options["preconditions"] = {"uid": uid}
-        await _call(lambda: method(name, self.namespace, body=options, _preload_content=False))
+        await self.caller.call(
+            "delete",
+            lambda t: method(
+                name, self.namespace, body=options, _preload_content=False, _request_timeout=t
+            ),
+        )
 
     async def list(self, label_selector: str = "") -> tuple[list[Obj], str]:
         """All matching objects and the list's resourceVersion (to watch from)."""
         method = self._method("list")
-        result = await _call(
-            lambda: method(self.namespace, label_selector=label_selector, _preload_content=False)
+        result = await self.caller.call(
+            "list",
+            lambda t: method(
+                self.namespace,
+                label_selector=label_selector,
+                _preload_content=False,
+                _request_timeout=t,
+            ),
         )
         return list(result["items"]), str(result["metadata"]["resourceVersion"])
 
@@ -107,58 +122,92 @@ class Resource:
         """Events (type, object) after ``resource_version``; ends when the server closes.
 
         Raises ``Gone`` when the version is too old (relist), ``ClusterUnavailable`` when the
-        stream breaks.
+        stream breaks or stays silent longer than the server's own timeout allows.
         """
         method = self._method("list")
-        async with watch.Watch() as stream:
-            events = stream.stream(
-                method,
+        response = await self.caller.open_stream(
+            lambda t: method(
                 self.namespace,
+                watch=True,
                 label_selector=label_selector,
                 resource_version=resource_version,
                 timeout_seconds=timeout_seconds,
                 allow_watch_bookmarks=True,
-            )
-            try:
-                async for event in events:
-                    yield str(event["type"]), event["raw_object"]
-            except ApiException as error:
-                raise from_status(error.status, error.body, error.reason or "") from None
-            except (TimeoutError, aiohttp.ClientError, OSError) as error:
-                raise ClusterUnavailable(f"the watch stream broke: {error!r}") from None
+                _preload_content=False,
+                _request_timeout=t,
+            ),
+            read_timeout=timeout_seconds + self.caller.limits.timeout,
+        )
+        try:
+            while line := await response.content.readline():
+                event = json.loads(line)
+                kind, obj = str(event["type"]), event["object"]
+                if kind == "ERROR":  # e.g. 410 Expired: a Status instead of an object
+                    raise from_status(int(obj.get("code") or 500), obj)
+                yield kind, obj
+        except (TimeoutError, aiohttp.ClientError, OSError) as error:
+            raise unavailable(error, "the watch stream broke") from None
+        except (ValueError, KeyError, TypeError) as error:
+            raise ClusterUnavailable(f"the watch stream is garbled: {error!r}") from None
+        finally:
+            response.close()
 
 
 class Cluster:
-    """An API connection and the namespace QaaS works in."""
+    """An API connection and the namespace QaaS works in. Every call of every Resource it
+    hands out shares one ``Caller``: one rate budget, one set of limits, one ``stats``."""
 
-    def __init__(self, api_client: client.ApiClient, namespace: str, description: str) -> None:
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        namespace: str,
+        description: str,
+        *,
+        limits: KubeLimits | None = None,
+    ) -> None:
         self.api_client = api_client
         self.namespace = namespace
         self.description = description
+        self.caller = Caller(limits)
+
+    @property
+    def stats(self) -> ClusterStats:
+        """Requests, retries by reason and throttle waits so far (see ``retry.py``)."""
+        return self.caller.stats
 
     def resource(self, kind: ResourceKind, namespace: str | None = None) -> Resource:
-        return Resource(self.api_client, kind, namespace or self.namespace)
+        return Resource(self.api_client, kind, namespace or self.namespace, self.caller)
 
     async def ensure_namespace(self, name: str, labels: dict[str, str]) -> bool:
         """Create namespace ``name`` unless it exists; True if we created it."""
         api = client.CoreV1Api(self.api_client)
         try:
-            await _call(lambda: api.read_namespace(name, _preload_content=False))
+            await self.caller.call(
+                "get",
+                lambda t: api.read_namespace(name, _preload_content=False, _request_timeout=t),
+            )
             return False
         except NotFound:
             pass
         body = {"metadata": {"name": name, "labels": labels}}
         try:
-            await _call(lambda: api.create_namespace(body, _preload_content=False))
+            await self.caller.call(
+                "create",
+                lambda t: api.create_namespace(body, _preload_content=False, _request_timeout=t),
+            )
         except Conflict:
             return False
         return True
 
     async def reachable(self) -> bool:
-        """True if the API server answers /version (used by /readyz)."""
+        """True if the API server answers /version (used by /readyz); one attempt, no retry."""
         with contextlib.suppress(KubeError):
             api = client.VersionApi(self.api_client)
-            await _call(lambda: api.get_code(_preload_content=False))
+            await self.caller.call(
+                "version",
+                lambda t: api.get_code(_preload_content=False, _request_timeout=t),
+                retries=0,
+            )
             return True
         return False
 

@@ -5,7 +5,7 @@ The sandbox is chosen one level up (``app.server``), which starts it and passes 
 Example::
 
     target = discover("auto")      # ClusterTarget(mode="kubeconfig", kubeconfig=...) or None
-    cluster = await connect(target, namespace=None)
+    cluster = await connect(target, namespace=None, settings=settings)
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from pathlib import Path
 from kubernetes_asyncio import client, config
 
 from app.cluster.client import Cluster
+from app.cluster.retry import KubeLimits
+from app.config import Settings
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
@@ -75,7 +77,11 @@ def discover(mode: str, kubeconfig: str | None = None) -> ClusterTarget | None:
     return None
 
 
-async def connect(target: ClusterTarget, namespace: str | None) -> Cluster:
+async def connect(
+    target: ClusterTarget, namespace: str | None, *, settings: Settings | None = None
+) -> Cluster:
+    """A Cluster for ``target``; ``settings`` give its rate budget, timeout and retries
+    (``QAAS_KUBE_*``; without them, their defaults)."""
     configuration = client.Configuration()
     if target.mode == "in-cluster":
         config.load_incluster_config(client_configuration=configuration)
@@ -94,4 +100,5 @@ async def connect(target: ClusterTarget, namespace: str | None) -> Cluster:
             ) from None
         namespace = namespace or "default"
         description = f"{configuration.host} (kubeconfig {target.kubeconfig})"
-    return Cluster(client.ApiClient(configuration), namespace, description)
+    limits = KubeLimits.from_settings(settings) if settings is not None else None
+    return Cluster(client.ApiClient(configuration), namespace, description, limits=limits)

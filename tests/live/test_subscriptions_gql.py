@@ -15,8 +15,8 @@ from tests.live.conftest import LiveServer
 SUBSCRIBE = """
     subscription($networkId: ID) {
       nodeStatusChanged(networkId: $networkId) {
-        id name role status statusReason
-        pod { phase ready restartCount reason }
+        id name role status statusReason ip
+        pod { name phase ready ip restartCount reason message startedAt }
         network { name }
       }
     }
@@ -73,6 +73,6 @@ async def test_subscriber_sees_the_coordinator_come_up_in_order(live: LiveServer
     positions = [order.index(s) for s in seen]
     assert positions == sorted(positions), seen
     assert seen[-1] == "RUNNING"
-    # Every pod change is pushed (the status may stay STARTING while the pod moves on), but
-    # never the same node state twice in a row.
+    # Every change is pushed (the status may stay STARTING while the pod moves on), but never
+    # the same node state twice in a row (the selection holds every field a change can touch).
     assert all(a != b for a, b in itertools.pairwise(messages)), messages

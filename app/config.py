@@ -28,6 +28,10 @@
 ``QAAS_TENANT_MAX_NETWORKS``       per tenant (default 10); ``QAAS_TENANT_MAX_NODES`` (50)
 ``QAAS_MUTATIONS_PER_MINUTE``      per token, sustained (60), with bursts of
                                    ``QAAS_MUTATION_BURST`` (20)
+``QAAS_STARTUP_RETRY``             when the database or the cluster cannot be used at start-up:
+                                   ``true``: serve /healthz, answer /readyz 503 with the reason
+                                   and retry with backoff (capped at 30 s); ``false``: print one
+                                   sentence and exit 69 (default: true in a cluster, else false)
 ``QAAS_KUBE_QPS``                  requests per second to the Kubernetes API, all callers
                                    together (20), with bursts of ``QAAS_KUBE_BURST`` (40)
 ``QAAS_KUBE_TIMEOUT_SECONDS``      per request to the Kubernetes API (30); a watch may stay
@@ -81,6 +85,7 @@ class Settings(BaseSettings):
     tenant_max_nodes: int = Field(default=50, ge=1)
     mutations_per_minute: float = Field(default=60.0, gt=0)
     mutation_burst: int = Field(default=20, ge=1)
+    startup_retry: bool | None = None  # default: on in a cluster (in-cluster config), else off
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # The client's manners toward the Kubernetes API (app/cluster/retry.py).
     kube_qps: float = Field(default=20.0, gt=0)

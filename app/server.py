@@ -3,6 +3,12 @@
 ``create_app(settings)`` returns the Starlette app; its lifespan connects everything and tears
 it down in reverse. With no cluster configured it starts (or reuses) the local sandbox and says
 so loudly in the log.
+
+A database or cluster that cannot be used at start-up is one sentence (what, where, what to do).
+On a workstation ``come_up(app)`` meets it before the server listens and raises it: `qaas serve`
+prints it and exits 69. In a cluster, or with ``QAAS_STARTUP_RETRY=true``, the lifespan returns
+at once (/healthz answers) and a task tries again with capped, jittered exponential backoff;
+until it succeeds /readyz answers 503 and GraphQL the error ``UNAVAILABLE``, both with the reason.
 """
 
 from __future__ import annotations
@@ -10,27 +16,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import random
 import sys
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
+from starlette.datastructures import State
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse
 from starlette.routing import Route, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from app.cluster.client import Cluster
-from app.cluster.connect import ClusterTarget, connect, discover
+from app.cluster.connect import (
+    ClusterConfigError,
+    ClusterTarget,
+    check_access,
+    connect,
+    discover,
+    in_cluster,
+)
 from app.config import ConfigError, Settings
 from app.control.loop import ControlLoop
 from app.control.reconciler import Reconciler
-from app.events.bus import InProcessBus
+from app.events.bus import EventBus, InProcessBus
 from app.services.api_deps import ApiDeps
 from app.services.ratelimit import RateLimiter
 from app.services.tenancy import bootstrap_first_tenant
-from app.store.engine import make_engine, make_sessionmaker, ping
-from app.store.migrate import prepare
+from app.store.engine import DatabaseUnavailable, make_engine, make_sessionmaker, ping
+from app.store.migrate import MigrationNeeded, prepare
 from schema.build import ASSETS_PATH, GRAPHQL_PATH, QaasGraphQL
 from schema.graphiql import assets_route
 
@@ -38,6 +56,12 @@ if TYPE_CHECKING:  # imported lazily: only the embedded default starts a sandbox
     from app.sandbox.handle import Sandbox
 
 log = logging.getLogger("qaas")
+
+# What start-up may meet and says in one sentence; anything else is a bug, with a traceback.
+STARTUP_FAULTS = (DatabaseUnavailable, MigrationNeeded, ClusterConfigError)
+RETRY_FIRST_SECONDS = 0.5
+RETRY_MAX_SECONDS = 30.0
+NOT_YET = "not reached yet"
 
 
 def _sandbox_target() -> tuple[ClusterTarget, Sandbox | None]:
@@ -53,18 +77,6 @@ def _sandbox_target() -> tuple[ClusterTarget, Sandbox | None]:
     already = sandbox.state()
     state = sandbox.up(progress=log.info, detach=False)
     return ClusterTarget("kubeconfig", state.kubeconfig), (None if already else sandbox)
-
-
-async def _open_cluster(settings: Settings) -> tuple[Cluster, Sandbox | None]:
-    found = discover(settings.cluster, settings.kubeconfig)
-    owned_sandbox: Sandbox | None = None
-    if found is None:
-        target, owned_sandbox = await asyncio.to_thread(_sandbox_target)
-    else:
-        target = found
-    cluster = await connect(target, settings.namespace, settings=settings)
-    log.info("cluster: %s, namespace %s", cluster.description, cluster.namespace)
-    return cluster, owned_sandbox
 
 
 async def _bootstrap_first_tenant(
@@ -90,6 +102,204 @@ async def _bootstrap_first_tenant(
     print(banner, file=sys.stderr, flush=True)
 
 
+class Startup:
+    """Brings up the database and the cluster, then the control loop, and says what is missing.
+
+    ``pending`` names what is not up yet and why, one sentence each (for /readyz and GraphQL).
+    Fail fast (``come_up``) raises the first fault; retry mode (``start`` with ``retry``: in a
+    cluster, or ``QAAS_STARTUP_RETRY=true``) tries each missing part again in a background task.
+    """
+
+    def __init__(
+        self, settings: Settings, engine: AsyncEngine, bus: EventBus, deps: ApiDeps
+    ) -> None:
+        self.settings, self.engine, self.bus, self.deps = settings, engine, bus, deps
+        self.retry = in_cluster() if settings.startup_retry is None else settings.startup_retry
+        self.pending: dict[str, str] = {"cluster": NOT_YET, "database": NOT_YET}
+        self.retry_in = RETRY_FIRST_SECONDS
+        self.cluster: Cluster | None = None
+        self.owned_sandbox: Sandbox | None = None
+        self.control: ControlLoop | None = None
+        self.state: State | None = None  # the app's, where the control loop is published
+        self._task: asyncio.Task[None] | None = None
+        deps.control_problems = lambda: {"control loop": "not started yet"}
+
+    @property
+    def done(self) -> bool:
+        return self.control is not None
+
+    def why_not_ready(self) -> str:
+        reasons = " ".join(f"{name.capitalize()}: {why}." for name, why in self.pending.items())
+        return f"QaaS is not ready yet. {reasons or 'Starting the control loop.'}"
+
+    async def come_up(self) -> None:
+        """Bring everything up now, or raise the first fault."""
+        await self._attempt(keep_going=False)
+
+    async def start(self) -> None:
+        """From the lifespan: come up now, or (retry mode) keep trying in the background."""
+        if self.done or self._task is not None:
+            return
+        if self.retry:
+            self._task = asyncio.create_task(self._keep_trying(), name="startup-retry")
+        else:
+            await self.come_up()
+
+    async def stop(self) -> None:
+        """Cancel the retrying, then tear down in reverse whatever came up (a later ``start``
+        begins afresh)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        control, cluster, sandbox = self.control, self.cluster, self.owned_sandbox
+        self._task, self.control, self.cluster, self.owned_sandbox = None, None, None, None
+        self.pending = {"cluster": NOT_YET, "database": NOT_YET}
+        if control is not None:
+            await control.stop()
+        if cluster is not None:
+            await cluster.close()
+        await self.engine.dispose()
+        if sandbox is not None:
+            await asyncio.to_thread(sandbox.down)
+
+    async def _keep_trying(self) -> None:
+        delay = RETRY_FIRST_SECONDS
+        while True:
+            try:
+                if await self._attempt(keep_going=True):
+                    log.info("start-up complete: the control loop runs")
+                    return
+            except Exception:  # a bug, not a fault: say it fully, and still try again
+                log.exception("start-up failed unexpectedly; trying again")
+            self.retry_in = random.uniform(delay / 2, delay)
+            for name, why in self.pending.items():
+                log.warning("not ready (%s): %s; next try in %.1f s", name, why, self.retry_in)
+            await asyncio.sleep(self.retry_in)
+            delay = min(delay * 2, RETRY_MAX_SECONDS)
+
+    async def _attempt(self, *, keep_going: bool) -> bool:
+        """One try at each part not up yet; True once the control loop runs."""
+        # The cluster first: its checks log nothing when they pass, so a fault is the only line.
+        for name, step in (("cluster", self._cluster), ("database", self._database)):
+            if name not in self.pending:
+                continue
+            try:
+                await step()
+            except STARTUP_FAULTS as fault:
+                if not keep_going:
+                    raise
+                self.pending[name] = str(fault)
+            except Exception as error:  # a bug, not a fault: fail fast shows the traceback
+                if not keep_going:
+                    raise
+                log.exception("start-up: the %s failed unexpectedly", name)
+                said = " ".join(str(error).split())[:300]
+                self.pending[name] = f"unexpected {type(error).__name__} ({said}); see the log"
+            else:
+                del self.pending[name]
+        if self.pending:
+            return False
+        await self._start_control()
+        return True
+
+    async def _database(self) -> None:
+        await prepare(self.settings.database_url)
+
+    async def _cluster(self) -> None:
+        settings = self.settings
+        target = discover(settings.cluster, settings.kubeconfig)
+        if target is None:
+            sandbox_target, owned = await asyncio.to_thread(_sandbox_target)
+            target, self.owned_sandbox = sandbox_target, self.owned_sandbox or owned
+        cluster = await connect(target, settings.namespace, settings=settings)
+        try:
+            await check_access(cluster)
+        except BaseException:
+            await cluster.close()
+            raise
+        self.cluster = cluster
+
+    async def _start_control(self) -> None:
+        settings, deps, cluster = self.settings, self.deps, self.cluster
+        assert cluster is not None
+        if not settings.production:  # once everything answers: a token printed is usable
+            await _bootstrap_first_tenant(deps.sessions, settings)
+        control = ControlLoop(Reconciler(deps.sessions, cluster, settings, self.bus))
+        deps.kick = control.kick
+        if self.state is not None:
+            self.state.control = control  # for tests and diagnostics
+        deps.cluster_reachable = cluster.reachable
+        deps.cluster_description = cluster.description
+        await control.start()
+        self.control = control
+        log.info("cluster: %s, namespace %s", cluster.description, cluster.namespace)
+
+
+class WhenReady:
+    """The GraphQL endpoint once start-up is done. Before that: the GraphQL error UNAVAILABLE
+    with the reason (HTTP 503 and Retry-After), or a WebSocket closed with 1013 (try again
+    later); GraphiQL's page is served all along."""
+
+    def __init__(self, graphql: ASGIApp, startup: Startup) -> None:
+        self.graphql, self.startup = graphql, startup
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.startup.done or _wants_graphiql(scope):
+            await self.graphql(scope, receive, send)
+        elif scope["type"] == "websocket":
+            websocket = WebSocket(scope, receive, send)
+            offered = scope.get("subprotocols") or [None]
+            await websocket.accept(subprotocol=offered[0])
+            await websocket.close(code=1013, reason="QaaS is not ready yet: see /readyz")
+        else:
+            wait = max(1, math.ceil(self.startup.retry_in))
+            error = {
+                "message": self.startup.why_not_ready(),
+                "extensions": {"code": "UNAVAILABLE", "retryAfterSeconds": wait},
+            }
+            response = JSONResponse(
+                {"data": None, "errors": [error]},
+                status_code=503,
+                headers={"Retry-After": str(wait)},
+            )
+            await response(scope, receive, send)
+
+
+def _wants_graphiql(scope: Scope) -> bool:
+    if scope["type"] != "http" or scope["method"] != "GET":
+        return False
+    request = Request(scope)
+    return (
+        "query" not in request.query_params
+        and "text/html" in request.headers.get("accept", "")
+        and "authorization" not in request.headers
+    )
+
+
+async def _cluster_check(cluster: Cluster | None) -> str:
+    if cluster is None:
+        return NOT_YET
+    if await cluster.reachable():
+        return "ok"
+    return f"cannot reach the Kubernetes API at {cluster.description}"
+
+
+async def come_up(app: Starlette) -> None:
+    """Before serving, on a workstation: bring the database and the cluster up now, or release
+    what was opened and raise the first fault (one sentence). In retry mode, nothing: the
+    lifespan starts the retrying, so /healthz answers at once."""
+    startup: Startup = app.state.startup
+    startup.state = app.state
+    if startup.retry:
+        return
+    try:
+        await startup.come_up()
+    except BaseException:
+        await startup.stop()
+        raise
+
+
 def create_app(settings: Settings) -> Starlette:
     engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine)
@@ -97,53 +307,45 @@ def create_app(settings: Settings) -> Starlette:
     limiter = RateLimiter(settings.mutations_per_minute, settings.mutation_burst)
     deps = ApiDeps(settings=settings, sessions=sessions, bus=bus, limiter=limiter)
     graphql = QaasGraphQL(deps)
+    startup = Startup(settings, engine, bus, deps)
 
     @contextlib.asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        await prepare(settings.database_url)
-        if not settings.production:
-            await _bootstrap_first_tenant(sessions, settings)
-        cluster, owned_sandbox = await _open_cluster(settings)
-        control = ControlLoop(Reconciler(sessions, cluster, settings, bus))
-        deps.kick = control.kick
-        deps.cluster_reachable = cluster.reachable
-        deps.cluster_description = cluster.description
-        await control.start()
+    async def lifespan(application: Starlette) -> AsyncIterator[None]:
+        startup.state = application.state
         try:
+            await startup.start()
             yield
         finally:
-            await control.stop()
-            await cluster.close()
-            await engine.dispose()
-            if owned_sandbox is not None:
-                await asyncio.to_thread(owned_sandbox.down)
+            await startup.stop()
 
     async def healthz(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
     async def readyz(_: Request) -> JSONResponse:
-        checks: dict[str, str] = {}
-        problem = await ping(sessions)
-        checks["database"] = "ok" if problem is None else f"unreachable: {problem}"
-        reachable = deps.cluster_reachable
-        checks["cluster"] = "ok" if reachable and await reachable() else "unreachable"
-        ready = all(v == "ok" for v in checks.values())
+        # Each check is "ok" or one sentence saying why not; add a line to add a check.
+        checks: dict[str, str] = {
+            "database": startup.pending.get("database") or await ping(sessions) or "ok",
+            "cluster": startup.pending.get("cluster") or await _cluster_check(startup.cluster),
+        }
+        ready = startup.done and all(v == "ok" for v in checks.values())
         return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
 
     async def root(_: Request) -> RedirectResponse:
         return RedirectResponse(GRAPHQL_PATH)
 
+    when_ready = WhenReady(graphql, startup)
     routes = [
         Route("/", root),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
-        Route(GRAPHQL_PATH, graphql, methods=["GET", "POST"]),
-        WebSocketRoute(GRAPHQL_PATH, graphql),
+        Route(GRAPHQL_PATH, when_ready, methods=["GET", "POST"]),
+        WebSocketRoute(GRAPHQL_PATH, when_ready),
         assets_route(ASSETS_PATH),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.deps = deps
+    app.state.startup = startup
     return app
 
 
-__all__ = ["ConfigError", "create_app"]
+__all__ = ["ConfigError", "come_up", "create_app"]

@@ -5,6 +5,9 @@ qaas serve [--host H] [--port P]   run the API (GraphiQL at /graphql)
 qaas migrate                       apply database migrations
 qaas render --network NAME [...]   print the Kubernetes objects QaaS would create for a network
 qaas sandbox up|down|status|kubeconfig
+
+A database, kubeconfig or cluster that cannot be used is one sentence on stderr and the exit
+code 69 (EX_UNAVAILABLE in sysexits.h); a bad setting or sandbox failure exits 1.
 """
 
 from __future__ import annotations
@@ -23,7 +26,10 @@ from app.config import ConfigError, load_settings
 from app.domain.enums import Consensus
 from app.sandbox.build import BuildError
 from app.sandbox.handle import SandboxError
+from app.store.engine import DatabaseUnavailable
 from app.store.migrate import MigrationNeeded
+
+STARTUP_FAULT_EXIT = 69  # a dependency cannot be used: database, kubeconfig, cluster
 
 
 def _configure_logging(level: str) -> None:
@@ -33,18 +39,27 @@ def _configure_logging(level: str) -> None:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from app.server import create_app
+    from app.server import come_up, create_app
 
     settings = load_settings()
     _configure_logging(settings.log_level)
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings), host=args.host, port=args.port, log_config=None,
+        app, host=args.host, port=args.port, log_config=None,
         ws="websockets-sansio", lifespan="on",
         # Node updates are ~200 bytes: compression saves little and costs ~40 KiB per socket.
         ws_per_message_deflate=False,
     )  # fmt: skip
     server = uvicorn.Server(config)
-    server.run()
+
+    async def serve() -> None:
+        # On a workstation the database and the cluster come up before the server listens, so
+        # a fault is main()'s one sentence, not uvicorn's traceback of the lifespan.
+        await come_up(app)
+        await server.serve()
+
+    with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+        runner.run(serve())
     # uvicorn returns normally when start-up failed; its log said why.
     return 0 if server.started else 1
 
@@ -129,9 +144,14 @@ def main(argv: list[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
-    except (SandboxError, BuildError, ConfigError, ClusterConfigError, MigrationNeeded) as error:
+    except (DatabaseUnavailable, ClusterConfigError, MigrationNeeded) as error:
+        print(f"qaas: {error}", file=sys.stderr)
+        return STARTUP_FAULT_EXIT
+    except (SandboxError, BuildError, ConfigError) as error:
         print(f"qaas: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

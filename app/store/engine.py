@@ -1,4 +1,5 @@
-"""Engines and sessions for SQLite (WAL, busy timeout, foreign keys) and PostgreSQL (asyncpg).
+"""Engines and sessions for SQLite (WAL, busy timeout, foreign keys) and PostgreSQL (asyncpg),
+and the one sentence that says why a database cannot be used.
 
 Example::
 
@@ -6,13 +7,20 @@ Example::
     sessions = make_sessionmaker(engine)
     async with sessions.begin() as session:   # one unit of work: commit or roll back
         ...
+    await reach("postgresql+asyncpg://qaas@db:1/qaas")
+    # DatabaseUnavailable: cannot connect to the database at postgresql+asyncpg://qaas@db:1/qaas:
+    # connection refused; check that PostgreSQL runs at db:1, or fix QAAS_DATABASE_URL
 """
 
 from __future__ import annotations
 
+import os
+import socket
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import URL, event, make_url, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -21,6 +29,12 @@ from sqlalchemy.ext.asyncio import (
 )
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+CONNECT_TIMEOUT_SECONDS = 10  # for reach(): a host that drops packets is a fault, not a hang
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database cannot be reached or opened. The message is one sentence for the operator:
+    what failed, where (the URL with its password masked, or the SQLite file) and what to do."""
 
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
@@ -46,10 +60,105 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 async def ping(sessions: async_sessionmaker[AsyncSession]) -> str | None:
-    """None if the database answers, else the kind of error (for readiness checks)."""
+    """None if the database answers, else one sentence saying why not (for readiness checks)."""
     try:
         async with sessions() as session:
             await session.execute(text("SELECT 1"))
     except Exception as error:  # readiness reports any failure as not ready
-        return type(error).__name__
+        bind = sessions.kw.get("bind")
+        return describe(bind.url, error) if isinstance(bind, AsyncEngine) else repr(error)
     return None
+
+
+async def reach(url: str) -> None:
+    """Connect to the database at ``url`` once; raise ``DatabaseUnavailable`` if that fails."""
+    problem = _sqlite_problem(make_url(url))
+    if problem is not None:
+        raise DatabaseUnavailable(problem)
+    options: dict[str, Any] = {}
+    if not url.startswith("sqlite"):
+        options["connect_args"] = {"timeout": CONNECT_TIMEOUT_SECONDS}
+    engine = make_engine(url, **options)
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except (OSError, DBAPIError) as error:  # asyncpg's socket errors come through unwrapped
+        raise DatabaseUnavailable(describe(url, error)) from None
+    finally:
+        await engine.dispose()
+
+
+def safe_url(url: str | URL) -> str:
+    """The URL as it may be shown and logged: any password masked."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def describe(url: str | URL, error: BaseException) -> str:
+    """One sentence: the database at ``url`` failed with ``error``, and what to do about it."""
+    parsed = make_url(url)
+    cause = getattr(error, "orig", None) or error
+    if parsed.get_backend_name() == "sqlite":
+        where = _sqlite_file(parsed) or safe_url(parsed)
+        return (
+            f"cannot open the SQLite database {where}: {_one_line(cause)}; "
+            "set QAAS_DATABASE_URL to a file in a directory this process can write"
+        )
+    where = f"{parsed.host or 'localhost'}:{parsed.port or 5432}"
+    state = getattr(cause, "sqlstate", None)
+    if isinstance(error, ConnectionRefusedError):
+        reason = "connection refused"
+        advice = f"check that PostgreSQL runs at {where}, or fix QAAS_DATABASE_URL"
+    elif isinstance(error, socket.gaierror):
+        reason = f"unknown host {parsed.host} ({error.strerror})"
+        advice = "fix the host in QAAS_DATABASE_URL"
+    elif isinstance(error, TimeoutError):
+        reason = f"no answer from {where} within {CONNECT_TIMEOUT_SECONDS} s"
+        advice = "check the host, the port and any firewall in between"
+    elif state == "3D000":  # invalid_catalog_name
+        reason = f'database "{parsed.database}" does not exist'
+        advice = "create it (then run `qaas migrate`), or fix the name in QAAS_DATABASE_URL"
+    elif state in ("28000", "28P01"):  # invalid authorization, invalid password
+        reason = _one_line(cause)
+        advice = "fix the user or password in QAAS_DATABASE_URL"
+    else:
+        reason = _one_line(cause)
+        advice = "check QAAS_DATABASE_URL and the database server's log"
+    return f"cannot connect to the database at {safe_url(parsed)}: {reason}; {advice}"
+
+
+def _one_line(error: BaseException) -> str:
+    said = " ".join(str(error).split()) or type(error).__name__
+    return said if len(said) <= 200 else said[:197] + "..."
+
+
+def _sqlite_file(url: URL) -> str | None:
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return os.path.abspath(Path(database).expanduser())
+
+
+def _sqlite_problem(url: URL) -> str | None:
+    """Why a SQLite file cannot be opened and written, said before SQLite says it less clearly
+    ("unable to open database file"); None if nothing is visibly wrong."""
+    if url.get_backend_name() != "sqlite" or (name := _sqlite_file(url)) is None:
+        return None
+    path = Path(name)
+    folder = path.parent
+    advice = "set QAAS_DATABASE_URL to a file in a directory this process can write"
+    if not folder.exists():
+        reason, advice = f"the directory {folder} does not exist", f"create it, or {advice}"
+    elif not folder.is_dir():
+        reason = f"{folder} is not a directory"
+    elif path.exists() and not path.is_file():
+        reason = "it is not a file"
+    elif not os.access(folder, os.W_OK | os.X_OK):  # SQLite writes its WAL files beside it
+        reason = f"this process may not write in {folder}"
+    elif path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        reason, advice = (
+            "this process may not read and write it",
+            f"fix its permissions, or {advice}",
+        )
+    else:
+        return None
+    return f"cannot open the SQLite database {path}: {reason}; {advice}"

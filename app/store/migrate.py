@@ -1,5 +1,8 @@
 """Apply Alembic migrations from code: `qaas migrate`, the embedded default's start-up, tests.
 
+Each entry point first connects once (``reach``), so a database that cannot be used is one
+sentence (``DatabaseUnavailable``), not a driver's traceback.
+
 Example::
 
     await upgrade("sqlite+aiosqlite:///./qaas.db")
@@ -14,7 +17,7 @@ from alembic.config import Config
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from app.store.engine import make_engine
+from app.store.engine import make_engine, reach, safe_url
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 MIGRATION_LOCK = 0x9AA5  # an arbitrary, fixed advisory-lock key for QaaS migrations
@@ -29,6 +32,7 @@ def alembic_config(url: str) -> Config:
 
 async def upgrade(url: str, revision: str = "head") -> None:
     """Bring the database at ``url`` to ``revision``; safe to call when it is already there."""
+    await reach(url)
     config = alembic_config(url)
     engine = make_engine(url)
 
@@ -56,6 +60,7 @@ async def ensure_current(url: str) -> None:
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
+    await reach(url)
     head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
     engine = make_engine(url)
     try:
@@ -67,8 +72,8 @@ async def ensure_current(url: str) -> None:
         await engine.dispose()
     if current != head:
         raise MigrationNeeded(
-            f"the database is at revision {current or 'none'} but this QaaS needs {head}: "
-            "run `qaas migrate` first"
+            f"the database at {safe_url(url)} is at revision {current or 'none'} but this QaaS "
+            f"needs {head}: run `qaas migrate` first"
         )
 
 

@@ -2,11 +2,12 @@
 
 One informer per namespace and kind serves every consumer: its number of watches never depends
 on how many subscribers there are. It keeps a cache of the objects, hands each real change to
-its handler once (a duplicate event with a resourceVersion already seen is dropped), and after
-``410 Gone``, an expired version, a broken stream or a failing handler it relists with backoff
-and jitter, turning the difference between the cache and the new list into events, so no
-change is lost. A change whose handler raised is taken back out of the cache first, so the
-relist hands it over again: a database that is down for a while delays status, never loses it.
+its handler once (a duplicate event with a resourceVersion already seen is dropped). A broken
+stream is watched again from the last version handled; after ``410 Gone``, an expired version
+or a failing handler it relists, with backoff and jitter, turning the difference between the
+cache and the new list into events, so no change is lost. A change whose handler raised is
+taken back out of the cache first, so the relist hands it over again: a database that is down
+for a while delays status, never loses it.
 
 Example::
 
@@ -24,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from app.cluster.client import Resource
-from app.cluster.errors import Gone, KubeError
+from app.cluster.errors import ClusterUnavailable, Gone, KubeError
 
 log = logging.getLogger("qaas.informer")
 Obj = dict[str, Any]
@@ -51,20 +52,26 @@ class Informer:
         self.relists = 0
         self.watches = 0
         self.gone = 0
+        self.rewatches = 0  # broken streams watched again from their last version
+        self.version = ""  # the last resourceVersion handled: a re-watch starts after it
+        self._breaks = 0  # broken streams in a row
         self.handler_failures = 0
         # When the informer started failing without a successful relist since (None: healthy).
         self.failing_since: float | None = None
         self.last_error: str | None = None
 
     async def run(self) -> None:
-        """List and watch until cancelled; every failure is retried after a backoff."""
+        """List and watch until cancelled; every failure is retried after a backoff.
+
+        A stream that breaks is watched again from the last version seen (nothing is missed,
+        and no full list is needed); only 410 Gone, a refused re-watch or a failing handler
+        make it list everything again."""
         failures = 0
         while True:
             try:
-                version = await self._relist()
+                self.version = await self._relist()
                 failures, self.failing_since, self.last_error = 0, None, None
-                while True:  # re-watch from the last version seen after a normal close
-                    version = await self._watch(version)
+                await self._watch_on(failures)
             except Gone:
                 self.gone += 1
                 failures += 1
@@ -80,6 +87,25 @@ class Informer:
             delay = min(self.max_backoff, 0.2 * 2**failures) * random.uniform(0.5, 1.0)
             log.warning("relisting %s in %.1fs", self.resource.kind.kind, delay)
             await asyncio.sleep(delay)
+
+    async def _watch_on(self, failures: int) -> None:
+        """Watch from ``self.version`` for as long as it can; a broken stream is re-watched
+        from the last version it delivered, after a backoff while the breaks go on (a stream
+        that delivers something counts as healthy again)."""
+        self._breaks = failures
+        while True:
+            try:
+                await self._watch(self.version)
+                self._breaks = 0  # a normal close (the server's timeout): watch again at once
+            except ClusterUnavailable as error:
+                self._breaks += 1
+                failures = self._breaks
+                self.rewatches += 1
+                self._failed(f"the watch broke: {error}")
+                delay = min(self.max_backoff, 0.2 * 2**failures) * random.uniform(0.5, 1.0)
+                log.info("watch of %s broke (%s); watching again from %s in %.1fs",
+                         self.resource.kind.kind, error, self.version, delay)  # fmt: skip
+                await asyncio.sleep(delay)
 
     def _failed(self, problem: str) -> None:
         self.last_error = problem
@@ -127,23 +153,28 @@ class Informer:
         self.synced.set()
         return version
 
-    async def _watch(self, version: str) -> str:
+    async def _watch(self, version: str) -> None:
         self.watches += 1
         async for kind, obj in self.resource.watch(
             version, self.label_selector, self.watch_timeout
         ):
+            if self._breaks or self.failing_since is not None:  # it delivers: healthy again
+                self._breaks, self.failing_since, self.last_error = 0, None, None
             meta = obj.get("metadata", {})
             version = meta.get("resourceVersion", version)
             if kind == "BOOKMARK":
+                self.version = version
                 continue
             uid = meta["uid"]
             if kind == "DELETED":
                 if (known := self.cache.pop(uid, None)) is not None:
                     await self._deliver(kind, obj, known)
+                self.version = version
                 continue
             known = self.cache.get(uid)
             if known is not None and known["metadata"]["resourceVersion"] == version:
+                self.version = version
                 continue  # a duplicate: already handled
             self.cache[uid] = obj
             await self._deliver(kind, obj, known)
-        return version
+            self.version = version  # handled: a re-watch starts after it

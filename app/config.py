@@ -32,6 +32,8 @@
                                    ``true``: serve /healthz, answer /readyz 503 with the reason
                                    and retry with backoff (capped at 30 s); ``false``: print one
                                    sentence and exit 69 (default: true in a cluster, else false)
+``QAAS_UNREADY_AFTER_SECONDS``     /readyz turns 503 when the reconciler or a pod informer has
+                                   been failing for longer than this (60)
 ``QAAS_KUBE_QPS``                  requests per second to the Kubernetes API, all callers
                                    together (20), with bursts of ``QAAS_KUBE_BURST`` (40)
 ``QAAS_KUBE_TIMEOUT_SECONDS``      per request to the Kubernetes API (30); a watch may stay
@@ -86,6 +88,7 @@ class Settings(BaseSettings):
     mutations_per_minute: float = Field(default=60.0, gt=0)
     mutation_burst: int = Field(default=20, ge=1)
     startup_retry: bool | None = None  # default: on in a cluster (in-cluster config), else off
+    unready_after_seconds: float = Field(default=60.0, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # The client's manners toward the Kubernetes API (app/cluster/retry.py).
     kube_qps: float = Field(default=20.0, gt=0)

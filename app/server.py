@@ -227,6 +227,7 @@ class Startup:
             await _bootstrap_first_tenant(deps.sessions, settings)
         control = ControlLoop(Reconciler(deps.sessions, cluster, settings, self.bus))
         deps.kick = control.kick
+        deps.control_problems = lambda: control.problems(settings.unready_after_seconds)
         if self.state is not None:
             self.state.control = control  # for tests and diagnostics
         deps.cluster_reachable = cluster.reachable
@@ -327,6 +328,12 @@ def create_app(settings: Settings) -> Starlette:
             "database": startup.pending.get("database") or await ping(sessions) or "ok",
             "cluster": startup.pending.get("cluster") or await _cluster_check(startup.cluster),
         }
+        failing = deps.control_problems()
+        checks["control"] = (
+            "ok"
+            if not failing
+            else "; ".join(f"{name}: {problem}" for name, problem in failing.items())
+        )
         ready = startup.done and all(v == "ok" for v in checks.values())
         return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
 

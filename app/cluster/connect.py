@@ -10,8 +10,10 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import random
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,9 @@ from app.config import Settings
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 CHECK_TIMEOUT_SECONDS = 10
+CHECK_ATTEMPTS = 5
+# Answers that say "not now" rather than "no": the start-up check tries again on these.
+PASSING_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
 class ClusterConfigError(RuntimeError):
@@ -136,22 +141,27 @@ async def check_access(cluster: Cluster) -> None:
     """One cheap authenticated call, of a kind QaaS makes all the time: list (at most one of) the
     Services in its namespace. An apiserver that cannot be reached, rejects the credentials (401)
     or denies the right (403) is a ``ClusterConfigError`` with one sentence, at start-up rather
-    than at the first reconcile. No retries: the caller decides whether to try again."""
+    than at the first reconcile. A passing hiccup (429, 5xx) is tried again a few times first;
+    nothing else is retried here: the caller decides whether to try again."""
     where = cluster.description
     api = client.CoreV1Api(cluster.api_client)
-    try:
-        response = await api.list_namespaced_service(
-            cluster.namespace, limit=1, _preload_content=False,
-            _request_timeout=CHECK_TIMEOUT_SECONDS,
-        )  # fmt: skip
-        status, body = response.status, await response.text()
-    except ApiException as error:
-        status, body = error.status, error.body
-    except (TimeoutError, aiohttp.ClientError, OSError) as error:
-        raise ClusterConfigError(
-            f"cannot reach the Kubernetes API at {where}: {_network_problem(error)}; check that "
-            "the cluster runs and that its address and certificate authority are right"
-        ) from None
+    for attempt in range(CHECK_ATTEMPTS):
+        try:
+            response = await api.list_namespaced_service(
+                cluster.namespace, limit=1, _preload_content=False,
+                _request_timeout=CHECK_TIMEOUT_SECONDS,
+            )  # fmt: skip
+            status, body = response.status, await response.text()
+        except ApiException as error:
+            status, body = error.status, error.body
+        except (TimeoutError, aiohttp.ClientError, OSError) as error:
+            raise ClusterConfigError(
+                f"cannot reach the Kubernetes API at {where}: {_network_problem(error)}; check "
+                "that the cluster runs and that its address and certificate authority are right"
+            ) from None
+        if status not in PASSING_STATUSES or attempt == CHECK_ATTEMPTS - 1:
+            break
+        await asyncio.sleep(0.25 * 2**attempt * random.uniform(0.5, 1.0))
     if status < 400:
         return
     said = _status_message(body)

@@ -27,6 +27,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from app.sandbox.build import ensure_binaries
 from app.sandbox.control_plane import ControlPlane
 from app.sandbox.kubelet import SimulatedKubelet
+from app.sandbox.routes import RouteGuard
 
 log = logging.getLogger("qaas.sandbox")
 STATE_FILE = "state.json"
@@ -128,7 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     write_state(state_dir, status="starting", supervisor_pid=os.getpid(), started_at=started)
     plane = ControlPlane(ensure_binaries(progress=log.info), state_dir)
     outcome: dict[str, Any] = {"status": "stopped"}
+    guard = RouteGuard()  # first: no sandbox address may be routed off the machine
     try:
+        guard.hold()
         plane.start()
         asyncio.run(serve(plane, state_dir, args.nodes, started))
     except KeyboardInterrupt:
@@ -138,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         outcome = {"status": "failed", "error": str(error)}
     finally:
         plane.stop()
+        guard.release()
         write_state(state_dir, supervisor_pid=os.getpid(), **outcome)
     return 0 if outcome["status"] == "stopped" else 1
 

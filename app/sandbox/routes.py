@@ -27,6 +27,7 @@ from pathlib import Path
 
 from app.sandbox.control_plane import POD_CIDR
 from app.sandbox.pki import SERVICE_CIDR
+from app.sandbox.processes import pid_alive
 
 log = logging.getLogger("qaas.sandbox")
 
@@ -81,21 +82,11 @@ class RouteGuard:
         alive = []
         for entry in self.registry.glob("*") if self.registry.is_dir() else []:
             pid = int(entry.name) if entry.name.isdigit() else -1
-            if pid > 0 and _alive(pid):
+            if pid > 0 and pid_alive(pid):
                 alive.append(pid)
             else:
                 entry.unlink(missing_ok=True)
         return alive
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _ip(*args: str, check: bool = True) -> None:

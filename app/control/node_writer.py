@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
 
 from app.control.progress import refresh_status
 from app.domain.enums import Desired
@@ -55,7 +56,10 @@ class NodeWriter:
         ``skip_absent``, being deleted) or nothing changed. Raises ``WriteConflict`` if other
         writers won every attempt (the caller's next event or pass tries again)."""
         for _ in range(self.attempts):
-            outcome = await self._attempt(node_id, apply, skip_absent)
+            try:
+                outcome: NodeView | _Lost | None = await self._attempt(node_id, apply, skip_absent)
+            except StaleDataError:  # the row was deleted between our read and our write
+                outcome = _LOST  # the next attempt reads again (and finds it gone)
             if not isinstance(outcome, _Lost):
                 return outcome
             self.conflicts += 1

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import shutil
@@ -44,13 +43,11 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
 from kubernetes_asyncio import client, config
-from sqlalchemy import make_url, text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 # The harness lives in tests/ (not an installed package). Appended, not prepended: a PYTHONPATH
 # naming another copy of app/ (e.g. a `git archive` of a commit) still wins, here and in the
@@ -58,6 +55,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 
 from app.sandbox.handle import Sandbox
+from tests.conftest import empty_database
 from tests.faults.chaos import ChaosConfig, ChaosReport, run_chaos
 from tests.faults.chaos_faults import default_rules
 
@@ -68,24 +66,6 @@ POSTGRES_URL = os.environ.get(
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-@contextlib.asynccontextmanager
-async def database(kind: str, admin_url: str, folder: Path) -> AsyncIterator[str]:
-    if kind == "sqlite":
-        yield f"sqlite+aiosqlite:///{folder / 'chaos.db'}"
-        return
-    admin = make_url(admin_url)
-    name = f"qaas_chaos_{uuid.uuid4().hex[:12]}"
-    engine = create_async_engine(admin, isolation_level="AUTOCOMMIT")
-    async with engine.connect() as connection:
-        await connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin.set(database=name).render_as_string(hide_password=False)
-    finally:
-        async with engine.connect() as connection:
-            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await engine.dispose()
 
 
 async def namespace_for(kubeconfig: Path) -> str:
@@ -106,7 +86,7 @@ async def namespace_for(kubeconfig: Path) -> str:
 
 async def bench(args: argparse.Namespace, workdir: Path, kubeconfig: Path) -> ChaosReport:
     namespace = await namespace_for(kubeconfig)
-    async with database(args.database, args.postgres_url, workdir) as url:
+    async with empty_database(args.database, workdir, args.postgres_url) as url:
         return await run_chaos(
             ChaosConfig(
                 kubeconfig=kubeconfig, database_url=url, namespace=namespace, workdir=workdir,

@@ -78,12 +78,15 @@ DATABASES = os.environ.get("QAAS_TEST_DATABASES", "sqlite,postgresql").split(","
 
 
 @contextlib.asynccontextmanager
-async def empty_database(kind: str, folder: Path) -> AsyncIterator[str]:
-    """A new, empty database of ``kind`` ("sqlite" or "postgresql"); dropped afterwards."""
+async def empty_database(
+    kind: str, folder: Path, admin_url: str = POSTGRES_ADMIN_URL
+) -> AsyncIterator[str]:
+    """A new, empty database of ``kind`` ("sqlite" or "postgresql", made on the server of
+    ``admin_url``); dropped afterwards."""
     if kind == "sqlite":
         yield f"sqlite+aiosqlite:///{folder / f'qaas-{uuid.uuid4().hex[:8]}.db'}"
         return
-    admin = make_url(POSTGRES_ADMIN_URL)
+    admin = make_url(admin_url)
     name = f"qaas_test_{uuid.uuid4().hex[:12]}"
     engine = create_async_engine(admin, isolation_level="AUTOCOMMIT")
     async with engine.connect() as connection:

@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm.exc import StaleDataError
 
 from app.control.progress import refresh_status
 from app.domain.enums import Desired
@@ -29,7 +28,7 @@ from app.events.bus import EventBus, NodeChange
 from app.store import desired
 from app.store.models import Node
 from app.store.read_models import NodeView
-from app.store.unit import UnitOfWork
+from app.store.unit import RowVanished, UnitOfWork
 
 # Changes a node's facts in the session; True if it changed any.
 Apply = Callable[[AsyncSession, Node], Awaitable[bool]]
@@ -58,7 +57,7 @@ class NodeWriter:
         for _ in range(self.attempts):
             try:
                 outcome: NodeView | _Lost | None = await self._attempt(node_id, apply, skip_absent)
-            except StaleDataError:  # the row was deleted between our read and our write
+            except RowVanished:  # the row was deleted between our read and our write
                 outcome = _LOST  # the next attempt reads again (and finds it gone)
             if not isinstance(outcome, _Lost):
                 return outcome

@@ -20,6 +20,11 @@ import logging
 from collections.abc import AsyncIterator, Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
+
+# Raised when a unit of work updates a row that another one deleted after it was read (on
+# databases without row locks): the caller may start over from a fresh read.
+RowVanished = StaleDataError
 
 log = logging.getLogger("qaas.store")
 

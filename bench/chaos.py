@@ -58,6 +58,7 @@ from app.sandbox.handle import Sandbox
 from tests.conftest import empty_database
 from tests.faults.chaos import ChaosConfig, ChaosReport, run_chaos
 from tests.faults.chaos_faults import default_rules
+from tests.helpers import eventually
 
 POSTGRES_URL = os.environ.get(
     "QAAS_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -76,12 +77,13 @@ async def namespace_for(kubeconfig: Path) -> str:
     async with client.ApiClient(configuration) as api:
         core = client.CoreV1Api(api)
         await core.create_namespace({"metadata": {"name": name}})
-        async with asyncio.timeout(60):
-            while True:
-                accounts = await core.list_namespaced_service_account(name)
-                if any(a.metadata.name == "default" and a.secrets for a in accounts.items):
-                    return name
-                await asyncio.sleep(0.2)
+
+        async def default_service_account() -> bool:
+            accounts = await core.list_namespaced_service_account(name)
+            return any(a.metadata.name == "default" and a.secrets for a in accounts.items)
+
+        await eventually(default_service_account, within=60, every=0.2)
+    return name
 
 
 async def bench(args: argparse.Namespace, workdir: Path, kubeconfig: Path) -> ChaosReport:

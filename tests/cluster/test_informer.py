@@ -81,6 +81,13 @@ async def test_expired_watch_and_cut_streams_lose_nothing_and_repeat_nothing(
     task = asyncio.create_task(informer.run())
     try:
         await asyncio.wait_for(informer.synced.wait(), 10)
+
+        async def relisted_after_gone() -> bool:
+            return informer.relists == 2
+
+        # The changes below go through the re-watched streams: had they all happened before the
+        # relist that answers the 410, "p0" would never have been seen at all.
+        await eventually(relisted_after_gone)
         for i in range(6):
             await pods.create(_pod(f"p{i}"))
         await pods.delete("p0")

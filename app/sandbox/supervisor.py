@@ -27,6 +27,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from app.sandbox.build import ensure_binaries
 from app.sandbox.control_plane import ControlPlane
 from app.sandbox.kubelet import SimulatedKubelet
+from app.sandbox.provisioner import LocalPathProvisioner, ensure_default_storage_class
 from app.sandbox.routes import RouteGuard
 
 log = logging.getLogger("qaas.sandbox")
@@ -77,6 +78,10 @@ async def serve(plane: ControlPlane, state_dir: Path, nodes: int, started: float
         config_file=str(plane.kubeconfig), client_configuration=configuration
     )
     async with client.ApiClient(configuration) as api:
+        # Volumes: claims made once the sandbox is ready get the default class; its provisioner
+        # runs beside the kubelets (app/sandbox/provisioner.py).
+        await ensure_default_storage_class(api)
+        provisioner = LocalPathProvisioner(api, state_dir / "volumes")
         kubelets = [
             SimulatedKubelet(
                 api,
@@ -87,6 +92,7 @@ async def serve(plane: ControlPlane, state_dir: Path, nodes: int, started: float
             for i in range(nodes)
         ]
         running = [asyncio.create_task(k.run(), name=k.node_name) for k in kubelets]
+        running.append(asyncio.create_task(provisioner.run(), name="provisioner"))
         all_ready: asyncio.Future[Any] = asyncio.gather(*(k.ready.wait() for k in kubelets))
         stopping = asyncio.create_task(stop.wait())
         try:

@@ -62,6 +62,18 @@ Object = dict[str, Any]
 Handler = Callable[[str, Object], Awaitable[None]]
 
 
+async def raw(call: Awaitable[Any]) -> Object:
+    """The JSON body of an API call made with ``_preload_content=False``.
+
+    The client raises on an error status only when it preloads; this raises the same error.
+    """
+    response = await call
+    body: Object = await response.json()
+    if not 200 <= response.status <= 299:
+        raise ApiException(status=response.status, reason=body.get("message", response.reason))
+    return body
+
+
 def storage_class(name: str = STORAGE_CLASS, provisioner: str = PROVISIONER) -> Object:
     """The StorageClass of our provisioner; the default class of the sandbox as written."""
     return {
@@ -93,10 +105,11 @@ async def ensure_default_storage_class(api: client.ApiClient, within: float = 30
     deadline = time.monotonic() + within
     while True:
         try:
-            response = await core.create_namespaced_persistent_volume_claim(
-                "default", probe, dry_run="All", _preload_content=False
+            claim = await raw(
+                core.create_namespaced_persistent_volume_claim(
+                    "default", probe, dry_run="All", _preload_content=False
+                )
             )
-            claim = await response.json()
             if claim["spec"].get("storageClassName") == STORAGE_CLASS:
                 return
         except ApiException as error:
@@ -145,8 +158,7 @@ class LocalPathProvisioner:
     async def _follow(self, what: str, lister: Any, handle: Handler) -> None:
         while True:
             try:
-                response = await lister(_preload_content=False)
-                listing = await response.json()
+                listing = await raw(lister(_preload_content=False))
                 for item in listing["items"]:
                     await self._handle(handle, "MODIFIED", item)
                 if what == "volumes":
@@ -192,10 +204,11 @@ class LocalPathProvisioner:
         ):
             return
         try:
-            response = await self.storage.read_storage_class(
-                spec.get("storageClassName", ""), _preload_content=False
+            klass = await raw(
+                self.storage.read_storage_class(
+                    spec.get("storageClassName", ""), _preload_content=False
+                )
             )
-            klass = await response.json()
         except ApiException as error:
             if error.status == 404:
                 return  # the binder will not wait for a class that is gone
@@ -320,8 +333,7 @@ class LocalPathProvisioner:
         """Remove folders that have no PV of ours (a sandbox before this one made them)."""
         removed = []
         async with self._lock:
-            response = await self.core.list_persistent_volume(_preload_content=False)
-            listing = await response.json()
+            listing = await raw(self.core.list_persistent_volume(_preload_content=False))
             names = {v["metadata"]["name"] for v in listing["items"] if self._ours(v)}
             for folder in self.root.glob("pvc-*"):
                 if folder.name not in names:

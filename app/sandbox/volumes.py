@@ -48,6 +48,8 @@ from typing import Any
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from app.sandbox.provisioner import raw
+
 Object = dict[str, Any]
 Files = dict[str, tuple[bytes, int]]  # relative path -> (content, mode)
 DEFAULT_MODE = 0o644
@@ -168,13 +170,11 @@ class VolumeResolver:
 
     async def _read(self, method: Any, *args: str) -> Object | None:
         try:
-            response = await method(*args, _preload_content=False)
+            return await raw(method(*args, _preload_content=False))
         except ApiException as error:
             if error.status == 404:
                 return None
             raise
-        result: Object = await response.json()
-        return result
 
     async def _claim(self, namespace: str, name: str, claim_name: str) -> Path:
         claim = await self._read(
@@ -300,8 +300,9 @@ class VolumeResolver:
             }
         }  # fmt: skip
         account = pod["spec"].get("serviceAccountName") or "default"
-        response = await self.core.create_namespaced_service_account_token(
-            account, meta["namespace"], request, _preload_content=False
+        answer = await raw(
+            self.core.create_namespaced_service_account_token(
+                account, meta["namespace"], request, _preload_content=False
+            )
         )
-        answer = await response.json()
         return str(answer["status"]["token"]).encode()

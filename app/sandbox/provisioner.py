@@ -111,6 +111,7 @@ async def ensure_default_storage_class(api: client.ApiClient, within: float = 30
                 )
             )
             if claim["spec"].get("storageClassName") == STORAGE_CLASS:
+                log.info("default StorageClass %s in effect", STORAGE_CLASS)
                 return
         except ApiException as error:
             if error.status not in (403, 404, 500):  # namespace not there yet, admission warming

@@ -1,6 +1,7 @@
-"""No sandbox address leaves the machine: while a sandbox runs, its pod, Service and node ranges
-are unreachable on the host instead of routed to the default gateway; the last sandbox to stop
-removes the routes, and a holder that died does not keep them."""
+"""No sandbox address leaves the machine: while a sandbox runs, the pod, Service and node ranges of
+every slot are unreachable on the host instead of routed to the default gateway, except the
+running sandbox's own slot, which leads to its own bridge; the last sandbox to stop removes the
+routes, and a holder that died does not keep them."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from app.sandbox.handle import SandboxState
 from app.sandbox.routes import RouteGuard
+from app.sandbox.slots import SLOTS, Slot, holder
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="routes need root")
 
@@ -28,16 +30,36 @@ def _default_device() -> str | None:
     return words[words.index("dev") + 1] if "dev" in words else None
 
 
-@pytest.mark.parametrize("address", ["10.244.0.5", "10.244.3.7", "10.96.0.1", "172.30.0.10"])
-def test_the_sandbox_ranges_never_take_the_default_route(
-    sandbox: SandboxState, address: str
-) -> None:
-    route = _route(address)
+def _addresses(sandbox: SandboxState) -> dict[str, str]:
+    """An address of each range: the sandbox's own slot's and a slot nobody holds."""
+    own = Slot(int(sandbox.raw["slot"]))
+    free = next(Slot(i) for i in range(SLOTS) if holder(Slot(i)) is None)
+    return {
+        "own pod": own.node_cidr(3).replace(".0/24", ".7"),
+        "own Service": own.kubernetes_service_ip,
+        "own node": own.node_ip(0),
+        "other pod": free.node_cidr(0).replace(".0/24", ".5"),
+        "other Service": free.kubernetes_service_ip,
+        "other node": free.node_ip(0),
+        "stray node": "172.30.200.10",  # in no slot at all
+    }
+
+
+@pytest.mark.parametrize(
+    "kind", ["own pod", "own Service", "own node", "other pod", "other Service", "other node",
+             "stray node"],
+)  # fmt: skip
+def test_the_sandbox_ranges_never_take_the_default_route(sandbox: SandboxState, kind: str) -> None:
+    route = _route(_addresses(sandbox)[kind])
     assert " via " not in route, route
     device = _default_device()
     if device is not None:
         assert f"dev {device}" not in route, route
-    assert "unreachable" in route or "No route to host" in route, route
+    if kind.startswith("own"):  # the sandbox's own bridge, or the host itself (its node IPs)
+        bridge = str(sandbox.raw["bridge"])
+        assert f"dev {bridge}" in route or route.startswith("local "), route
+    else:
+        assert "unreachable" in route or "No route to host" in route, route
 
 
 def test_the_last_holder_removes_the_routes(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ routes, and a holder that died does not keep them."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import subprocess
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from app.sandbox.handle import SandboxState
-from app.sandbox.routes import RouteGuard
+from app.sandbox.routes import GUARDED_RANGES, RouteGuard
 from app.sandbox.slots import SLOTS, Slot, holder
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="routes need root")
@@ -78,3 +79,14 @@ def test_the_last_holder_removes_the_routes(tmp_path: Path) -> None:
     first.release()  # the crashed holder's entry is dead: the routes go
     assert "No route to host" not in _route("10.255.254.1")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_guard_covers_every_slot() -> None:
+    """The guarded ranges hold every slot's pod, Service and node ranges (routes are shared by
+    all sandboxes on the host, so the test above cannot tell whose guard it sees)."""
+    guarded = [ipaddress.IPv4Network(cidr) for cidr in GUARDED_RANGES]
+    for index in range(SLOTS):
+        slot = Slot(index)
+        for cidr in (slot.pod_cidr, slot.service_cidr, slot.node_range):
+            network = ipaddress.IPv4Network(cidr)
+            assert any(network.subnet_of(outer) for outer in guarded), cidr

@@ -21,7 +21,10 @@ Service's endpoint 127.0.0.1 too), so no rule can rewrite a packet towards anoth
 Every change is one ``nft -f`` script (one transaction): the map is flushed and refilled, chains of
 gone Service ports are deleted, the others rewritten. Changes that arrive together are applied
 together; a script equal to the last one applied is not applied again. Established connections
-keep their endpoint (conntrack), new ones follow the change.
+keep their endpoint (conntrack; UDP flows too, for as long as they stay in conntrack: there is no
+``conntrack`` tool to flush them), new ones follow the change. Measured here: one ``nft -f``
+takes about 16 ms for a few Service ports, 23 ms for 100, 85 ms for 500; the host's next
+connection follows an Endpoints change about 30 ms after the API write.
 
 Example::
 

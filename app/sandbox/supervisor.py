@@ -34,7 +34,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from app.sandbox.build import ensure_binaries
 from app.sandbox.control_plane import ControlPlane
 from app.sandbox.kubelet import SimulatedKubelet
-from app.sandbox.podnet import PodNetwork, unavailable
+from app.sandbox.podnet import PodNetwork, PodNetworkError, unavailable
 from app.sandbox.proxy import ServiceProxy
 from app.sandbox.routes import RouteGuard
 from app.sandbox.slots import Slot, claim, release
@@ -92,16 +92,19 @@ async def serve(
     """Run the kubelets until SIGTERM/SIGINT; record "ready" once every node is registered."""
     problem = unavailable()
     network = PodNetwork(slot, nodes)
-    if problem:
-        log.warning("no pod network (%s): pods are simulated, their IPs lead nowhere and "
-                    "ClusterIPs do not answer", problem)  # fmt: skip
     try:
         if not problem:
-            await network.setup()
+            try:
+                await network.setup()
+            except PodNetworkError as error:  # e.g. root without CAP_NET_ADMIN (a container)
+                problem = f"setting it up failed: {error}"
+                await network.teardown()
+        if problem:
+            log.warning("no pod network (%s): pods are simulated, their IPs lead nowhere and "
+                        "ClusterIPs do not answer", problem)  # fmt: skip
         await _serve(plane, state_dir, nodes, started, network, problem)
     finally:
-        if not problem:
-            await network.teardown()
+        await network.teardown()  # a no-op without root
 
 
 async def _serve(

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from app.sandbox.handle import Sandbox, SandboxState
-from app.sandbox.podnet import Attachment, PodNetwork, netns_preexec
+from app.sandbox.podnet import Attachment, PodNetwork, netns_preexec, unavailable
 from app.sandbox.slots import Slot, claim, leftovers, release
 from tests.helpers import eventually
 
@@ -247,27 +247,19 @@ def _up(handle: Sandbox) -> SandboxState:
     return handle.up(progress=lambda _: None, detach=True)
 
 
-async def test_two_sandboxes_get_their_own_slots(sandbox: SandboxState, tmp_path: Path) -> None:
-    second = Sandbox(tmp_path / "second")
-    state = await asyncio.to_thread(_up, second)
-    slot = Slot(int(state.raw["slot"]))
-    try:
-        assert state.raw["slot"] != sandbox.raw["slot"]
-        for field in ("bridge", "pod_cidr", "service_cidr"):
-            assert state.raw[field] != sandbox.raw[field], field
-        assert (state.raw["bridge"], state.raw["pod_cidr"]) == (slot.bridge, slot.pod_cidr)
-        addresses = await asyncio.to_thread(ip, "-o", "addr", "show", "dev", slot.bridge)
-        assert f"{slot.gateway}/20" in addresses
-        assert f"{slot.node_ip(0)}/32" in addresses
-    finally:
-        assert await asyncio.to_thread(second.down)
-    assert leftovers(slot) == []
-
-
-async def test_kill_9_then_up_leaves_nothing_of_the_dead_sandbox(tmp_path: Path) -> None:
-    handle = Sandbox(tmp_path / "doomed")
+async def test_a_second_sandbox_has_its_own_slot_and_leaves_nothing_after_kill_9_then_up(
+    sandbox: SandboxState, tmp_path: Path
+) -> None:
+    handle = Sandbox(tmp_path / "second")
     state = await asyncio.to_thread(_up, handle)
     slot = Slot(int(state.raw["slot"]))
+    assert state.raw["slot"] != sandbox.raw["slot"]
+    for field in ("bridge", "pod_cidr", "service_cidr"):
+        assert state.raw[field] != sandbox.raw[field], field
+    assert (state.raw["bridge"], state.raw["pod_cidr"]) == (slot.bridge, slot.pod_cidr)
+    addresses = await asyncio.to_thread(ip, "-o", "addr", "show", "dev", slot.bridge)
+    assert f"{slot.gateway}/20" in addresses
+    assert f"{slot.node_ip(0)}/32" in addresses
     # A pod of that sandbox with a process in it, as the runtime would make.
     pod = await PodNetwork(slot).attach(uid(), slot.node_cidr(15))
     sleeper = await asyncio.to_thread(
@@ -281,8 +273,8 @@ async def test_kill_9_then_up_leaves_nothing_of_the_dead_sandbox(tmp_path: Path)
         assert f"netns {pod.netns}" not in leftovers(slot)
         assert f"link {pod.host_veth}" not in leftovers(slot)
         assert sleeper.wait(10) == -signal.SIGKILL
-        await asyncio.to_thread(handle.down)
-        assert leftovers(slot) == []
+        assert await asyncio.to_thread(handle.down)
+        assert leftovers(slot) == []  # and `down` leaves nothing either
         assert leftovers(Slot(int(again.raw["slot"]))) == []
     finally:
         sleeper.kill()
@@ -298,20 +290,30 @@ def test_without_root_the_sandbox_says_there_is_no_pod_network() -> None:
     assert done.stdout.startswith("not root"), done.stdout + done.stderr
 
 
-async def test_without_nft_the_sandbox_runs_simulated_pods_and_says_so(
+async def test_a_sandbox_whose_network_fails_runs_simulated_pods_and_says_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    tools = tmp_path / "bin"  # a PATH with `ip` (for the route guard) and no `nft`
+    """As in a container that is root without CAP_NET_ADMIN: the real nft, refused by the
+    kernel. The sandbox still starts (simulated pods), says why, and leaves nothing of its slot
+    (the bridge was made before nft failed)."""
+    tools = tmp_path / "bin"
     tools.mkdir()
     (tools / "ip").symlink_to(str(shutil.which("ip")))
+    (tools / "nft").write_text(
+        f"#!/bin/sh\nexec {shutil.which('setpriv')} --inh-caps=-all --bounding-set=-net_admin "
+        f'{shutil.which("nft")} "$@"\n'
+    )
+    (tools / "nft").chmod(0o755)
     monkeypatch.setenv("PATH", str(tools))
     handle = Sandbox(tmp_path / "plain")
     state = await asyncio.to_thread(_up, handle)
-    monkeypatch.undo()  # the checks below use nft
+    monkeypatch.undo()  # the checks below use the real nft
     try:
         slot = Slot(int(state.raw["slot"]))
-        assert str(state.raw["pod_network"]).startswith("simulated: nft not installed")
+        assert str(state.raw["pod_network"]).startswith("simulated: setting it up failed: nft")
         assert state.raw["bridge"] is None
         assert leftovers(slot) == []  # no bridge, table or route of its slot
     finally:
         await asyncio.to_thread(handle.down)
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+    assert unavailable() == "ip and nft not installed (Debian: iproute2, nftables; ./dev setup)"

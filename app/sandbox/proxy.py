@@ -44,6 +44,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -239,7 +240,7 @@ class ServiceProxy:
                 if error.status != 410:
                     log.warning("%s watch failed (%s); relisting", kind, error.status)
                     await asyncio.sleep(1)
-            except (TimeoutError, OSError) as error:
+            except (TimeoutError, aiohttp.ClientError, OSError) as error:
                 log.warning("%s watch interrupted (%s); relisting", kind, error)
                 await asyncio.sleep(1)
 

@@ -37,7 +37,7 @@ from app.sandbox.kubelet import SimulatedKubelet
 from app.sandbox.podnet import PodNetwork, PodNetworkError, unavailable
 from app.sandbox.proxy import ServiceProxy
 from app.sandbox.routes import RouteGuard
-from app.sandbox.slots import Slot, claim, release
+from app.sandbox.slots import Slot, claim, clean, release
 
 log = logging.getLogger("qaas.sandbox")
 STATE_FILE = "state.json"
@@ -203,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         if plane is not None:
             plane.stop()
         if slot is not None:
+            clean(slot)  # serve() tore the network down; this covers an interrupted start-up
             release(slot)
         guard.release()
         write_state(state_dir, supervisor_pid=os.getpid(), **outcome)

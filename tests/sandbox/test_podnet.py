@@ -21,6 +21,7 @@ import pytest
 
 from app.sandbox.handle import Sandbox, SandboxState
 from app.sandbox.podnet import Attachment, PodNetwork, netns_preexec, unavailable
+from app.sandbox.processes import wait_gone
 from app.sandbox.slots import Slot, claim, leftovers, release
 from tests.helpers import eventually
 
@@ -267,6 +268,7 @@ async def test_a_second_sandbox_has_its_own_slot_and_leaves_nothing_after_kill_9
     )
     os.kill(state.supervisor_pid, signal.SIGKILL)
     try:
+        assert await asyncio.to_thread(wait_gone, state.supervisor_pid, 10)
         assert not await asyncio.to_thread(handle.down)  # reaps the dead supervisor
         assert f"netns {pod.netns}" in leftovers(slot)  # nothing cleaned up after SIGKILL...
         again = await asyncio.to_thread(_up, handle)  # ...but the next start does

@@ -1,13 +1,14 @@
 """Run a real Kubernetes control plane on loopback: etcd, apiserver, controllers, scheduler.
 
-Ports are picked free, so several sandboxes (a developer's and a test run's) run side by side.
+Ports are picked free and the address ranges are the sandbox's slot's (`app.sandbox.slots`), so
+several sandboxes (a developer's and a test run's) run side by side.
 etcd keeps its data on tmpfs (etcd 3.4 has no --unsafe-no-fsync). The apiserver serves TLS on its
 secure port with a certificate from our own CA, authenticates a static admin token and
 authorizes with Node,RBAC, exactly like a production cluster would.
 
 Example::
 
-    plane = ControlPlane(binaries, Path("/tmp/sbx"))
+    plane = ControlPlane(binaries, Path("/tmp/sbx"), claim())
     plane.start()          # returns once /readyz answers ok
     plane.kubeconfig       # Path to a kubeconfig for the admin user
     plane.stop()
@@ -28,11 +29,11 @@ from pathlib import Path
 import yaml
 
 from app.sandbox.build import Binaries
-from app.sandbox.pki import SERVICE_CIDR, Credentials, write_credentials
+from app.sandbox.pki import Credentials, write_credentials
 from app.sandbox.processes import free_ports, pid_alive, spawn, stop
+from app.sandbox.slots import Slot
 
 NODE_PORT_RANGE = "30000-32767"
-POD_CIDR = "10.244.0.0/16"
 ETCD_DIR_PREFIX = "qaas-etcd-"
 
 
@@ -59,8 +60,9 @@ class ControlPlaneError(RuntimeError):
 
 
 class ControlPlane:
-    def __init__(self, binaries: Binaries, state_dir: Path) -> None:
+    def __init__(self, binaries: Binaries, state_dir: Path, slot: Slot) -> None:
         self.binaries = binaries
+        self.slot = slot
         self.state_dir = state_dir
         self.logs = state_dir / "logs"
         self.kubeconfig = state_dir / "kubeconfig"
@@ -76,7 +78,9 @@ class ControlPlane:
 
     def start(self, timeout: float = 60.0) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.creds = creds = write_credentials(self.state_dir / "pki")
+        self.creds = creds = write_credentials(
+            self.state_dir / "pki", service_ip=self.slot.kubernetes_service_ip
+        )
         etcd_client, etcd_peer, self.api_port = free_ports(3)
         self.etcd_url = f"http://127.0.0.1:{etcd_client}"
         self.etcd_dir = _fresh_etcd_dir()
@@ -124,7 +128,7 @@ class ControlPlane:
                 f"--service-account-signing-key-file={creds.sa_key}",
                 "--service-account-issuer=https://kubernetes.default.svc",
                 "--api-audiences=https://kubernetes.default.svc",
-                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                f"--service-cluster-ip-range={self.slot.service_cidr}",
                 f"--service-node-port-range={NODE_PORT_RANGE}",
                 "--authorization-mode=Node,RBAC",
                 "--allow-privileged=true",
@@ -149,8 +153,8 @@ class ControlPlane:
                 "--leader-elect=false",
                 f"--service-account-private-key-file={creds.sa_key}",
                 f"--root-ca-file={creds.ca_cert}",
-                f"--cluster-cidr={POD_CIDR}",
-                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                f"--cluster-cidr={self.slot.pod_cidr}",
+                f"--service-cluster-ip-range={self.slot.service_cidr}",
                 "--use-service-account-credentials=true",
             ],
             self.logs / "kube-controller-manager.log",

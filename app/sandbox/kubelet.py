@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import ipaddress
 import logging
 import secrets
 from typing import Any
 
 from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
+
+from app.sandbox.podnet import Ipam
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ class SimulatedKubelet:
         pod_cidr: str = "10.244.0.0/24",
         start_delay: float = 0.3,
         crash_backoff: float = 1.0,
+        addresses: Ipam | None = None,
     ) -> None:
         self.core = client.CoreV1Api(api)
         self.node_name = node_name
@@ -89,7 +91,8 @@ class SimulatedKubelet:
         self.start_delay = start_delay
         self.crash_backoff = crash_backoff
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._ips: dict[str, str] = {}  # pod uid -> pod IP
+        # Pod IPs, shared with the sandbox's other kubelets and its PodNetwork (one IPAM).
+        self.addresses = addresses if addresses is not None else Ipam()
         self.ready = asyncio.Event()
 
     # -- the node ---------------------------------------------------------------------------
@@ -187,7 +190,7 @@ class SimulatedKubelet:
         for pod in pods:
             ip = pod.get("status", {}).get("podIP")
             if ip:
-                self._ips[pod["metadata"]["uid"]] = ip
+                self.addresses.reserve(pod["metadata"]["uid"], ip)
         for pod in pods:
             await self._on_pod("MODIFIED", pod)
         return str(listing["metadata"]["resourceVersion"])
@@ -247,7 +250,7 @@ class SimulatedKubelet:
         task = self._tasks.pop(uid, None)
         if task is not None:
             task.cancel()
-        self._ips.pop(uid, None)
+        self.addresses.release(uid)
 
     async def _confirm_delete(self, pod: Pod) -> None:
         meta = pod["metadata"]
@@ -261,14 +264,7 @@ class SimulatedKubelet:
     # -- one pod's life ---------------------------------------------------------------------
 
     def _allocate_ip(self, uid: str) -> str:
-        if uid in self._ips:
-            return self._ips[uid]
-        used = set(self._ips.values())
-        for address in ipaddress.IPv4Network(self.pod_cidr).hosts():
-            if str(address) not in used and not str(address).endswith(".1"):
-                self._ips[uid] = str(address)
-                return str(address)
-        raise RuntimeError(f"pod CIDR {self.pod_cidr} of {self.node_name} is full")
+        return self.addresses.allocate(uid, self.pod_cidr)
 
     def _delay(self, pod: Pod) -> float:
         raw = pod["metadata"].get("annotations", {}).get(START_DELAY_ANNOTATION)

@@ -6,7 +6,7 @@ an RSA key pair signs service-account tokens; a static token file names one admi
 
 Example::
 
-    creds = write_credentials(Path("/tmp/sbx/pki"))
+    creds = write_credentials(Path("/tmp/sbx/pki"), service_ip="10.96.0.1")
     creds.admin_token
 """
 
@@ -23,9 +23,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-# The first address of the service CIDR is the `kubernetes` Service: in-cluster clients dial it.
-SERVICE_CIDR = "10.96.0.0/16"
-KUBERNETES_SERVICE_IP = "10.96.0.1"
 _API_NAMES = [
     "localhost",
     "kubernetes",
@@ -82,8 +79,12 @@ def _pem_key(key: rsa.RSAPrivateKey) -> bytes:
     )
 
 
-def write_credentials(pki_dir: Path) -> Credentials:
-    """Create a fresh CA, apiserver certificate, service-account keys and admin token."""
+def write_credentials(pki_dir: Path, service_ip: str) -> Credentials:
+    """Create a fresh CA, apiserver certificate, service-account keys and admin token.
+
+    ``service_ip`` is the first address of the Service range, the ``kubernetes`` Service that
+    in-cluster clients dial: the serving certificate names it.
+    """
     pki_dir.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.UTC)
     valid = (now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=365))
@@ -112,9 +113,7 @@ def write_credentials(pki_dir: Path) -> Credentials:
 
     server_key = _key()
     sans: list[x509.GeneralName] = [x509.DNSName(name) for name in _API_NAMES]
-    sans += [
-        x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", KUBERNETES_SERVICE_IP)
-    ]
+    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", service_ip)]
     server_cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))

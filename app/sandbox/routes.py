@@ -1,12 +1,16 @@
 """Keep the sandbox's address ranges on this machine: no packet to a pod, Service or node address
 of the sandbox may follow the default route off the machine.
 
-The ranges (pods 10.244.0.0/16, Services 10.96.0.0/16, simulated nodes 172.30.0.0/24) are not
-routed anywhere on a normal host, so a process dialling one of them would send it to the default
-gateway. While any sandbox runs, each range gets an ``unreachable`` route on the host: dialling
-fails at once, locally. Every running sandbox registers itself (a file named by its supervisor's
-pid in ``/run/qaas-sandbox/holders``); the routes are made (again) by every start, so they come
-back after a crash, and removed when the last sandbox alive stops.
+The ranges of all sandbox slots (pods 10.244.0.0/16, Services 10.96.0.0/16, node InternalIPs
+172.30.0.0/16; see `app.sandbox.slots`) are not routed anywhere on a normal host, so a process
+dialling one of them would send it to the default gateway. While any sandbox runs, each range gets
+an ``unreachable`` route on the host: dialling fails at once, locally. A running sandbox's own
+slot is more specific and wins: its bridge's connected routes and its Service route (see
+`app.sandbox.podnet`) lead to its own pods, never off the machine.
+
+Every running sandbox registers itself (a file named by its supervisor's pid in
+``/run/qaas-sandbox/holders``); the routes are made (again) by every start, so they come back
+after a crash, and removed when the last sandbox alive stops.
 
 Example::
 
@@ -25,14 +29,12 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from app.sandbox.control_plane import POD_CIDR
-from app.sandbox.pki import SERVICE_CIDR
 from app.sandbox.processes import pid_alive
+from app.sandbox.slots import NODE_RANGE, POD_RANGE, SERVICE_RANGE
 
 log = logging.getLogger("qaas.sandbox")
 
-NODE_RANGE = "172.30.0.0/24"  # the simulated nodes' InternalIPs (app.sandbox.supervisor)
-GUARDED_RANGES = (POD_CIDR, SERVICE_CIDR, NODE_RANGE)
+GUARDED_RANGES = (POD_RANGE, SERVICE_RANGE, NODE_RANGE)
 REGISTRY = Path("/run/qaas-sandbox/holders")
 
 

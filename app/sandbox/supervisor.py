@@ -5,6 +5,13 @@ stop the kubelet and the control plane in order; if it is killed outright, its c
 SIGKILL from the kernel (see `processes.spawn`). It records its state in ``state.json`` in the
 sandbox folder, which `Sandbox` (the handle the CLI and the tests use) reads.
 
+At start it claims a slot (`app.sandbox.slots`: its address ranges and host names; claiming
+removes what a killed sandbox left of that slot), sets up the slot's pod network
+(`app.sandbox.podnet`) before the kubelets and runs the kube-proxy role (`app.sandbox.proxy`)
+beside them; at stop it removes the network and gives the slot back. Without root or without
+``nft`` there is no pod network: it says so in the log and in ``state.json`` (``pod_network``),
+and pods are simulated with addresses that lead nowhere, as before.
+
 Run as ``python -m app.sandbox.supervisor STATE_DIR``.
 """
 
@@ -27,8 +34,11 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from app.sandbox.build import ensure_binaries
 from app.sandbox.control_plane import ControlPlane
 from app.sandbox.kubelet import SimulatedKubelet
+from app.sandbox.podnet import PodNetwork, PodNetworkError, unavailable
 from app.sandbox.provisioner import LocalPathProvisioner, ensure_default_storage_class
+from app.sandbox.proxy import ServiceProxy
 from app.sandbox.routes import RouteGuard
+from app.sandbox.slots import Slot, claim, clean, release
 
 log = logging.getLogger("qaas.sandbox")
 STATE_FILE = "state.json"
@@ -67,8 +77,46 @@ async def _default_service_account(api: client.ApiClient) -> None:
         await asyncio.sleep(0.1)
 
 
-async def serve(plane: ControlPlane, state_dir: Path, nodes: int, started: float) -> None:
+def _network_fields(slot: Slot, problem: str | None) -> dict[str, Any]:
+    return {
+        "slot": slot.index,
+        "pod_cidr": slot.pod_cidr,
+        "service_cidr": slot.service_cidr,
+        "bridge": None if problem else slot.bridge,
+        "pod_network": f"simulated: {problem}" if problem else "bridge",
+    }
+
+
+async def serve(
+    plane: ControlPlane, state_dir: Path, nodes: int, started: float, slot: Slot
+) -> None:
     """Run the kubelets until SIGTERM/SIGINT; record "ready" once every node is registered."""
+    problem = unavailable()
+    network = PodNetwork(slot, nodes)
+    try:
+        if not problem:
+            try:
+                await network.setup()
+            except PodNetworkError as error:  # e.g. root without CAP_NET_ADMIN (a container)
+                problem = f"setting it up failed: {error}"
+                await network.teardown()
+        if problem:
+            log.warning("no pod network (%s): pods are simulated, their IPs lead nowhere and "
+                        "ClusterIPs do not answer", problem)  # fmt: skip
+        await _serve(plane, state_dir, nodes, started, network, problem)
+    finally:
+        await network.teardown()  # a no-op without root
+
+
+async def _serve(
+    plane: ControlPlane,
+    state_dir: Path,
+    nodes: int,
+    started: float,
+    network: PodNetwork,
+    problem: str | None,
+) -> None:
+    slot = network.slot
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -86,13 +134,17 @@ async def serve(plane: ControlPlane, state_dir: Path, nodes: int, started: float
             SimulatedKubelet(
                 api,
                 f"sandbox-node-{i + 1}",
-                node_ip=f"172.30.0.{10 + i}",
-                pod_cidr=f"10.244.{i}.0/24",
+                node_ip=slot.node_ip(i),
+                pod_cidr=slot.node_cidr(i),
+                addresses=network.ipam,
             )
             for i in range(nodes)
         ]
         running = [asyncio.create_task(k.run(), name=k.node_name) for k in kubelets]
         running.append(asyncio.create_task(provisioner.run(), name="provisioner"))
+        if not problem:
+            proxy = ServiceProxy(api, slot)
+            running.append(asyncio.create_task(proxy.run(), name="proxy"))
         all_ready: asyncio.Future[Any] = asyncio.gather(*(k.ready.wait() for k in kubelets))
         stopping = asyncio.create_task(stop.wait())
         try:
@@ -110,6 +162,7 @@ async def serve(plane: ControlPlane, state_dir: Path, nodes: int, started: float
                     nodes=[k.node_name for k in kubelets],
                     started_at=started,
                     ready_after_seconds=round(time.time() - started, 2),
+                    **_network_fields(slot, problem),
                 )
                 log.info("sandbox ready at %s (kubeconfig %s)", plane.server, plane.kubeconfig)
                 await _first(stopping, *running)
@@ -133,20 +186,31 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.time()
     write_state(state_dir, status="starting", supervisor_pid=os.getpid(), started_at=started)
-    plane = ControlPlane(ensure_binaries(progress=log.info), state_dir)
     outcome: dict[str, Any] = {"status": "stopped"}
     guard = RouteGuard()  # first: no sandbox address may be routed off the machine
+    slot: Slot | None = None
+    plane: ControlPlane | None = None
     try:
         guard.hold()
+        slot = claim()  # removes whatever a killed sandbox left of this slot
+        log.info("sandbox slot %d: pods %s, Services %s", slot.index, slot.pod_cidr,
+                 slot.service_cidr)  # fmt: skip
+        write_state(state_dir, status="starting", supervisor_pid=os.getpid(),
+                    started_at=started, slot=slot.index)  # fmt: skip
+        plane = ControlPlane(ensure_binaries(progress=log.info), state_dir, slot)
         plane.start()
-        asyncio.run(serve(plane, state_dir, args.nodes, started))
+        asyncio.run(serve(plane, state_dir, args.nodes, started, slot))
     except KeyboardInterrupt:
         pass
     except Exception as error:
         log.error("sandbox failed: %s", error)
         outcome = {"status": "failed", "error": str(error)}
     finally:
-        plane.stop()
+        if plane is not None:
+            plane.stop()
+        if slot is not None:
+            clean(slot)  # serve() tore the network down; this covers an interrupted start-up
+            release(slot)
         guard.release()
         write_state(state_dir, supervisor_pid=os.getpid(), **outcome)
     return 0 if outcome["status"] == "stopped" else 1

@@ -1,0 +1,152 @@
+"""A node of the test sandbox whose kubelet runs process pods (host network, node IP 127.0.0.1).
+
+Tests import the ``process_node`` fixture from here. The kubelet runs in the test's event loop,
+so its processes are children of pytest (they die with it); its HTTPS endpoint listens on a free
+loopback port with a certificate from the sandbox's own CA, so the sandbox's apiserver answers
+``kubectl logs`` for its pods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes_asyncio import client
+
+from app.sandbox.images import HOST_IMAGE, ImageTable
+from app.sandbox.kubelet import Kubelet, Serving
+from app.sandbox.podenv import marked
+from app.sandbox.runtime import RuntimeConfig
+from tests.helpers import eventually
+
+KUBECTL = shutil.which("kubectl")
+needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl is installed by ./dev setup")
+
+
+def pki_dir_of(kubeconfig: Path) -> Path:
+    config = yaml.safe_load(kubeconfig.read_text())
+    return Path(config["clusters"][0]["cluster"]["certificate-authority"]).parent
+
+
+@dataclass
+class ProcessNode:
+    name: str
+    namespace: str
+    kubelet: Kubelet
+    task: asyncio.Task[None]
+    core: client.CoreV1Api
+    state_dir: Path
+    kubeconfig: Path
+
+    def pod(self, name: str, command: list[str], **container: Any) -> dict[str, Any]:
+        """A pod of the host image on this node; extra keys go into the container (or, for
+        ``restartPolicy``/``terminationGracePeriodSeconds``/``volumes``, into the spec)."""
+        spec: dict[str, Any] = {"nodeName": self.name}
+        for key in ("restartPolicy", "terminationGracePeriodSeconds", "volumes"):
+            if key in container:
+                spec[key] = container.pop(key)
+        spec["containers"] = [
+            {"name": "main", "image": f"{HOST_IMAGE}:1", "command": command, **container}
+        ]
+        return {"metadata": {"name": name}, "spec": spec}
+
+    async def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        created = await self.core.create_namespaced_pod(self.namespace, manifest)
+        return {"uid": created.metadata.uid, "name": created.metadata.name}
+
+    async def read(self, name: str) -> Any:
+        return await self.core.read_namespaced_pod(name, self.namespace)
+
+    async def until(self, name: str, check: Any, within: float = 15) -> Any:
+        """Wait until ``check(pod)`` holds; returns the pod."""
+
+        async def probe() -> Any:
+            pod = await self.read(name)
+            return pod if check(pod) else None
+
+        return await eventually(probe, within=within)
+
+    async def running_ready(self, name: str, within: float = 15) -> Any:
+        return await self.until(
+            name,
+            lambda p: p.status.phase == "Running"
+            and bool(p.status.container_statuses)
+            and all(c.ready for c in p.status.container_statuses),
+            within,
+        )
+
+    def root(self, uid: str) -> Path:
+        return self.state_dir / "pods" / uid / "root"
+
+    def pids(self, uid: str) -> list[int]:
+        """Every live process of the pod (found by its QAAS_SANDBOX_ROOT mark)."""
+        return [pid for pid, _ in marked(str(self.root(uid)))]
+
+    def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        assert KUBECTL is not None
+        return subprocess.run(
+            [KUBECTL, f"--kubeconfig={self.kubeconfig}", "-n", self.namespace, *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=check,
+        )
+
+
+async def start_kubelet(
+    kube_api: client.ApiClient, name: str, state_dir: Path, kubeconfig: Path, **runtime: Any
+) -> tuple[Kubelet, asyncio.Task[None]]:
+    kubelet = Kubelet(
+        kube_api,
+        name,
+        node_ip="127.0.0.1",
+        pod_cidr="10.244.201.0/24",
+        runtime=RuntimeConfig(ImageTable(), state_dir, **{"backoff": 0.2, **runtime}),
+        serving=Serving(pki_dir_of(kubeconfig), port=0),
+    )
+    task = asyncio.create_task(kubelet.run())
+    await asyncio.wait_for(kubelet.ready.wait(), 15)
+    return kubelet, task
+
+
+async def stop_kubelet(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+@pytest.fixture
+async def process_node(
+    kube_api: client.ApiClient, namespace: str, tmp_path: Path, kubeconfig: Path
+) -> AsyncIterator[ProcessNode]:
+    name = f"proc-{uuid.uuid4().hex[:8]}"
+    state_dir = tmp_path / "kubelet"
+    kubelet, task = await start_kubelet(kube_api, name, state_dir, kubeconfig)
+    core = client.CoreV1Api(kube_api)
+    node = ProcessNode(name, namespace, kubelet, task, core, state_dir, kubeconfig)
+    try:
+        yield node
+    finally:
+        await stop_kubelet(node.task)
+        await core.delete_collection_namespaced_pod(namespace, grace_period_seconds=0)
+        await core.delete_node(name)
+
+
+        async def no_leftovers() -> bool:
+            return not marked(str(state_dir))
+
+        await eventually(no_leftovers, within=5)  # every process died with the kubelet
+
+
+def elapsed_since(start: float) -> float:
+    return round(time.monotonic() - start, 2)

@@ -76,12 +76,22 @@ class ProcessNode:
 
         return await eventually(probe, within=within)
 
+    async def until_container(self, name: str, check: Any, within: float = 15) -> Any:
+        """Wait until ``check(status of the first container)`` holds; returns the pod."""
+        return await self.until(
+            name,
+            lambda p: bool(p.status.container_statuses) and check(p.status.container_statuses[0]),
+            within,
+        )
+
     async def running_ready(self, name: str, within: float = 15) -> Any:
         return await self.until(
             name,
-            lambda p: p.status.phase == "Running"
-            and bool(p.status.container_statuses)
-            and all(c.ready for c in p.status.container_statuses),
+            lambda p: (
+                p.status.phase == "Running"
+                and bool(p.status.container_statuses)
+                and all(c.ready for c in p.status.container_statuses)
+            ),
             within,
         )
 
@@ -92,10 +102,13 @@ class ProcessNode:
         """Every live process of the pod (found by its QAAS_SANDBOX_ROOT mark)."""
         return [pid for pid, _ in marked(str(self.root(uid)))]
 
-    def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def kubectl_argv(self, *args: str) -> list[str]:
         assert KUBECTL is not None
+        return [KUBECTL, f"--kubeconfig={self.kubeconfig}", "-n", self.namespace, *args]
+
+    def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [KUBECTL, f"--kubeconfig={self.kubeconfig}", "-n", self.namespace, *args],
+            self.kubectl_argv(*args),
             capture_output=True,
             text=True,
             timeout=30,
@@ -140,7 +153,6 @@ async def process_node(
         await stop_kubelet(node.task)
         await core.delete_collection_namespaced_pod(namespace, grace_period_seconds=0)
         await core.delete_node(name)
-
 
         async def no_leftovers() -> bool:
             return not marked(str(state_dir))

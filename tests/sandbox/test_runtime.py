@@ -87,25 +87,18 @@ async def test_a_crashing_container_backs_off_with_growing_restarts(
     node = process_node
     await node.create(node.pod("crash", ["sh", "-c", "echo boom; exit 1"]))
 
-    def crash_looping(pod: client.V1Pod) -> bool:
-        status = (pod.status.container_statuses or [None])[0]
-        return (
-            status is not None
-            and status.restart_count >= 2
-            and status.state.waiting is not None
-            and status.state.waiting.reason == "CrashLoopBackOff"
-        )
+    def crash_looping(status: client.V1ContainerStatus) -> bool:
+        waiting = status.state.waiting
+        return bool(status.restart_count >= 2 and waiting and waiting.reason == "CrashLoopBackOff")
 
-    pod = await node.until("crash", crash_looping)
+    pod = await node.until_container("crash", crash_looping)
     status = pod.status.container_statuses[0]
     assert "restarting failed container=main" in status.state.waiting.message
     assert status.last_state.terminated.exit_code == 1
     assert status.last_state.terminated.reason == "Error"
     assert pod.status.phase == "Running"  # restartPolicy Always: never done
     assert not status.ready
-    later = await node.until(
-        "crash", lambda p: p.status.container_statuses[0].restart_count > status.restart_count
-    )
+    later = await node.until_container("crash", lambda c: c.restart_count > status.restart_count)
     assert later.status.container_statuses[0].last_state.terminated.exit_code == 1
 
 
@@ -115,11 +108,7 @@ async def test_killing_the_process_restarts_the_container(process_node: ProcessN
     await node.running_ready("victim")
     (pid,) = node.pids(pod["uid"])
     os.kill(pid, signal.SIGKILL)
-    restarted = await node.until(
-        "victim",
-        lambda p: p.status.container_statuses[0].restart_count == 1
-        and p.status.container_statuses[0].ready,
-    )
+    restarted = await node.until_container("victim", lambda c: c.restart_count == 1 and c.ready)
     last = restarted.status.container_statuses[0].last_state.terminated
     assert last.exit_code == 128 + signal.SIGKILL
     assert node.pids(pod["uid"]) not in ([], [pid])
@@ -130,9 +119,12 @@ async def test_restart_policies_end_in_succeeded_or_failed(process_node: Process
     await node.create(node.pod("ok", ["true"], restartPolicy="Never"))
     await node.create(node.pod("bad", ["sh", "-c", "exit 3"], restartPolicy="Never"))
     await node.create(
-        node.pod("retry", ["sh", "-c", "test -f ran && exit 0; touch ran; exit 2"],
-                 restartPolicy="OnFailure")
-    )  # fmt: skip
+        node.pod(
+            "retry",
+            ["sh", "-c", "test -f ran && exit 0; touch ran; exit 2"],
+            restartPolicy="OnFailure",
+        )
+    )
     ok = await node.until("ok", lambda p: p.status.phase == "Succeeded")
     assert ok.status.container_statuses[0].state.terminated.reason == "Completed"
     bad = await node.until("bad", lambda p: p.status.phase == "Failed")
@@ -146,10 +138,7 @@ async def test_restart_policies_end_in_succeeded_or_failed(process_node: Process
 async def test_a_missing_binary_is_a_start_error_that_backs_off(process_node: ProcessNode) -> None:
     node = process_node
     await node.create(node.pod("nobin", ["/nonexistent/binary"]))
-    pod = await node.until(
-        "nobin", lambda p: (p.status.container_statuses or [None])[0] is not None
-        and p.status.container_statuses[0].restart_count >= 1,
-    )  # fmt: skip
+    pod = await node.until_container("nobin", lambda c: c.restart_count >= 1)
     last = pod.status.container_statuses[0].last_state.terminated
     assert (last.exit_code, last.reason) == (128, "StartError")
 
@@ -215,7 +204,8 @@ async def test_pods_over_the_cap_run_simulated(
         pod = await node.running_ready("second")
         assert pod.status.container_statuses[0].container_id.startswith("simulated://")
         assert "cap of 1" in pod.metadata.annotations[RUNTIME_REASON_ANNOTATION]
-        assert node.pids(first["uid"]) and not node.pids(second["uid"])
+        assert node.pids(first["uid"])
+        assert not node.pids(second["uid"])
         events = await core.list_namespaced_event(
             namespace, field_selector="involvedObject.name=second"
         )

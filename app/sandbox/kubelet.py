@@ -39,7 +39,7 @@ from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from app.sandbox.kubelet_server import KubeletServer
-from app.sandbox.logs import LogStore
+from app.sandbox.logs import ContainerLog, LogStore
 from app.sandbox.node import register_node
 from app.sandbox.pki import issue_certificate
 from app.sandbox.plugins import HostNetwork, PodNetwork, VolumeNotReady
@@ -215,9 +215,15 @@ class Kubelet:
             decided = "simulated"
             await self._over_cap(pod)
         entry = self._pods[uid] = _Entry(pod, decided)
-        if decided == "process":
+        if decided == "process" and self.runtime is not None:
             if (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
                 entry.task = asyncio.create_task(self._run_process(pod, entry), name=f"pod-{uid}")
+            else:  # done before a kubelet restart: its logs stay readable
+                folder = self.runtime.pod_dir(uid) / "logs"
+                logs = {
+                    c["name"]: ContainerLog(folder / c["name"]) for c in pod["spec"]["containers"]
+                }
+                self.logs.add(meta["namespace"], meta["name"], uid, logs)
             return
         self.logs.add(meta["namespace"], meta["name"], uid, None)
         if simulated_needs_driving(pod):

@@ -26,6 +26,7 @@ from kubernetes_asyncio import client
 from app.sandbox.images import HOST_IMAGE, ImageTable
 from app.sandbox.kubelet import Kubelet, Serving
 from app.sandbox.podenv import marked
+from app.sandbox.processes import pid_alive
 from app.sandbox.runtime import RuntimeConfig
 from tests.helpers import eventually
 
@@ -47,6 +48,15 @@ class ProcessNode:
     core: client.CoreV1Api
     state_dir: Path
     kubeconfig: Path
+    runtime: dict[str, Any]
+
+    async def restart(self) -> None:
+        """Stop the kubelet (its processes die) and start a new one for the same node."""
+        await stop_kubelet(self.task)
+        api = self.core.api_client
+        self.kubelet, self.task = await start_kubelet(
+            api, self.name, self.state_dir, self.kubeconfig, **self.runtime
+        )
 
     def pod(self, name: str, command: list[str], **container: Any) -> dict[str, Any]:
         """A pod of the host image on this node; extra keys go into the container (or, for
@@ -119,6 +129,7 @@ class ProcessNode:
 async def start_kubelet(
     kube_api: client.ApiClient, name: str, state_dir: Path, kubeconfig: Path, **runtime: Any
 ) -> tuple[Kubelet, asyncio.Task[None]]:
+    """A kubelet with the process runtime for node ``name`` (back-off 0.2 s), until ready."""
     kubelet = Kubelet(
         kube_api,
         name,
@@ -129,6 +140,9 @@ async def start_kubelet(
     )
     task = asyncio.create_task(kubelet.run())
     await asyncio.wait_for(kubelet.ready.wait(), 15)
+    # Only pods bound by name run here: the scheduler must not place other tests' pods.
+    core = client.CoreV1Api(kube_api)
+    await core.patch_node(name, {"spec": {"unschedulable": True}})
     return kubelet, task
 
 
@@ -138,15 +152,15 @@ async def stop_kubelet(task: asyncio.Task[None]) -> None:
         await task
 
 
-@pytest.fixture
-async def process_node(
-    kube_api: client.ApiClient, namespace: str, tmp_path: Path, kubeconfig: Path
+@contextlib.asynccontextmanager
+async def process_node_in(
+    kube_api: client.ApiClient, namespace: str, state_dir: Path, kubeconfig: Path, **runtime: Any
 ) -> AsyncIterator[ProcessNode]:
+    """A fresh node with a process kubelet; afterwards no pod, node or process of it is left."""
     name = f"proc-{uuid.uuid4().hex[:8]}"
-    state_dir = tmp_path / "kubelet"
-    kubelet, task = await start_kubelet(kube_api, name, state_dir, kubeconfig)
+    kubelet, task = await start_kubelet(kube_api, name, state_dir, kubeconfig, **runtime)
     core = client.CoreV1Api(kube_api)
-    node = ProcessNode(name, namespace, kubelet, task, core, state_dir, kubeconfig)
+    node = ProcessNode(name, namespace, kubelet, task, core, state_dir, kubeconfig, runtime)
     try:
         yield node
     finally:
@@ -158,6 +172,23 @@ async def process_node(
             return not marked(str(state_dir))
 
         await eventually(no_leftovers, within=5)  # every process died with the kubelet
+
+
+@pytest.fixture
+async def process_node(
+    kube_api: client.ApiClient, namespace: str, tmp_path: Path, kubeconfig: Path
+) -> AsyncIterator[ProcessNode]:
+    async with process_node_in(kube_api, namespace, tmp_path / "kubelet", kubeconfig) as node:
+        yield node
+
+
+async def all_gone(pids: list[int], within: float = 5) -> bool:
+    """Wait until none of ``pids`` lives (zombies count as gone)."""
+
+    async def gone() -> bool:
+        return not any(pid_alive(pid) for pid in pids)
+
+    return await eventually(gone, within=within)
 
 
 def elapsed_since(start: float) -> float:

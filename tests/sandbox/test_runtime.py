@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -10,13 +12,14 @@ from pathlib import Path
 from kubernetes_asyncio import client
 
 from app.sandbox.kubelet import RUNTIME_REASON_ANNOTATION
-from app.sandbox.processes import wait_gone
+from app.sandbox.podenv import ROOT_VARIABLE
 from tests.helpers import eventually
 from tests.sandbox.process_node import (
     ProcessNode,
+    all_gone,
     elapsed_since,
     process_node,
-    start_kubelet,
+    process_node_in,
     stop_kubelet,
 )
 
@@ -157,7 +160,7 @@ async def test_deletion_sends_sigterm_to_the_process_group(
     await _gone(node, "polite", within=10)
     assert time.monotonic() - started < 10, "a TERM-handling process should not wait for KILL"
     assert marker.read_text() == "bye\n"
-    assert all(wait_gone(pid, 5) for pid in pids)
+    assert await all_gone(pids)
     assert not node.root(pod["uid"]).parent.exists()
 
 
@@ -175,7 +178,7 @@ async def test_a_process_ignoring_sigterm_is_killed_after_the_grace_period(
     await _gone(node, "stubborn", within=10)
     # The shell ignores TERM: only the KILL at the end of the 2 s grace period ends it.
     assert time.monotonic() - started >= 2
-    assert wait_gone(shell, 5)
+    assert await all_gone([shell])
 
 
 async def test_processes_die_when_the_kubelet_task_is_cancelled(
@@ -187,17 +190,15 @@ async def test_processes_die_when_the_kubelet_task_is_cancelled(
     pids = node.pids(pod["uid"])
     assert len(pids) == 2  # sh and its sleep
     await stop_kubelet(node.task)
-    assert all(wait_gone(pid, 5) for pid in pids)
+    assert await all_gone(pids)
 
 
 async def test_pods_over_the_cap_run_simulated(
     kube_api: client.ApiClient, namespace: str, tmp_path: Path, kubeconfig: Path
 ) -> None:
-    core = client.CoreV1Api(kube_api)
-    name = f"capped-{namespace}"
-    _, task = await start_kubelet(kube_api, name, tmp_path, kubeconfig, max_process_pods=1)
-    node = ProcessNode(name, namespace, _, task, core, tmp_path, kubeconfig)
-    try:
+    async with process_node_in(
+        kube_api, namespace, tmp_path, kubeconfig, max_process_pods=1
+    ) as node:
         first = await node.create(node.pod("first", ["sleep", "3600"]))
         await node.running_ready("first")
         second = await node.create(node.pod("second", ["sleep", "3600"]))
@@ -206,14 +207,38 @@ async def test_pods_over_the_cap_run_simulated(
         assert "cap of 1" in pod.metadata.annotations[RUNTIME_REASON_ANNOTATION]
         assert node.pids(first["uid"])
         assert not node.pids(second["uid"])
-        events = await core.list_namespaced_event(
+        events = await node.core.list_namespaced_event(
             namespace, field_selector="involvedObject.name=second"
         )
         assert [e.reason for e in events.items] == ["ProcessPodCapReached"]
+
+
+async def test_a_restarted_kubelet_runs_its_pods_again_and_kills_leftovers(
+    process_node: ProcessNode,
+) -> None:
+    node = process_node
+    pod = await node.create(node.pod("steady", SLEEPER))
+    before = await node.running_ready("steady")
+    old_pids = node.pids(pod["uid"])
+    # What a crashed kubelet leaves: a marked process of one of its pods that no longer exists.
+    stale = node.state_dir / "pods" / "00000000-dead"
+    (stale / "root").mkdir(parents=True)
+    (stale / "node").write_text(node.name)
+    env = {"PATH": os.environ["PATH"], ROOT_VARIABLE: str(stale / "root")}
+    orphan = await asyncio.create_subprocess_exec("sleep", "3600", env=env, start_new_session=True)
+    try:
+        await node.restart()
+        assert await all_gone([orphan.pid])
+        assert not stale.exists()
+        assert await all_gone(old_pids)
+        old_id = before.status.container_statuses[0].container_id
+        again = await node.until_container("steady", lambda c: c.ready and c.container_id != old_id)
+        assert again.status.container_statuses[0].state.running is not None
+        assert node.pids(pod["uid"])
     finally:
-        await stop_kubelet(task)
-        await core.delete_collection_namespaced_pod(namespace, grace_period_seconds=0)
-        await core.delete_node(name)
+        with contextlib.suppress(ProcessLookupError):
+            orphan.kill()
+        await orphan.wait()
 
 
 async def _gone(node: ProcessNode, name: str, within: float) -> None:

@@ -127,7 +127,10 @@ class KubeletServer:
             return web.Response(body=body, content_type="text/plain")
         response = web.StreamResponse(headers={"Content-Type": "text/plain"})
         await response.prepare(request)
-        async for chunk in found.follow(options):
-            await response.write(chunk)
-        await response.write_eof()
+        try:
+            async for chunk in found.follow(options):
+                await response.write(chunk)
+            await response.write_eof()
+        except ConnectionResetError:
+            log.debug("a log follower of %s/%s went away", namespace, pod)
         return response

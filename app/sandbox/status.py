@@ -4,7 +4,7 @@
 report to: each change sets the status the pod should show; a single task per pod patches it,
 always with the latest wanted status, so a burst of changes (a container exits, its probe
 stops, the pod phase moves) becomes one or two writes, never an out-of-order one. A pod that is
-gone (404) or replaced (409) stops the writer quietly.
+gone (404) or replaced by a pod of the same name (422: the uid differs) stops the writer quietly.
 """
 
 from __future__ import annotations
@@ -59,9 +59,12 @@ def conditions(
 
 
 async def patch_status(core: client.CoreV1Api, pod: Pod, status: Pod) -> None:
+    """Merge-patch the status of ``pod``; the uid in the patch makes the apiserver refuse (422)
+    a newer pod of the same name (a StatefulSet's), which must never get this pod's status."""
     meta = pod["metadata"]
+    body = {"metadata": {"uid": meta["uid"]}, "status": status}
     await core.patch_namespaced_pod_status(
-        meta["name"], meta["namespace"], {"status": status}, _content_type=MERGE_PATCH
+        meta["name"], meta["namespace"], body, _content_type=MERGE_PATCH
     )
 
 
@@ -97,8 +100,12 @@ class StatusWriter:
                 await patch_status(self.core, self.pod, status)
                 self._written = status
             except ApiException as error:
-                if error.status in (404, 409):
+                if error.status in (404, 409, 422):  # gone, or replaced by a namesake
                     self.gone = True
+                    if error.status == 422:
+                        log.info(
+                            "status of pod %s refused: %s", self.pod["metadata"]["name"], error.body
+                        )
                     return
                 log.warning("status of pod %s: %s", self.pod["metadata"]["name"], error.reason)
                 await asyncio.sleep(1)

@@ -13,6 +13,7 @@ from kubernetes_asyncio import client
 
 from app.sandbox.kubelet import RUNTIME_REASON_ANNOTATION
 from app.sandbox.podenv import ROOT_VARIABLE
+from app.sandbox.status import StatusWriter
 from tests.helpers import eventually
 from tests.sandbox.process_node import (
     ProcessNode,
@@ -247,3 +248,22 @@ async def _gone(node: ProcessNode, name: str, within: float) -> None:
         return name not in [p.metadata.name for p in pods.items]
 
     await eventually(gone, within=within)
+
+
+async def test_a_status_write_never_lands_on_a_newer_pod_of_the_same_name(
+    kube_api: client.ApiClient, namespace: str
+) -> None:
+    core = client.CoreV1Api(kube_api)
+    manifest = {
+        "metadata": {"name": "same"},
+        "spec": {"nodeName": "no-kubelet-here", "containers": [{"name": "c", "image": "busybox"}]},
+    }
+    old = await core.create_namespaced_pod(namespace, manifest)
+    await core.delete_namespaced_pod("same", namespace, grace_period_seconds=0)
+    await core.create_namespaced_pod(namespace, manifest)  # a StatefulSet's way: same name
+    meta = {"name": "same", "namespace": namespace, "uid": old.metadata.uid}
+    writer = StatusWriter(core, {"metadata": meta})
+    writer.set({"phase": "Failed"})
+    await writer.flush()
+    assert writer.gone
+    assert (await core.read_namespaced_pod("same", namespace)).status.phase == "Pending"

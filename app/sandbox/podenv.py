@@ -36,6 +36,11 @@ ROOT_VARIABLE = "QAAS_SANDBOX_ROOT"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _PR_SET_PDEATHSIG = 1
 _CLONE_NEWNET = 0x40000000
+# Resolved once, here: between fork and exec the child calls them without dlopen/dlsym, whose
+# locks another thread of the kubelet might hold at the moment of the fork.
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_prctl = _LIBC.prctl
+_setns = _LIBC.setns
 
 
 def expand(text: str, variables: Mapping[str, str]) -> str:
@@ -143,10 +148,9 @@ def prepare_root(
 
 
 def _child_setup(netns_fd: int | None) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+    if _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-    if netns_fd is not None and libc.setns(netns_fd, _CLONE_NEWNET) != 0:
+    if netns_fd is not None and _setns(netns_fd, _CLONE_NEWNET) != 0:
         raise OSError(ctypes.get_errno(), "setns into the pod's network namespace failed")
 
 

@@ -31,9 +31,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -47,12 +48,13 @@ from app.sandbox.podenv import reap
 from app.sandbox.runtime import ProcessPod, RuntimeConfig, grace_of
 from app.sandbox.simulated import BEHAVIOR_ANNOTATION, START_DELAY_ANNOTATION, Simulation
 from app.sandbox.simulated import needs_driving as simulated_needs_driving
-from app.sandbox.status import MERGE_PATCH, StatusWriter, conditions, emit_event, now
+from app.sandbox.status import MERGE_PATCH, StatusWriter, emit_event, now, pending_status
 
 __all__ = ["BEHAVIOR_ANNOTATION", "START_DELAY_ANNOTATION", "Kubelet", "Serving"]
 log = logging.getLogger(__name__)
 RUNTIME_REASON_ANNOTATION = "sandbox.qaas.dev/runtime-reason"
 Pod = dict[str, Any]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -282,26 +284,30 @@ class Kubelet:
 
     async def _run_process(self, pod: Pod, entry: _Entry) -> None:
         assert self.runtime is not None
+        runtime = self.runtime
         writer = StatusWriter(self.core, pod)
         meta = pod["metadata"]
+        status = pod.setdefault("status", {})
+        status["startTime"] = status.get("startTime") or now()
+        pod_dir = runtime.pod_dir(meta["uid"])
         try:
-            writer.set(self._pending(pod, ""))
-            address = await self.network.attach(pod, namespace=True)
-            pod_dir = self.runtime.pod_dir(meta["uid"])
+            writer.set(pending_status(pod, self.node_ip, ""))
+            address = await self._until_done(
+                pod,
+                writer,
+                "FailedCreatePodSandBox",
+                lambda: self.network.attach(pod, namespace=True),
+            )
             pod_dir.mkdir(parents=True, exist_ok=True)
-            while True:
-                try:
-                    volumes = await self.runtime.volumes.resolve(pod, pod_dir)
-                    break
-                except VolumeNotReady as error:
-                    writer.set(self._pending(pod, str(error)))
-                    await asyncio.sleep(2)
+            volumes = await self._until_done(
+                pod, writer, "FailedMount", lambda: runtime.volumes.resolve(pod, pod_dir)
+            )
 
             def on_event(reason: str, message: str, kind: str) -> None:
                 self._later(emit_event(self.core, pod, reason, message, kind))
 
             entry.process = ProcessPod(
-                pod, self.runtime, address, self.node_ip, volumes, writer.set, on_event
+                pod, runtime, address, self.node_ip, volumes, writer.set, on_event
             )
             logs = {c.name: c.log for c in entry.process.containers}
             self.logs.add(meta["namespace"], meta["name"], meta["uid"], logs)
@@ -314,28 +320,24 @@ class Kubelet:
         finally:
             writer.close()
 
-    def _pending(self, pod: Pod, message: str) -> Pod:
-        waiting = {"reason": "ContainerCreating", **({"message": message} if message else {})}
-        return {
-            "phase": "Pending",
-            "hostIP": self.node_ip,
-            "startTime": (pod.get("status") or {}).get("startTime") or now(),
-            "conditions": conditions(False),
-            "containerStatuses": [
-                {
-                    "name": c["name"],
-                    "image": c["image"],
-                    "imageID": "",
-                    "containerID": None,
-                    "ready": False,
-                    "started": False,
-                    "restartCount": 0,
-                    "state": {"waiting": waiting},
-                    "lastState": {},
-                }
-                for c in pod["spec"]["containers"]
-            ],
-        }
+    async def _until_done(
+        self, pod: Pod, writer: StatusWriter, reason: str, step: Callable[[], Awaitable[T]]
+    ) -> T:
+        """Run a set-up step (network, volumes) until it works; meanwhile the pod stays in
+        ContainerCreating with the error as message, and one Warning event says why."""
+        told = False
+        while True:
+            try:
+                return await step()
+            except Exception as error:  # a plug-in's failure: report it, ask again
+                message = str(error) or type(error).__name__
+                writer.set(pending_status(pod, self.node_ip, message))
+                if not told and not isinstance(error, VolumeNotReady):
+                    log.warning("pod %s: %s: %s", pod["metadata"]["name"], reason, message)
+                if not told:
+                    await emit_event(self.core, pod, reason, message, "Warning")
+                    told = True
+                await asyncio.sleep(2)
 
     def _later(self, work: Any) -> None:
         task = asyncio.ensure_future(work)

@@ -58,6 +58,31 @@ def conditions(
     ]
 
 
+def pending_status(pod: Pod, node_ip: str, message: str) -> Pod:
+    """A pod being set up (network, volumes): Pending, its containers ContainerCreating."""
+    waiting = {"reason": "ContainerCreating", **({"message": message} if message else {})}
+    return {
+        "phase": "Pending",
+        "hostIP": node_ip,
+        "startTime": pod["status"]["startTime"],
+        "conditions": conditions(False),
+        "containerStatuses": [
+            {
+                "name": c["name"],
+                "image": c["image"],
+                "imageID": "",
+                "containerID": None,
+                "ready": False,
+                "started": False,
+                "restartCount": 0,
+                "state": {"waiting": waiting},
+                "lastState": {},
+            }
+            for c in pod["spec"]["containers"]
+        ],
+    }
+
+
 async def patch_status(core: client.CoreV1Api, pod: Pod, status: Pod) -> None:
     """Merge-patch the status of ``pod``; the uid in the patch makes the apiserver refuse (422)
     a newer pod of the same name (a StatefulSet's), which must never get this pod's status."""

@@ -267,3 +267,21 @@ async def test_a_status_write_never_lands_on_a_newer_pod_of_the_same_name(
     await writer.flush()
     assert writer.gone
     assert (await core.read_namespaced_pod("same", namespace)).status.phase == "Pending"
+
+
+async def test_a_volume_that_cannot_be_provided_keeps_the_pod_creating(
+    process_node: ProcessNode,
+) -> None:
+    node = process_node
+    claim = {"name": "data", "persistentVolumeClaim": {"claimName": "nowhere"}}
+    manifest = node.pod("claimant", ["sleep", "3600"], volumes=[claim])
+    await node.create(manifest)
+    pod = await node.until_container(
+        "claimant", lambda c: c.state.waiting and "claim" in (c.state.waiting.message or "")
+    )
+    assert pod.status.phase == "Pending"
+    assert pod.status.container_statuses[0].state.waiting.reason == "ContainerCreating"
+    events = await node.core.list_namespaced_event(
+        node.namespace, field_selector="involvedObject.name=claimant"
+    )
+    assert [e.reason for e in events.items] == ["FailedMount"]

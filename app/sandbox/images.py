@@ -12,8 +12,9 @@ the QNM image                ``narayanprusty/qnm`` (any tag), or whatever names 
 anything else                simulated: the kubelet only writes a plausible status.
 ===========================  ==================================================================
 
-A pod runs as processes only if EVERY container's image is in the table, and it does not carry
-``sandbox.qaas.dev/runtime: simulated`` (tests that need hundreds of pods set it). The kubelet
+A pod runs as processes only if EVERY container's image is in the table, it has no init
+containers, and it does not carry ``sandbox.qaas.dev/runtime: simulated`` (tests that need
+hundreds of pods set it). The kubelet
 also caps the number of process pods per node (see `app.sandbox.kubelet`).
 
 Example::

@@ -74,7 +74,11 @@ class _Entry:
 
 
 class Kubelet:
-    """Registers ``node_name`` and gives every pod bound to it a (process or simulated) life."""
+    """Registers ``node_name`` and gives every pod bound to it a (process or simulated) life.
+
+    ``runtime`` None: every pod is simulated. ``network`` None: `HostNetwork` (process pods on
+    the host's network, pod IP = ``node_ip``). ``serving`` None: no HTTPS endpoint (port 0).
+    ``start_delay``/``crash_backoff`` pace the simulated pods only."""
 
     def __init__(
         self,

@@ -29,9 +29,15 @@ from tests.helpers import GraphQLClient, eventually
 
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxState]:
-    """A sandbox of our own for this test run, tied to pytest: it dies with the run."""
+    """A sandbox of our own for this test run, tied to pytest: it dies with the run.
+
+    Its pods are simulated unless they or their namespace ask for processes (the suite runs
+    hundreds of QNM pods; the tests of real processes label their namespace, see
+    ``process_namespace``)."""
     handle = Sandbox(tmp_path_factory.mktemp("sandbox"))
-    state = handle.up(progress=lambda line: print(line, flush=True), detach=False)
+    state = handle.up(
+        progress=lambda line: print(line, flush=True), detach=False, runtime="simulated"
+    )
     yield state
     handle.down()
 

@@ -12,7 +12,9 @@ from app.sandbox.handle import Sandbox
 def _up(args: argparse.Namespace) -> int:
     sandbox = Sandbox.default()
     try:
-        state = sandbox.up(progress=lambda line: print(line, flush=True), nodes=args.nodes)
+        state = sandbox.up(
+            progress=lambda line: print(line, flush=True), nodes=args.nodes, runtime=args.runtime
+        )
     except KeyboardInterrupt:
         print("interrupted: the sandbox was stopped", file=sys.stderr)
         return 130
@@ -55,6 +57,13 @@ def add_sandbox_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     actions = sandbox.add_subparsers(dest="action", required=True)
     up = actions.add_parser("up", help="build (first time) and start it in the background")
     up.add_argument("--nodes", type=int, default=1, help="simulated nodes (default 1)")
+    up.add_argument(
+        "--runtime",
+        choices=("process", "simulated"),
+        default="process",
+        help="what pods of known images run as, unless they or their namespace say "
+        "(annotation or label sandbox.qaas.dev/runtime; default process)",
+    )
     up.set_defaults(handler=_up)
     actions.add_parser("down", help="stop it").set_defaults(handler=_down)
     actions.add_parser("status", help="say what runs").set_defaults(handler=_status)

@@ -131,6 +131,10 @@ class ControlPlane:
                 f"--service-cluster-ip-range={self.slot.service_cidr}",
                 f"--service-node-port-range={NODE_PORT_RANGE}",
                 "--authorization-mode=Node,RBAC",
+                # pods/log: the apiserver calls the node's kubelet at its InternalIP, as itself.
+                f"--kubelet-client-certificate={creds.kubelet_client_cert}",
+                f"--kubelet-client-key={creds.kubelet_client_key}",
+                "--kubelet-preferred-address-types=InternalIP",
                 "--allow-privileged=true",
                 "--profiling=false",
                 # Pod watches are served by etcd itself, not the apiserver's watch cache, so a

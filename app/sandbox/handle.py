@@ -112,13 +112,16 @@ class Sandbox:
         *,
         detach: bool = True,
         nodes: int = 1,
+        runtime: str = "process",
         timeout: float = 120.0,
     ) -> SandboxState:
         """Start the sandbox (building first if needed) and return once it is ready.
 
         ``detach=True`` leaves it running after this process exits (``qaas sandbox up``);
         ``detach=False`` ties it to this process: it dies when we die (tests, ``qaas serve``).
-        A sandbox that already runs in this folder is reused.
+        A sandbox that already runs in this folder is reused. ``runtime`` is what pods of the
+        image table run as unless they or their namespace say (``process`` or ``simulated``,
+        see `app.sandbox.images`).
         """
         current = self.state()
         if current is not None and current.status == "ready":
@@ -136,6 +139,7 @@ class Sandbox:
             "app.sandbox.supervisor",
             str(self.state_dir),
             f"--nodes={nodes}",
+            f"--runtime={runtime}",
         ]
         if detach:
             with self.log.open("ab") as out:

@@ -1,77 +1,85 @@
-"""A simulated kubelet: a Ready Node whose pods move through the statuses a real kubelet reports.
+"""The sandbox's kubelet: registers a Node, watches the pods bound to it and gives each a life.
 
-No container runs. The kubelet registers a Node, watches the pods the scheduler binds to it and
-writes their status the way a kubelet would: Pending with ``ContainerCreating``, then Running with
-a pod IP, ready containers and the Ready/ContainersReady conditions. It confirms graceful deletes.
-After a restart it relists and leaves pods that already run alone.
+Each pod is one of two kinds, decided once when the kubelet first sees it:
 
-A pod chooses a failure by annotation (``BEHAVIOR_ANNOTATION``):
+- **process pods** (`app.sandbox.runtime`): every container's image is in the image table
+  (`app.sandbox.images`), the pod asks for a process (`images.asks_for_process`), and the
+  node runs fewer than ``RuntimeConfig.max_process_pods`` (default 16 per node). Over the cap a
+  pod runs simulated, with an Event ``ProcessPodCapReached`` and the annotation
+  ``RUNTIME_REASON_ANNOTATION`` saying why (the decision sticks across kubelet restarts).
+- **simulated pods** (`app.sandbox.simulated`): everything else, and every pod of a kubelet
+  given no ``runtime`` (the supervisor's choice when the sandbox has no pod network).
 
-=====================  ====================================================================
-``run`` (default)      Pending/ContainerCreating, then Running and Ready.
-``image-pull-error``   Pending with ``ErrImagePull``, then ``ImagePullBackOff``; never runs.
-``crash-loop``         Starts but is never ready, then ``CrashLoopBackOff``, restarts growing.
-``exit-error``         Starts, then the container exits 1: phase Failed, reason ``Error``.
-=====================  ====================================================================
-
-``START_DELAY_ANNOTATION`` (seconds, e.g. ``"2.5"``) overrides the kubelet's start delay per pod.
+Deletion is graceful: on ``deletionTimestamp`` a process pod's containers get SIGTERM, SIGKILL
+after the grace period, then the kubelet confirms the delete (grace 0), as a kubelet does. After a
+restart the kubelet relists: running simulated pods are left alone, process pods start again
+(their processes died with the old kubelet), and leftovers of this node's pods are killed
+(`app.sandbox.podenv.reap`). With ``serving``, the kubelet serves ``pods/log`` over HTTPS at
+``node_ip`` (`app.sandbox.kubelet_server`) and publishes the port in the Node's status.
 
 Example::
 
     async with ApiClient(configuration) as api:
-        kubelet = SimulatedKubelet(api, "sandbox-node-1")
+        kubelet = Kubelet(api, "sandbox-node-1",
+                          runtime=RuntimeConfig(ImageTable(), state_dir),
+                          serving=Serving(pki_dir))
         await kubelet.run()   # until cancelled
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
-import secrets
-from typing import Any
+import shutil
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
 
 from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from app.sandbox.podnet import Ipam
+from app.sandbox.images import asks_for_process
+from app.sandbox.kubelet_server import KubeletServer
+from app.sandbox.logs import ContainerLog, LogStore
+from app.sandbox.node import register_node
+from app.sandbox.pki import issue_certificate
+from app.sandbox.plugins import HostNetwork, PodNetwork, VolumeNotReady
+from app.sandbox.podenv import reap
+from app.sandbox.runtime import ProcessPod, RuntimeConfig, grace_of
+from app.sandbox.simulated import BEHAVIOR_ANNOTATION, START_DELAY_ANNOTATION, Simulation
+from app.sandbox.simulated import needs_driving as simulated_needs_driving
+from app.sandbox.status import MERGE_PATCH, StatusWriter, emit_event, now, pending_status
 
+__all__ = ["BEHAVIOR_ANNOTATION", "START_DELAY_ANNOTATION", "Kubelet", "Serving"]
 log = logging.getLogger(__name__)
-
-BEHAVIOR_ANNOTATION = "sandbox.qaas.dev/behavior"
-START_DELAY_ANNOTATION = "sandbox.qaas.dev/start-delay"
-BEHAVIORS = ("run", "image-pull-error", "crash-loop", "exit-error")
-MERGE_PATCH = "application/merge-patch+json"
+RUNTIME_REASON_ANNOTATION = "sandbox.qaas.dev/runtime-reason"
 Pod = dict[str, Any]
+T = TypeVar("T")
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+@dataclass(frozen=True)
+class Serving:
+    """The kubelet's HTTPS endpoint: certificates from the sandbox CA in ``pki_dir``."""
+
+    pki_dir: Path
+    port: int = 10250  # 0: any free port
 
 
-def _condition(kind: str, ok: bool, reason: str | None = None) -> dict[str, Any]:
-    condition: dict[str, Any] = {
-        "type": kind,
-        "status": "True" if ok else "False",
-        "lastTransitionTime": _now(),
-        "lastProbeTime": None,
-    }
-    if reason:
-        condition["reason"] = reason
-    return condition
+@dataclass
+class _Entry:
+    pod: Pod
+    kind: str  # "process" or "simulated"
+    task: asyncio.Task[None] | None = None
+    process: ProcessPod | None = None
 
 
-def _conditions(ready: bool, reason: str = "ContainersNotReady") -> list[dict[str, Any]]:
-    return [
-        _condition("Initialized", True),
-        _condition("Ready", ready, None if ready else reason),
-        _condition("ContainersReady", ready, None if ready else reason),
-        _condition("PodScheduled", True),
-    ]
+class Kubelet:
+    """Registers ``node_name`` and gives every pod bound to it a (process or simulated) life.
 
-
-class SimulatedKubelet:
-    """Registers ``node_name`` and drives the status of every pod bound to it."""
+    ``runtime`` None: every pod is simulated. ``network`` None: `HostNetwork` (process pods on
+    the host's network, pod IP = ``node_ip``). ``serving`` None: no HTTPS endpoint (port 0).
+    ``start_delay``/``crash_backoff`` pace the simulated pods only."""
 
     def __init__(
         self,
@@ -82,90 +90,37 @@ class SimulatedKubelet:
         pod_cidr: str = "10.244.0.0/24",
         start_delay: float = 0.3,
         crash_backoff: float = 1.0,
-        addresses: Ipam | None = None,
+        runtime: RuntimeConfig | None = None,
+        network: PodNetwork | None = None,
+        serving: Serving | None = None,
     ) -> None:
         self.core = client.CoreV1Api(api)
         self.node_name = node_name
         self.node_ip = node_ip
         self.pod_cidr = pod_cidr
-        self.start_delay = start_delay
-        self.crash_backoff = crash_backoff
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        # Pod IPs, shared with the sandbox's other kubelets and its PodNetwork (one IPAM).
-        self.addresses = addresses if addresses is not None else Ipam()
+        self.runtime = runtime
+        self.network: PodNetwork = network or HostNetwork(node_ip, pod_cidr)
+        self.serving = serving
+        self.simulation = Simulation(self.core, self.network, node_ip, start_delay, crash_backoff)
+        self.logs = LogStore()
+        self.server: KubeletServer | None = None
         self.ready = asyncio.Event()
+        self._pods: dict[str, _Entry] = {}
+        self._ending: dict[str, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[None]] = set()
 
-    # -- the node ---------------------------------------------------------------------------
-
-    async def register(self) -> None:
-        """Create (or refresh) the Node: Ready, untainted, with a realistic capacity."""
-        node = {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {
-                "name": self.node_name,
-                "labels": {
-                    "kubernetes.io/hostname": self.node_name,
-                    "kubernetes.io/os": "linux",
-                    "kubernetes.io/arch": "amd64",
-                    "qaas.dev/simulated": "true",
-                },
-            },
-            "spec": {"podCIDR": self.pod_cidr, "podCIDRs": [self.pod_cidr]},
-        }
-        try:
-            await self.core.create_node(node)
-        except ApiException as error:
-            if error.status != 409:
-                raise
-        # The TaintNodesByCondition admission plugin adds a not-ready taint on create; a real
-        # kubelet's Ready status makes the node lifecycle controller lift it, which is off here.
-        await self.core.patch_node(
-            self.node_name, {"spec": {"taints": None}}, _content_type=MERGE_PATCH
-        )
-        capacity = {"cpu": "8", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi"}
-        status = {
-            "capacity": capacity,
-            "allocatable": capacity,
-            "addresses": [
-                {"type": "InternalIP", "address": self.node_ip},
-                {"type": "Hostname", "address": self.node_name},
-            ],
-            "conditions": [
-                {**_condition(kind, False), "reason": f"KubeletHas{reason}",
-                 "lastHeartbeatTime": _now()}
-                for kind, reason in (
-                    ("MemoryPressure", "SufficientMemory"),
-                    ("DiskPressure", "NoDiskPressure"),
-                    ("PIDPressure", "SufficientPID"),
-                )
-            ]
-            + [{**_condition("Ready", True), "reason": "KubeletReady",
-                "lastHeartbeatTime": _now()}],
-            "nodeInfo": {
-                "kubeletVersion": "v1.20.2",
-                "kubeProxyVersion": "v1.20.2",
-                "containerRuntimeVersion": "simulated://1.0",
-                "operatingSystem": "linux",
-                "architecture": "amd64",
-                "osImage": "QaaS simulated node",
-                "kernelVersion": "simulated",
-                "machineID": "", "systemUUID": "", "bootID": "",
-            },
-        }  # fmt: skip
-        await self.core.patch_node_status(
-            self.node_name, {"status": status}, _content_type=MERGE_PATCH
-        )
-
-    # -- the watch --------------------------------------------------------------------------
+    # -- the watch ------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Register the node, then follow its pods until cancelled."""
-        await self.register()
+        """Serve, register the node, then follow its pods until cancelled."""
         try:
+            port = await self._serve() if self.serving else 0
+            await register_node(self.core, self.node_name, self.node_ip, self.pod_cidr, port)
+            swept = False
             while True:
                 try:
-                    version = await self._relist()
+                    version = await self._relist(sweep=not swept)
+                    swept = True
                     self.ready.set()
                     await self._watch(version)
                 except ApiException as error:
@@ -176,24 +131,66 @@ class SimulatedKubelet:
                     log.warning("pod watch interrupted (%s); relisting", error)
                     await asyncio.sleep(1)
         finally:
-            for task in self._tasks.values():
+            tasks = [e.task for e in self._pods.values() if e.task] + [*self._ending.values()]
+            tasks += list(self._background)
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
-            self._tasks.clear()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._pods.clear()
+            self._ending.clear()
+            if self.server is not None:
+                await self.server.stop()
 
-    async def _relist(self) -> str:
+    async def _serve(self) -> int:
+        assert self.serving is not None
+        cert, key = await asyncio.to_thread(
+            issue_certificate,
+            self.serving.pki_dir,
+            self.node_name,
+            self.serving.pki_dir / "kubelets",
+            ips=(self.node_ip,),
+        )
+        self.server = KubeletServer(
+            self.logs,
+            host=self.node_ip,
+            port=self.serving.port,
+            cert=cert,
+            key=key,
+            ca=self.serving.pki_dir / "ca.crt",
+        )
+        return await self.server.start()
+
+    async def _relist(self, sweep: bool) -> str:
         response = await self.core.list_pod_for_all_namespaces(
             field_selector=f"spec.nodeName={self.node_name}", _preload_content=False
         )
         listing = await response.json()
         pods: list[Pod] = listing["items"]
+        uids = {pod["metadata"]["uid"] for pod in pods}
+        if sweep:
+            await asyncio.to_thread(self._sweep, uids)
+        for uid in [u for u in self._pods if u not in uids and u not in self._ending]:
+            self._end(self._pods[uid].pod, graceful=False)  # deleted while the watch was down
+        # Pods that have an IP first, so new pods never get an address already in use.
         for pod in pods:
-            ip = pod.get("status", {}).get("podIP")
-            if ip:
-                self.addresses.reserve(pod["metadata"]["uid"], ip)
+            if (pod.get("status") or {}).get("podIP") and self._kind(pod) == "simulated":
+                await self.network.attach(pod, namespace=False)
         for pod in pods:
             await self._on_pod("MODIFIED", pod)
         return str(listing["metadata"]["resourceVersion"])
+
+    def _sweep(self, alive: set[str]) -> None:
+        """After a (re)start: kill what is left of this node's process pods; forget gone pods."""
+        if self.runtime is None:
+            return
+        for folder in sorted((self.runtime.state_dir / "pods").glob("*/node")):
+            if folder.read_text() != self.node_name:
+                continue
+            killed = reap(str(folder.parent / "root"))
+            if killed:
+                log.info("killed %d leftover processes of pod %s", killed, folder.parent.name)
+            if folder.parent.name not in alive:
+                shutil.rmtree(folder.parent, ignore_errors=True)
 
     async def _watch(self, version: str) -> None:
         async with watch.Watch() as stream:
@@ -207,50 +204,186 @@ class SimulatedKubelet:
                 await self._on_pod(event["type"], event["raw_object"])
 
     async def _on_pod(self, kind: str, pod: Pod) -> None:
-        uid = pod["metadata"]["uid"]
-        if kind == "DELETED":
-            self._forget(uid)
+        meta = pod["metadata"]
+        uid = meta["uid"]
+        if kind == "DELETED" or meta.get("deletionTimestamp"):
+            if uid not in self._ending:
+                self._end(pod, graceful=kind != "DELETED")
             return
-        if pod["metadata"].get("deletionTimestamp"):
-            self._forget(uid)
-            await self._confirm_delete(pod)
+        known = self._pods.get(uid)
+        if uid in self._ending or (known is not None and known.kind == "process"):
             return
-        if uid in self._tasks or not self._needs_driving(pod):
+        if known is not None:  # simulated: drive again only if its task gave up early
+            if known.task is not None and known.task.done() and simulated_needs_driving(pod):
+                known.task = asyncio.create_task(self._simulate(pod), name=f"pod-{uid}")
             return
-        task = asyncio.create_task(self._drive(pod), name=f"kubelet-pod-{uid}")
-        self._tasks[uid] = task
-        task.add_done_callback(
-            lambda _: self._tasks.pop(uid, None) if self._tasks.get(uid) is task else None
+        decided = self._kind(pod)
+        if decided == "process" and not await self._asks_for_process(pod):
+            decided = "simulated"
+        if decided == "process" and self._process_count() >= self._cap():
+            decided = "simulated"
+            await self._over_cap(pod)
+        entry = self._pods[uid] = _Entry(pod, decided)
+        if decided == "process" and self.runtime is not None:
+            if (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
+                entry.task = asyncio.create_task(self._run_process(pod, entry), name=f"pod-{uid}")
+            else:  # done before a kubelet restart: its logs stay readable
+                folder = self.runtime.pod_dir(uid) / "logs"
+                logs = {
+                    c["name"]: ContainerLog(folder / c["name"]) for c in pod["spec"]["containers"]
+                }
+                self.logs.add(meta["namespace"], meta["name"], uid, logs)
+            return
+        self.logs.add(meta["namespace"], meta["name"], uid, None)
+        if simulated_needs_driving(pod):
+            entry.task = asyncio.create_task(self._simulate(pod), name=f"pod-{uid}")
+
+    # -- deciding -------------------------------------------------------------------------------
+
+    def _kind(self, pod: Pod) -> str:
+        if self.runtime is None or not self.runtime.images.runs_as_process(pod):
+            return "simulated"
+        if RUNTIME_REASON_ANNOTATION in (pod["metadata"].get("annotations") or {}):
+            return "simulated"
+        ids = [
+            s.get("containerID") or ""
+            for s in (pod.get("status") or {}).get("containerStatuses") or []
+        ]
+        return "simulated" if any(i.startswith("simulated://") for i in ids) else "process"
+
+    async def _asks_for_process(self, pod: Pod) -> bool:
+        assert self.runtime is not None
+        try:
+            namespace = await self.core.read_namespace(pod["metadata"]["namespace"])
+            labels = namespace.metadata.labels or {}
+        except ApiException:  # going away: the default decides
+            labels = {}
+        return asks_for_process(pod, labels, self.runtime.default)
+
+    def _cap(self) -> int:
+        return self.runtime.max_process_pods if self.runtime else 0
+
+    def _process_count(self) -> int:
+        return sum(
+            1
+            for e in self._pods.values()
+            if e.kind == "process" and e.task is not None and not e.task.done()
         )
 
-    def _task_done(self, uid: str, task: asyncio.Task[None]) -> None:
-        if self._tasks.get(uid) is task:
-            del self._tasks[uid]
+    async def _over_cap(self, pod: Pod) -> None:
+        meta = pod["metadata"]
+        why = f"simulated: node {self.node_name} runs its cap of {self._cap()} process pods"
+        log.info("pod %s/%s runs simulated: %s", meta["namespace"], meta["name"], why)
+        try:
+            await self.core.patch_namespaced_pod(
+                meta["name"],
+                meta["namespace"],
+                {"metadata": {"annotations": {RUNTIME_REASON_ANNOTATION: why}}},
+                _content_type=MERGE_PATCH,
+            )
+        except ApiException as error:
+            log.info("annotation of pod %s not written: %s", meta["name"], error.reason)
+        await emit_event(self.core, pod, "ProcessPodCapReached", why, "Warning")
 
-    @staticmethod
-    def behavior(pod: Pod) -> str:
-        value = pod["metadata"].get("annotations", {}).get(BEHAVIOR_ANNOTATION, "run")
-        return value if value in BEHAVIORS else "run"
+    # -- one pod's life -------------------------------------------------------------------------
 
-    def _needs_driving(self, pod: Pod) -> bool:
-        status = pod.get("status", {})
-        phase = status.get("phase")
-        if phase in ("Succeeded", "Failed"):
-            return False
-        behavior = self.behavior(pod)
-        if phase == "Running" and behavior == "run":
-            return False  # already up: a restarted kubelet leaves it alone
-        waiting = [
-            s.get("state", {}).get("waiting", {}).get("reason")
-            for s in status.get("containerStatuses", [])
-        ]
-        return not (behavior == "image-pull-error" and "ImagePullBackOff" in waiting)
+    async def _simulate(self, pod: Pod) -> None:
+        try:
+            await self.simulation.run(pod)
+        except asyncio.CancelledError:
+            raise
+        except ApiException as error:
+            if error.status not in (404, 409):
+                log.warning("status of pod %s: %s", pod["metadata"]["name"], error.reason)
+        except Exception:
+            log.exception("simulated kubelet failed on pod %s", pod["metadata"]["name"])
 
-    def _forget(self, uid: str) -> None:
-        task = self._tasks.pop(uid, None)
-        if task is not None:
-            task.cancel()
-        self.addresses.release(uid)
+    async def _run_process(self, pod: Pod, entry: _Entry) -> None:
+        assert self.runtime is not None
+        runtime = self.runtime
+        writer = StatusWriter(self.core, pod)
+        meta = pod["metadata"]
+        status = pod.setdefault("status", {})
+        status["startTime"] = status.get("startTime") or now()
+        pod_dir = runtime.pod_dir(meta["uid"])
+        try:
+            writer.set(pending_status(pod, self.node_ip, ""))
+            address = await self._until_done(
+                pod,
+                writer,
+                "FailedCreatePodSandBox",
+                lambda: self.network.attach(pod, namespace=True),
+            )
+            pod_dir.mkdir(parents=True, exist_ok=True)
+            volumes = await self._until_done(
+                pod, writer, "FailedMount", lambda: runtime.volumes.resolve(pod, pod_dir)
+            )
+
+            def on_event(reason: str, message: str, kind: str) -> None:
+                self._later(emit_event(self.core, pod, reason, message, kind))
+
+            entry.process = ProcessPod(
+                pod, runtime, address, self.node_ip, volumes, writer.set, on_event
+            )
+            logs = {c.name: c.log for c in entry.process.containers}
+            self.logs.add(meta["namespace"], meta["name"], meta["uid"], logs)
+            await entry.process.run()
+            await writer.flush()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("process runtime failed on pod %s", meta["name"])
+        finally:
+            writer.close()
+
+    async def _until_done(
+        self, pod: Pod, writer: StatusWriter, reason: str, step: Callable[[], Awaitable[T]]
+    ) -> T:
+        """Run a set-up step (network, volumes) until it works; meanwhile the pod stays in
+        ContainerCreating with the error as message, and one Warning event says why."""
+        told = False
+        while True:
+            try:
+                return await step()
+            except Exception as error:  # a plug-in's failure: report it, ask again
+                message = str(error) or type(error).__name__
+                writer.set(pending_status(pod, self.node_ip, message))
+                if not told and not isinstance(error, VolumeNotReady):
+                    log.warning("pod %s: %s: %s", pod["metadata"]["name"], reason, message)
+                if not told:
+                    await emit_event(self.core, pod, reason, message, "Warning")
+                    told = True
+                await asyncio.sleep(2)
+
+    def _later(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _end(self, pod: Pod, *, graceful: bool) -> None:
+        """Stop a pod: gracefully if it is being deleted, at once if it is gone already."""
+        uid = pod["metadata"]["uid"]
+        task = asyncio.create_task(self._ending_of(pod, graceful), name=f"end-{uid}")
+        self._ending[uid] = task
+        task.add_done_callback(lambda _: self._ending.pop(uid, None))
+
+    async def _ending_of(self, pod: Pod, graceful: bool) -> None:
+        meta = pod["metadata"]
+        entry = self._pods.get(meta["uid"])
+        if entry is not None and entry.task is not None:
+            if graceful and entry.process is not None and not entry.task.done():
+                await entry.process.terminate(grace_of(pod))
+            entry.task.cancel()
+            await asyncio.gather(entry.task, return_exceptions=True)
+        self._pods.pop(meta["uid"], None)
+        self.logs.remove(meta["namespace"], meta["name"], meta["uid"])
+        if self.runtime is not None and entry is not None and entry.kind == "process":
+            pod_dir = self.runtime.pod_dir(meta["uid"])
+            await asyncio.to_thread(reap, str(pod_dir / "root"))
+            await asyncio.to_thread(shutil.rmtree, pod_dir, True)
+        await self.network.detach(pod)
+        if graceful:
+            await self._confirm_delete(pod)
 
     async def _confirm_delete(self, pod: Pod) -> None:
         meta = pod["metadata"]
@@ -261,127 +394,5 @@ class SimulatedKubelet:
             if error.status not in (404, 409):  # gone already, or a newer pod of that name
                 raise
 
-    # -- one pod's life ---------------------------------------------------------------------
 
-    def _allocate_ip(self, uid: str) -> str:
-        return self.addresses.allocate(uid, self.pod_cidr)
-
-    def _delay(self, pod: Pod) -> float:
-        raw = pod["metadata"].get("annotations", {}).get(START_DELAY_ANNOTATION)
-        try:
-            return max(0.0, float(raw)) if raw is not None else self.start_delay
-        except ValueError:
-            return self.start_delay
-
-    async def _drive(self, pod: Pod) -> None:
-        try:
-            await self._lifecycle(pod)
-        except asyncio.CancelledError:
-            raise
-        except ApiException as error:
-            if error.status not in (404, 409):
-                log.warning("status of pod %s: %s", pod["metadata"]["name"], error.reason)
-        except Exception:
-            log.exception("simulated kubelet failed on pod %s", pod["metadata"]["name"])
-
-    async def _lifecycle(self, pod: Pod) -> None:
-        behavior = self.behavior(pod)
-        status = pod.get("status", {})
-        started = status.get("startTime") or _now()
-        restarts = max(
-            [s.get("restartCount", 0) for s in status.get("containerStatuses", [])] or [0]
-        )
-        if status.get("phase") != "Running":
-            await self._set(pod, "Pending", started, waiting=("ContainerCreating", ""))
-            await asyncio.sleep(self._delay(pod))
-        if behavior == "image-pull-error":
-            image = pod["spec"]["containers"][0]["image"]
-            message = f'rpc error: code = Unknown desc = failed to pull image "{image}"'
-            await self._set(pod, "Pending", started, waiting=("ErrImagePull", message))
-            await asyncio.sleep(self._delay(pod))
-            await self._set(
-                pod,
-                "Pending",
-                started,
-                waiting=("ImagePullBackOff", f'Back-off pulling image "{image}"'),
-            )
-            return
-        ip = self._allocate_ip(pod["metadata"]["uid"])
-        # A container that crash-loops dies during start-up: it runs, but is never ready.
-        ready = behavior != "crash-loop"
-        await self._set(pod, "Running", started, ip=ip, running=True, ready=ready)
-        if behavior == "exit-error":
-            await asyncio.sleep(self._delay(pod))
-            await self._set(pod, "Failed", started, ip=ip, terminated=("Error", 1))
-        elif behavior == "crash-loop":
-            backoff = self.crash_backoff
-            while True:
-                await asyncio.sleep(backoff)
-                restarts += 1
-                reason = f"back-off {backoff:.0f}s restarting failed container"
-                await self._set(
-                    pod, "Running", started, ip=ip, restarts=restarts,
-                    waiting=("CrashLoopBackOff", reason),
-                )  # fmt: skip
-                backoff = min(backoff * 2, 30 * self.crash_backoff)
-
-    async def _set(
-        self,
-        pod: Pod,
-        phase: str,
-        started: str,
-        *,
-        ip: str | None = None,
-        running: bool = False,
-        ready: bool | None = None,
-        waiting: tuple[str, str] | None = None,
-        terminated: tuple[str, int] | None = None,
-        restarts: int = 0,
-    ) -> None:
-        is_ready = running if ready is None else ready
-        statuses = []
-        for container in pod["spec"]["containers"]:
-            if running:
-                state: dict[str, Any] = {"running": {"startedAt": _now()}}
-            elif terminated:
-                state = {"terminated": {"reason": terminated[0], "exitCode": terminated[1],
-                                        "startedAt": started, "finishedAt": _now()}}  # fmt: skip
-            else:
-                assert waiting is not None
-                state = {
-                    "waiting": {
-                        "reason": waiting[0],
-                        **({"message": waiting[1]} if waiting[1] else {}),
-                    }
-                }
-            last = (
-                {"terminated": {"reason": "Error", "exitCode": 1, "finishedAt": _now()}}
-                if restarts
-                else {}
-            )
-            statuses.append({
-                "name": container["name"],
-                "image": container["image"],
-                "imageID": "" if waiting and not restarts else f"simulated://{container['image']}",
-                "containerID": None if waiting and not restarts else f"simulated://{secrets.token_hex(16)}",
-                "ready": is_ready,
-                "started": running,
-                "restartCount": restarts,
-                "state": state,
-                "lastState": last,
-            })  # fmt: skip
-        body: dict[str, Any] = {
-            "status": {
-                "phase": phase,
-                "hostIP": self.node_ip,
-                "startTime": started,
-                "conditions": _conditions(is_ready),
-                "containerStatuses": statuses,
-                "podIP": ip,
-                "podIPs": [{"ip": ip}] if ip else None,
-            }
-        }
-        meta = pod["metadata"]
-        await self.core.patch_namespaced_pod_status(
-            meta["name"], meta["namespace"], body, _content_type=MERGE_PATCH
-        )
+SimulatedKubelet = Kubelet  # the name before process pods existed

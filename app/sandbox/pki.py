@@ -61,6 +61,20 @@ class Credentials:
     def token_file(self) -> Path:
         return self.pki_dir / "tokens.csv"
 
+    # The kubelets' side: the CA key signs each kubelet's serving certificate; the apiserver
+    # presents the kubelet client certificate when it calls a kubelet (pods/log).
+    @property
+    def ca_key(self) -> Path:
+        return self.pki_dir / "ca.key"
+
+    @property
+    def kubelet_client_cert(self) -> Path:
+        return self.pki_dir / "apiserver-kubelet-client.crt"
+
+    @property
+    def kubelet_client_key(self) -> Path:
+        return self.pki_dir / "apiserver-kubelet-client.key"
+
 
 def _key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -143,4 +157,70 @@ def write_credentials(pki_dir: Path, service_ip: str) -> Credentials:
     )
     # Static token file format: token,user,uid,"group1,group2"
     _write(creds.token_file, f'{creds.admin_token},admin,admin,"system:masters"\n'.encode())
+    _write(creds.ca_key, _pem_key(ca_key))
+    client_cert, client_key = _issue(ca_cert, ca_key, KUBELET_CLIENT_NAME, [], client=True)
+    _write(creds.kubelet_client_cert, client_cert)
+    _write(creds.kubelet_client_key, client_key)
     return creds
+
+
+# -- kubelets -------------------------------------------------------------------------------
+
+# The apiserver's identity towards kubelets (kubeadm's name); a kubelet accepts only it.
+KUBELET_CLIENT_NAME = "kube-apiserver-kubelet-client"
+
+
+def _issue(
+    ca_cert: x509.Certificate,
+    ca_key: rsa.RSAPrivateKey,
+    name: str,
+    sans: list[x509.GeneralName],
+    *,
+    client: bool,
+) -> tuple[bytes, bytes]:
+    """A certificate for ``name`` signed by the CA, as (cert PEM, key PEM)."""
+    now = datetime.datetime.now(datetime.UTC)
+    key = _key()
+    usage = x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH if client else (
+        x509.oid.ExtendedKeyUsageOID.SERVER_AUTH)  # fmt: skip
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+    )
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    cert = builder.sign(ca_key, hashes.SHA256())
+    return cert.public_bytes(serialization.Encoding.PEM), _pem_key(key)
+
+
+def issue_certificate(
+    pki_dir: Path,
+    name: str,
+    out_dir: Path,
+    *,
+    ips: tuple[str, ...] = (),
+    client: bool = False,
+) -> tuple[Path, Path]:
+    """A certificate for ``name`` signed by the sandbox CA of ``pki_dir`` (a serving one with
+    SANs ``name`` and ``ips``, or a ``client`` one), written to ``out_dir/<name>.crt|key``.
+
+    The kubelets' serving certificates are made this way (name = node name, ips = node IP)."""
+    creds = Credentials(pki_dir, admin_token="")
+    ca_cert = x509.load_pem_x509_certificate(creds.ca_cert.read_bytes())
+    ca_key = serialization.load_pem_private_key(creds.ca_key.read_bytes(), password=None)
+    assert isinstance(ca_key, rsa.RSAPrivateKey)
+    sans: list[x509.GeneralName] = []
+    if not client:
+        sans = [x509.DNSName(name), *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips)]
+    cert, key = _issue(ca_cert, ca_key, name, sans, client=client)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = out_dir / f"{name}.crt", out_dir / f"{name}.key"
+    _write(paths[0], cert)
+    _write(paths[1], key)
+    return paths

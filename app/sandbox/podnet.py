@@ -63,7 +63,9 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from app.sandbox.plugins import PodAddress
 from app.sandbox.slots import Slot, clean
 
 log = logging.getLogger("qaas.sandbox")
@@ -330,3 +332,26 @@ class PodNetwork:
             self.ipam.release(uid)
         self._attachments.clear()
         await asyncio.to_thread(clean, self.slot)
+
+
+class NodePods:
+    """One kubelet's plug-in (`app.sandbox.plugins.PodNetwork`) on the sandbox's `PodNetwork`:
+    process pods get a namespace, simulated pods an address of the same IPAM."""
+
+    def __init__(self, network: PodNetwork, node_cidr: str) -> None:
+        self.network = network
+        self.node_cidr = node_cidr
+
+    async def attach(self, pod: dict[str, Any], *, namespace: bool) -> PodAddress:
+        uid = pod["metadata"]["uid"]
+        if namespace:
+            attached = await self.network.attach(uid, self.node_cidr)
+            return PodAddress(attached.ip, attached.netns)
+        known = str((pod.get("status") or {}).get("podIP") or "")
+        mine = known and ipaddress.IPv4Address(known) in ipaddress.IPv4Network(self.node_cidr)
+        if mine and self.network.ipam.address(uid) is None:
+            self.network.ipam.reserve(uid, known)  # a restarted kubelet's simulated pod
+        return PodAddress(self.network.allocate(uid, self.node_cidr), None)
+
+    async def detach(self, pod: dict[str, Any]) -> None:
+        await self.network.release(pod["metadata"]["uid"])

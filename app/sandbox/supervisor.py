@@ -22,9 +22,11 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +35,15 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from app.sandbox.build import ensure_binaries
 from app.sandbox.control_plane import ControlPlane
-from app.sandbox.kubelet import SimulatedKubelet
-from app.sandbox.podnet import PodNetwork, PodNetworkError, unavailable
+from app.sandbox.images import DEFAULT_QNM_IMAGE, ImageTable
+from app.sandbox.kubelet import Kubelet, Serving
+from app.sandbox.podnet import NodePods, PodNetwork, PodNetworkError, unavailable
 from app.sandbox.provisioner import LocalPathProvisioner, ensure_default_storage_class
 from app.sandbox.proxy import ServiceProxy
 from app.sandbox.routes import RouteGuard
+from app.sandbox.runtime import RuntimeConfig
 from app.sandbox.slots import Slot, claim, clean, release
+from app.sandbox.volumes import VolumeResolver
 
 log = logging.getLogger("qaas.sandbox")
 STATE_FILE = "state.json"
@@ -88,11 +93,11 @@ def _network_fields(slot: Slot, problem: str | None) -> dict[str, Any]:
 
 
 async def serve(
-    plane: ControlPlane, state_dir: Path, nodes: int, started: float, slot: Slot
+    plane: ControlPlane, state_dir: Path, options: Options, started: float, slot: Slot
 ) -> None:
     """Run the kubelets until SIGTERM/SIGINT; record "ready" once every node is registered."""
     problem = unavailable()
-    network = PodNetwork(slot, nodes)
+    network = PodNetwork(slot, options.nodes)
     try:
         if not problem:
             try:
@@ -103,15 +108,61 @@ async def serve(
         if problem:
             log.warning("no pod network (%s): pods are simulated, their IPs lead nowhere and "
                         "ClusterIPs do not answer", problem)  # fmt: skip
-        await _serve(plane, state_dir, nodes, started, network, problem)
+        await _serve(plane, state_dir, options, started, network, problem)
     finally:
         await network.teardown()  # a no-op without root
+
+
+@dataclass(frozen=True)
+class Options:
+    """The supervisor's command line: nodes, and how pods of the image table run."""
+
+    nodes: int = 1
+    runtime: str = "process"  # for pods and namespaces that do not say (app.sandbox.images)
+    max_process_pods: int = 16  # per node
+
+
+def _kubelet(
+    api: client.ApiClient,
+    plane: ControlPlane,
+    state_dir: Path,
+    network: PodNetwork,
+    problem: str | None,
+    options: Options,
+    i: int,
+) -> Kubelet:
+    """Node ``i``'s kubelet. Without a pod network every pod is simulated and the kubelet's
+    HTTPS endpoint listens on loopback (any free port) instead of the node's bridge address."""
+    assert plane.creds is not None
+    name, cidr = f"sandbox-node-{i + 1}", network.slot.node_cidr(i)
+    serving = Serving(plane.creds.pki_dir, port=0 if problem else 10250)
+    if problem:
+        return Kubelet(api, name, node_ip="127.0.0.1", pod_cidr=cidr, serving=serving)
+    # The QNM image is whatever the service is configured to run (QAAS_NODE_IMAGE), and the
+    # published one; app.sandbox does not import app.config, so it reads the variable itself.
+    images = ImageTable({DEFAULT_QNM_IMAGE, os.environ.get("QAAS_NODE_IMAGE") or DEFAULT_QNM_IMAGE})
+    runtime = RuntimeConfig(
+        images,
+        state_dir,
+        volumes=VolumeResolver(api),
+        max_process_pods=options.max_process_pods,
+        default=options.runtime,
+    )
+    return Kubelet(
+        api,
+        name,
+        node_ip=network.slot.node_ip(i),
+        pod_cidr=cidr,
+        runtime=runtime,
+        network=NodePods(network, cidr),
+        serving=serving,
+    )
 
 
 async def _serve(
     plane: ControlPlane,
     state_dir: Path,
-    nodes: int,
+    options: Options,
     started: float,
     network: PodNetwork,
     problem: str | None,
@@ -131,14 +182,8 @@ async def _serve(
         await ensure_default_storage_class(api)
         provisioner = LocalPathProvisioner(api, state_dir / "volumes")
         kubelets = [
-            SimulatedKubelet(
-                api,
-                f"sandbox-node-{i + 1}",
-                node_ip=slot.node_ip(i),
-                pod_cidr=slot.node_cidr(i),
-                addresses=network.ipam,
-            )
-            for i in range(nodes)
+            _kubelet(api, plane, state_dir, network, problem, options, i)
+            for i in range(options.nodes)
         ]
         running = [asyncio.create_task(k.run(), name=k.node_name) for k in kubelets]
         running.append(asyncio.create_task(provisioner.run(), name="provisioner"))
@@ -176,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app.sandbox.supervisor")
     parser.add_argument("state_dir", type=Path)
     parser.add_argument("--nodes", type=int, default=1)
+    parser.add_argument("--runtime", choices=("process", "simulated"), default="process")
+    parser.add_argument("--max-process-pods", type=int, default=16)
     args = parser.parse_args(argv)
     state_dir: Path = args.state_dir
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -199,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
                     started_at=started, slot=slot.index)  # fmt: skip
         plane = ControlPlane(ensure_binaries(progress=log.info), state_dir, slot)
         plane.start()
-        asyncio.run(serve(plane, state_dir, args.nodes, started, slot))
+        options = Options(args.nodes, args.runtime, args.max_process_pods)
+        asyncio.run(serve(plane, state_dir, options, started, slot))
     except KeyboardInterrupt:
         pass
     except Exception as error:
@@ -208,6 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if plane is not None:
             plane.stop()
+        # The cluster's etcd is gone with it: so are its volumes and process pods' folders.
+        for folder in ("volumes", "pods"):
+            shutil.rmtree(state_dir / folder, ignore_errors=True)
         if slot is not None:
             clean(slot)  # serve() tore the network down; this covers an interrupted start-up
             release(slot)

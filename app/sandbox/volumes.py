@@ -48,6 +48,7 @@ from typing import Any
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from app.sandbox import plugins
 from app.sandbox.provisioner import raw
 
 Object = dict[str, Any]
@@ -62,7 +63,7 @@ class VolumeError(RuntimeError):
     """A volume of a pod cannot be given to it; the message names the volume and why."""
 
 
-class VolumeNotReady(VolumeError):
+class VolumeNotReady(VolumeError, plugins.VolumeNotReady):
     """Not yet (a claim not bound, a secret not created): worth trying again later."""
 
 

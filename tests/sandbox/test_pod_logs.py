@@ -118,6 +118,6 @@ async def test_the_endpoint_serves_only_the_apiservers_client_certificate(
     assert (await get(None))[0] == 401
     other = issue_certificate(pki, "someone-else", tmp_path, client=True)
     assert (await get(other))[0] == 403
-    foreign = write_credentials(tmp_path / "foreign")  # another CA altogether
+    foreign = write_credentials(tmp_path / "foreign", "10.96.0.1")  # another CA altogether
     stranger = issue_certificate(foreign.pki_dir, KUBELET_CLIENT_NAME, tmp_path, client=True)
     assert await get(stranger) == (0, b"")

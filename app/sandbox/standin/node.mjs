@@ -47,6 +47,12 @@ function followAnnouncements(config) {
     const [block, rawTd] = message.data;
     const td = typeof rawTd === 'bigint' ? rawTd : bytesToBigInt(rawTd);
     if (td > peer.eth.status.td) peer.eth.status = { td, bestHash: block.hash() };
+    // and the sync target, which is the block number the sync asks the peer's header of: else
+    // each sync round reaches only one block further than the last
+    const number = block.header.number;
+    if (config.syncTargetHeight === undefined || number > config.syncTargetHeight) {
+      config.syncTargetHeight = number;
+    }
   });
 }
 
@@ -158,6 +164,12 @@ export async function startNode({ datadir, genesis, nodeKey, signer, extIP, stat
   // The service hands its synchronizer an 8 s interval (pause between sync rounds, and the wait
   // in stop()): with 2 s blocks that is four blocks behind, and a SIGTERM would take 8 s.
   if (client.service.synchronizer !== undefined) client.service.synchronizer.interval = SYNC_INTERVAL_MS;
+  // The pool asks every peer for its newest header every 5 s, in step with the sync's own asking:
+  // two GetBlockHeaders in flight to one peer share one reply slot (the client keys pending
+  // requests by message type), so one of them waits for its 8 s timeout and the peer stays busy
+  // meanwhile (the first import came 12-17 s after connecting). Announcements now keep the sync
+  // target current (followAnnouncements), so the poll is not needed.
+  clearInterval(client.service.pool._peerBestHeaderUpdateInterval);
   reportMilestones(config, client, log);
   if (enode === undefined) enode = client.config.server?.getRlpxInfo().enode;
   log(`p2p listening on 0.0.0.0:${P2P_PORT}, enode ${enode}`);

@@ -137,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             workdir = Path(tmp)
             sandbox = Sandbox(workdir / "sandbox")
             try:
-                state = sandbox.up(progress=log, detach=False, timeout=180)
+                state = sandbox.up(progress=log, detach=False, runtime="simulated", timeout=180)
                 left = args.timeout - (time.monotonic() - started)
 
                 async def bounded() -> ChaosReport:

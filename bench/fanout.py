@@ -647,7 +647,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             workdir = Path(tmp)
             sandbox = Sandbox(workdir / "sandbox")
             try:
-                state = sandbox.up(progress=log, detach=False, timeout=180)
+                state = sandbox.up(progress=log, detach=False, runtime="simulated", timeout=180)
                 deadline = args.timeout - (time.monotonic() - started)  # what is left
 
                 async def bounded() -> list[Result]:

@@ -87,7 +87,7 @@ class Pair:
         log = self.root / f"{name}.log"
         environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "NODE_NAME": name, **env}
         command = ["ip", "netns", "exec", namespace, "env", "-C", str(cwd),
-                   "node", str(STANDIN / "main.mjs")]  # fmt: skip
+                   "node", "--max-semi-space-size=1", str(STANDIN / "main.mjs")]  # fmt: skip
         address = COORDINATOR_IP if namespace == self.a else PEER_IP
         node = Node(namespace, address, spawn(command, log, environment), log, time.monotonic())
         self.nodes.append(node)

@@ -139,6 +139,8 @@ class Node:
 
 @pytest.fixture
 def pair(tmp_path: Path) -> Iterator[Pair]:
+    installed = STANDIN / "node_modules" / "@ethereumjs" / "client"
+    assert installed.is_dir(), "the stand-in's npm packages are missing: run ./dev setup"
     _remove_stale_namespaces()
     pid = os.getpid()
     made = Pair(f"standin-{pid}-a", f"standin-{pid}-b", tmp_path)

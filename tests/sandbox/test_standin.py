@@ -87,7 +87,7 @@ class Pair:
         log = self.root / f"{name}.log"
         environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "NODE_NAME": name, **env}
         command = ["ip", "netns", "exec", namespace, "env", "-C", str(cwd),
-                   "node", str(STANDIN / "main.mjs")]  # fmt: skip
+                   "node", "--max-semi-space-size=1", str(STANDIN / "main.mjs")]  # fmt: skip
         address = COORDINATOR_IP if namespace == self.a else PEER_IP
         node = Node(namespace, address, spawn(command, log, environment), log, time.monotonic())
         self.nodes.append(node)
@@ -139,6 +139,8 @@ class Node:
 
 @pytest.fixture
 def pair(tmp_path: Path) -> Iterator[Pair]:
+    installed = STANDIN / "node_modules" / "@ethereumjs" / "client"
+    assert installed.is_dir(), "the stand-in's npm packages are missing: run ./dev setup"
     _remove_stale_namespaces()
     pid = os.getpid()
     made = Pair(f"standin-{pid}-a", f"standin-{pid}-b", tmp_path)

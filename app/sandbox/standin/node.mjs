@@ -10,6 +10,8 @@
 // difficulty and best hash are raised to what the announcement says, so the client's full sync
 // keeps choosing that peer to fetch from.
 
+import process from 'node:process';
+
 import { createCommonFromGethGenesis, parseGethGenesisState } from '@ethereumjs/common';
 import { bytesToBigInt, hexToBytes } from '@ethereumjs/util';
 import { Config } from '@ethereumjs/client/dist/esm/src/config.js';
@@ -115,7 +117,8 @@ function reportMilestones(config, client, log) {
     const height = client.chain.headers.height;
     const now = Date.now();
     if (first || now - lastReport >= 60000) {
-      log(`${first ? 'first block: ' : ''}height ${height}, peers ${client.service.pool.size}`);
+      const rss = Math.round(process.memoryUsage.rss() / 2 ** 20);
+      log(`${first ? 'first block: ' : ''}height ${height}, peers ${client.service.pool.size}, rss ${rss} MB`);
       first = false;
       lastReport = now;
     }
@@ -123,11 +126,11 @@ function reportMilestones(config, client, log) {
 }
 
 /**
- * Start the client. ``mineWith`` is the signer's private key (coordinator) or undefined;
+ * Start the client. ``signer`` is {address, key} of the sealing account (coordinator) or undefined;
  * ``staticPeer`` the enode to keep a connection to (peer) or undefined.
  * Resolves {client, enode, stop()} once p2p and JSON-RPC listen.
  */
-export async function startNode({ datadir, genesis, nodeKey, signer, extIP, staticPeer, log, clientLogLevel }) {
+export async function startNode({ datadir, genesis, nodeKey, coinbase, signer, extIP, staticPeer, log, clientLogLevel }) {
   const common = createCommonFromGethGenesis(genesis, { chain: CHAIN_NAME });
   const genesisState = parseGethGenesisState(genesis);
   const config = new Config({
@@ -142,6 +145,7 @@ export async function startNode({ datadir, genesis, nodeKey, signer, extIP, stat
     dnsAddr: '127.0.0.1', // never used (DNS discovery is off); loopback all the same
     mine: signer !== undefined,
     accounts: signer === undefined ? [] : [[signer.address, signer.key]],
+    minerCoinbase: coinbase, // what eth_coinbase answers (this node's account, as on QNM)
     isSingleNode: signer !== undefined, // the signer needs nobody to call itself synchronized
     minPeers: 1,
     maxPeers: 25,

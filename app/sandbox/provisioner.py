@@ -48,8 +48,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from kubernetes_asyncio import client, watch
+from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
+
+from app.sandbox.follow import follow, raw
 
 log = logging.getLogger(__name__)
 
@@ -60,18 +62,6 @@ CLAIM_PROVISIONER_ANNOTATION = "volume.beta.kubernetes.io/storage-provisioner"  
 PROVISIONED_BY_ANNOTATION = "pv.kubernetes.io/provisioned-by"
 Object = dict[str, Any]
 Handler = Callable[[str, Object], Awaitable[None]]
-
-
-async def raw(call: Awaitable[Any]) -> Object:
-    """The JSON body of an API call made with ``_preload_content=False``.
-
-    The client raises on an error status only when it preloads; this raises the same error.
-    """
-    response = await call
-    body: Object = await response.json()
-    if not 200 <= response.status <= 299:
-        raise ApiException(status=response.status, reason=body.get("message", response.reason))
-    return body
 
 
 def storage_class(name: str = STORAGE_CLASS, provisioner: str = PROVISIONER) -> Object:
@@ -157,31 +147,19 @@ class LocalPathProvisioner:
             group.create_task(self._follow("volumes", core.list_persistent_volume, self.on_volume))
 
     async def _follow(self, what: str, lister: Any, handle: Handler) -> None:
-        while True:
-            try:
-                listing = await raw(lister(_preload_content=False))
-                for item in listing["items"]:
-                    await self._handle(handle, "MODIFIED", item)
-                if what == "volumes":
-                    await self.collect_garbage()
-                self._listed.add(what)
-                if len(self._listed) == 2:
-                    self.ready.set()
-                async with watch.Watch() as stream:
-                    events = stream.stream(
-                        lister,
-                        resource_version=listing["metadata"]["resourceVersion"],
-                        timeout_seconds=120,
-                    )
-                    async for event in events:
-                        await self._handle(handle, event["type"], event["raw_object"])
-            except ApiException as error:
-                if error.status != 410:
-                    log.warning("%s watch failed (%s); relisting", what, error.status)
-                    await asyncio.sleep(1)
-            except (TimeoutError, OSError) as error:
-                log.warning("%s watch interrupted (%s); relisting", what, error)
-                await asyncio.sleep(1)
+        async def listed(items: list[Object]) -> None:
+            for item in items:
+                await self._handle(handle, "MODIFIED", item)
+            if what == "volumes":
+                await self.collect_garbage()
+            self._listed.add(what)
+            if len(self._listed) == 2:
+                self.ready.set()
+
+        async def changed(kind: str, item: Object) -> None:
+            await self._handle(handle, kind, item)
+
+        await follow(what, lister, listed, changed)
 
     @staticmethod
     async def _handle(handle: Handler, kind: str, item: Object) -> None:

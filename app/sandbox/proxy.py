@@ -44,10 +44,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-from kubernetes_asyncio import client, watch
-from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio import client
 
+from app.sandbox.follow import follow
 from app.sandbox.podnet import PodNetworkError, execute
 from app.sandbox.slots import Slot
 
@@ -214,35 +213,21 @@ class ServiceProxy:
     async def _follow(
         self, kind: str, lister: Callable[..., Awaitable[Any]], store: dict[Key, Object]
     ) -> None:
-        while True:
-            try:
-                response = await lister(_preload_content=False)
-                listing = await response.json()
-                store.clear()
-                for item in listing["items"]:
-                    store[_key(item)] = item
-                self._listed.add(kind)
-                self._changed.set()
-                async with watch.Watch() as stream:
-                    events = stream.stream(
-                        lister,
-                        resource_version=listing["metadata"]["resourceVersion"],
-                        timeout_seconds=120,
-                    )
-                    async for event in events:
-                        item = event["raw_object"]
-                        if event["type"] == "DELETED":
-                            store.pop(_key(item), None)
-                        elif event["type"] in ("ADDED", "MODIFIED"):
-                            store[_key(item)] = item
-                        self._changed.set()
-            except ApiException as error:
-                if error.status != 410:
-                    log.warning("%s watch failed (%s); relisting", kind, error.status)
-                    await asyncio.sleep(1)
-            except (TimeoutError, aiohttp.ClientError, OSError) as error:
-                log.warning("%s watch interrupted (%s); relisting", kind, error)
-                await asyncio.sleep(1)
+        async def listed(items: list[Object]) -> None:
+            store.clear()
+            for item in items:
+                store[_key(item)] = item
+            self._listed.add(kind)
+            self._changed.set()
+
+        async def changed(event: str, item: Object) -> None:
+            if event == "DELETED":
+                store.pop(_key(item), None)
+            elif event in ("ADDED", "MODIFIED"):
+                store[_key(item)] = item
+            self._changed.set()
+
+        await follow(kind, lister, listed, changed)
 
 
 def _key(item: Object) -> Key:

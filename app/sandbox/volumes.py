@@ -49,7 +49,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from app.sandbox import plugins
-from app.sandbox.provisioner import raw
+from app.sandbox.follow import raw
 
 Object = dict[str, Any]
 Files = dict[str, tuple[bytes, int]]  # relative path -> (content, mode)

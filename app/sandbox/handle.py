@@ -129,6 +129,8 @@ class Sandbox:
             return current
         if current is not None:
             self.down()
+        if self._proc is not None and self._proc.poll() is not None:
+            self._proc = None  # a supervisor of ours that died (kill -9): reaped now
         ensure_binaries(progress)
         started = time.monotonic()
         self.log.parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -285,10 +286,23 @@ async def test_a_second_sandbox_has_its_own_slot_and_leaves_nothing_after_kill_9
 
 
 def test_without_root_the_sandbox_says_there_is_no_pod_network() -> None:
-    check = "from app.sandbox.podnet import unavailable; print(unavailable())"
-    done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                           sys.executable, "-c", check], capture_output=True, text=True,
-                          cwd=Path(__file__).parents[2])  # fmt: skip
+    """Run as nobody. The checkout may sit in a folder only root can enter (a CI clone in a
+    mkdtemp folder), so nobody gets a world-readable copy of app/sandbox (standard library only)
+    and the system's Python."""
+    world = Path(tempfile.mkdtemp(prefix="qaas-nobody-"))
+    try:
+        world.chmod(0o755)
+        shutil.copytree(Path(__file__).parents[2] / "app" / "sandbox", world / "app" / "sandbox",
+                        ignore=shutil.ignore_patterns("standin", "__pycache__"))  # fmt: skip
+        (world / "app" / "__init__.py").write_text("")
+        python = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
+        check = "from app.sandbox.podnet import unavailable; print(unavailable())"
+        nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        environment = {"PYTHONPATH": str(world), "PATH": os.environ["PATH"]}
+        done = subprocess.run([*nobody, python, "-c", check], capture_output=True, text=True,
+                              cwd=world, env=environment)  # fmt: skip
+    finally:
+        shutil.rmtree(world)
     assert done.stdout.startswith("not root"), done.stdout + done.stderr
 
 

@@ -6,7 +6,8 @@ With the chain probe on (``chain_required``), a ready pod is not enough: ``RUNNI
 the chain to answer and, where the node must have peers (``needs_peers``: a peer, or a node of
 a network where another node has run), at least one peer and, under raft, membership of the
 raft cluster where the node says so. Before that the node is ``STARTING`` (no answer yet) or
-``JOINING`` (answers, but no peers, no raft membership, or syncing); past its start deadline it
+``JOINING`` (answers, but no peers, no raft membership, or syncing; or a peer whose chain
+does not answer yet: a QNM peer starts geth only once its coordinator answered); past its start deadline it
 is ``FAILED`` with what is missing. A node that has run (``has_run``) and loses its chain, its
 peers, its membership or (IBFT) its blocks is ``UNHEALTHY``. Under raft a flat block height is
 not a fault: raft mints only when there are transactions.
@@ -121,6 +122,12 @@ def chain_status(facts: NodeFacts) -> tuple[NodeStatus, str | None]:
             why = "the chain does not answer" + (f": {said}" if said else "")
         if facts.has_run:
             return NodeStatus.UNHEALTHY, why
+        if chain is not None and facts.needs_peers:
+            # A QNM peer starts its chain only once its coordinator answered: no answer means
+            # it has not joined.
+            if facts.deadline_passed:
+                return NodeStatus.FAILED, f"not joined within its start deadline: no peers ({why})"
+            return NodeStatus.JOINING, f"no peers yet ({why})"
         if facts.deadline_passed:
             return NodeStatus.FAILED, f"{why} (not running within its start deadline)"
         return NodeStatus.STARTING, why if chain is not None else None

@@ -120,3 +120,12 @@ def test_the_network_aggregates_the_new_states(
     statuses: list[NodeStatus], expected: NetworkStatus
 ) -> None:
     assert network_status(statuses, deleting=False) is expected
+
+
+def test_a_peer_whose_chain_does_not_answer_yet_is_joining_then_fails_about_peers() -> None:
+    chain = ChainFacts(answering=False, error="connection refused")
+    assert node_status(facts(chain=chain, needs_peers=True)) == (
+        NodeStatus.JOINING, "no peers yet (the chain does not answer: connection refused)")  # fmt: skip
+    status, reason = node_status(facts(chain=chain, needs_peers=True, deadline_passed=True))
+    assert status is NodeStatus.FAILED
+    assert reason is not None and reason.startswith("not joined within its start deadline: no peers")

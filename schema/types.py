@@ -124,8 +124,10 @@ class PodState:
     started_at: datetime.datetime | None
 
 
-@strawberry.type(description="What the chain probe last saw of the node (JSON-RPC to its pod). "
-                 "A field is null when the node does not say (e.g. raft fields under IBFT).")
+@strawberry.type(
+    description="What the chain probe last saw of the node (JSON-RPC to its pod). "
+    "A field is null when the node does not say (e.g. raft fields under IBFT)."
+)
 class ChainState:
     block_number: int | None
     peer_count: int | None

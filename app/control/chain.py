@@ -86,8 +86,12 @@ class ChainRecorder:
             self.written.pop(gone, None)
             self.heights.pop(gone, None)
         return [
-            Target(row.node_id, row.pod_ip, row.consensus,
-                   run=container_run(row.pod_name, row.restart_count))  # fmt: skip
+            Target(
+                row.node_id,
+                row.pod_ip,
+                row.consensus,
+                run=container_run(row.pod_name, row.restart_count),
+            )
             for row in rows
         ]
 
@@ -112,10 +116,10 @@ class ChainRecorder:
         )  # fmt: skip
         detail = (reading.block_number, reading.peer_count)
         last = self.written.get(target.node_id)
-        if last is not None and last.key == key:
-            if last.detail == detail or now - last.at < self.block_every:
-                self.held += 1
-                return
+        same = last is not None and last.key == key
+        if same and last and (last.detail == detail or now - last.at < self.block_every):
+            self.held += 1
+            return
 
         async def apply(_: AsyncSession, node: Node) -> bool:
             if container_run(node.pod_name, node.restart_count) != target.run:

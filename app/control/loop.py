@@ -56,8 +56,8 @@ class ControlLoop:
         if reconciler.chain_required:
             settings = reconciler.settings
             self.recorder = ChainRecorder(reconciler.sessions, reconciler.writer, settings)
-            self.chain = self.recorder.probe(RpcClient(settings.chain_probe_timeout,
-                                                       settings.chain_probe_concurrency))  # fmt: skip
+            rpc = RpcClient(settings.chain_probe_timeout, settings.chain_probe_concurrency)
+            self.chain = self.recorder.probe(rpc)
         self.max_restart_delay = max_restart_delay
         self.restarts = 0  # times a component's run() ended with an error and was restarted
         self._tasks: list[asyncio.Task[None]] = []

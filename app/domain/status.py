@@ -7,9 +7,9 @@ the chain to answer and, where the node must have peers (``needs_peers``: a peer
 a network where another node has run), at least one peer and, under raft, membership of the
 raft cluster where the node says so. Before that the node is ``STARTING`` (no answer yet) or
 ``JOINING`` (answers, but no peers, no raft membership, or syncing; or a peer whose chain
-does not answer yet: a QNM peer starts geth only once its coordinator answered); past its start deadline it
-is ``FAILED`` with what is missing. A node that has run (``has_run``) and loses its chain, its
-peers, its membership or (IBFT) its blocks is ``UNHEALTHY``. Under raft a flat block height is
+does not answer yet: a QNM peer starts geth only once its coordinator answered); past its
+start deadline it is ``FAILED`` with what is missing. A node that has run (``has_run``) and
+loses its chain, its peers, its membership or (IBFT) its blocks is ``UNHEALTHY``. Under raft a flat block height is
 not a fault: raft mints only when there are transactions.
 
 Example::
@@ -153,7 +153,7 @@ def chain_status(facts: NodeFacts) -> tuple[NodeStatus, str | None]:
 
 def network_status(node_statuses: Iterable[NodeStatus], deleting: bool) -> NetworkStatus:
     """Aggregate: all running is RUNNING; some failed or unhealthy is DEGRADED (others run) or
-    FAILED (none runs, none is unhealthy); nodes on their way (JOINING included) make it STARTING."""
+    FAILED (none runs, none is unhealthy); nodes on their way (JOINING included): STARTING."""
     if deleting:
         return NetworkStatus.DELETING
     statuses = list(node_statuses)

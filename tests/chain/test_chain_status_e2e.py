@@ -24,7 +24,8 @@ pytestmark = [
 
 NETWORK = """query($id: ID!) { node(id: $id) { ... on Network { status nodes { edges { node {
   id name role status statusReason pod { name ready }
-  chain { blockNumber peerCount syncing enode clientVersion raftRole raftId validators probedAt error }
+  chain { blockNumber peerCount syncing enode clientVersion raftRole raftId validators probedAt
+          error }
   statusHistory { status reason } } } } } } }"""
 
 
@@ -39,7 +40,7 @@ async def test_a_coordinator_and_a_peer_run_on_their_chain(api: GraphQLClient) -
     )
     network_id = created["networkCreate"]["network"]["id"]
     added = await api.data(
-        "mutation($id: ID!) { nodeAdd(input: {networkId: $id, name: \"peer-1\"}) "
+        'mutation($id: ID!) { nodeAdd(input: {networkId: $id, name: "peer-1"}) '
         "{ node { id } userErrors { message } } }",
         id=network_id,
     )
@@ -56,10 +57,13 @@ async def test_a_coordinator_and_a_peer_run_on_their_chain(api: GraphQLClient) -
     first = await eventually(running, within=120, every=0.5)
     for node in first.values():
         chain = node["chain"]
-        assert chain["enode"].startswith("enode://") and chain["clientVersion"]
-        assert chain["error"] is None and chain["raftRole"] is None  # the stand-in has no raft
+        assert chain["enode"].startswith("enode://")
+        assert chain["clientVersion"]
+        assert chain["error"] is None
+        assert chain["raftRole"] is None
         statuses = [c["status"] for c in node["statusHistory"]]
-        assert "RUNNING" in statuses and statuses.index("STARTING") < statuses.index("RUNNING")
+        assert "RUNNING" in statuses
+        assert statuses.index("STARTING") < statuses.index("RUNNING")
     data = await api.data("query($id: ID!) { node(id: $id) { ... on Network { status } } }",
                           id=network_id)  # fmt: skip
     assert data["node"]["status"] == "RUNNING"
@@ -80,7 +84,7 @@ async def test_a_peer_given_a_wrong_coordinator_joins_then_fails_about_peers(
 ) -> None:
     wrong = await _unused_cluster_ip(kube_api, process_namespace)
     joined = await api.data(
-        "mutation($ip: String!) { networkJoin(input: {name: \"far\", coordinatorIp: $ip, "
+        'mutation($ip: String!) { networkJoin(input: {name: "far", coordinatorIp: $ip, '
         "consensus: RAFT}) { network { id } node { id } userErrors { message } } }",
         ip=wrong,
     )
@@ -93,7 +97,8 @@ async def test_a_peer_given_a_wrong_coordinator_joins_then_fails_about_peers(
     node = await eventually(failed, within=90, every=0.5)
     assert "no peers" in node["statusReason"], node
     statuses = [c["status"] for c in node["statusHistory"]]
-    assert "JOINING" in statuses and "RUNNING" not in statuses, statuses
+    assert "JOINING" in statuses, statuses
+    assert "RUNNING" not in statuses, statuses
 
 
 async def test_a_killed_chain_turns_the_node_unhealthy_then_running_again(
@@ -119,7 +124,9 @@ async def test_a_killed_chain_turns_the_node_unhealthy_then_running_again(
     down = await eventually(lambda: coordinator("UNHEALTHY"), within=30, every=0.2)
     assert down["statusReason"], down
     await eventually(lambda: coordinator("RUNNING"), within=90, every=0.5)
-    history = [c["status"] for c in (await nodes_of(api, network_id))["coordinator"]["statusHistory"]]
+    history = [
+        c["status"] for c in (await nodes_of(api, network_id))["coordinator"]["statusHistory"]
+    ]
     assert history[-2:] == ["UNHEALTHY", "RUNNING"], history
 
 

@@ -42,11 +42,14 @@ async def test_the_client_tells_a_result_an_unknown_method_and_an_error_apart(
     try:
         url = f"http://127.0.0.1:{node.port}"
         role = await rpc.call(url, "raft_role")
-        assert role.ok and role.result == "verifier"
+        assert role.ok
+        assert role.result == "verifier"
         missing = await rpc.call(url, "istanbul_getValidators")
-        assert missing.unknown and not missing.failed
+        assert missing.unknown
+        assert not missing.failed
         replies = await rpc.batch(url, [("eth_blockNumber", []), ("raft_removePeer", [2])])
-        assert replies[0].result == "0x1a" and replies[1].unknown
+        assert replies[0].result == "0x1a"
+        assert replies[1].unknown
         assert node.requests == 3  # a batch is one request
     finally:
         await node.stop()
@@ -56,12 +59,13 @@ async def test_a_json_rpc_error_other_than_not_found_is_a_failure() -> None:
     from app.chain.rpc import Reply
 
     no_leader = Reply(error_code=-32000, error_message="no leader is currently elected")
-    assert no_leader.failed and not no_leader.unknown
+    assert no_leader.failed
+    assert not no_leader.unknown
     assert Reply(error_code=-32000, error_message="Method not found").unknown
 
 
 async def test_no_server_and_a_slow_server_are_unreachable(rpc: RpcClient) -> None:
-    with pytest.raises(Unreachable, match="connect|refused"):
+    with pytest.raises(Unreachable, match=r"connect|refused"):
         await rpc.call(f"http://127.0.0.1:{free_port()}", "eth_blockNumber")
     slow = await serve(RAFT, delay=3.0)
     try:
@@ -76,10 +80,12 @@ async def test_a_raft_node_reads_as_its_role_leader_and_raft_id(rpc: RpcClient) 
     try:
         probe = ChainProbe(rpc, _none, _drop, networks=LOOPBACK)
         reading = await probe.read(Target("n1", "127.0.0.1", Consensus.RAFT, port=node.port))
-        assert reading.answering and reading.error is None
+        assert reading.answering
+        assert reading.error is None
         assert (reading.block_number, reading.peer_count, reading.syncing) == (26, 1, False)
         assert reading.enode == ENODE_A
-        assert reading.client_version is not None and "quorum" in reading.client_version
+        assert reading.client_version is not None
+        assert "quorum" in reading.client_version
         assert (reading.raft_role, reading.raft_id, reading.raft_member) == ("verifier", 2, True)
         assert reading.raft_leader == RAFT["raft_leader"]
         assert reading.validators is None
@@ -105,7 +111,8 @@ async def test_an_ibft_node_reads_its_validators(rpc: RpcClient) -> None:
         probe = ChainProbe(rpc, _none, _drop, networks=LOOPBACK)
         reading = await probe.read(Target("n1", "127.0.0.1", Consensus.IBFT, port=node.port))
         assert reading.validators == tuple(IBFT["istanbul_getValidators"])
-        assert reading.raft_role is None and reading.raft_member is None
+        assert reading.raft_role is None
+        assert reading.raft_member is None
     finally:
         await node.stop()
 
@@ -130,8 +137,10 @@ async def test_the_probe_never_dials_an_address_outside_its_ranges(rpc: RpcClien
         for address in ("127.0.0.1", "8.8.8.8", "169.254.169.254"):
             reading = await probe.read(Target("n1", address, Consensus.RAFT, port=node.port))
             assert not reading.answering
-            assert reading.error is not None and "outside the probe's allowed ranges" in reading.error
-        assert node.requests == 0 and rpc.requests == 0
+            assert reading.error is not None
+            assert "outside the probe's allowed ranges" in reading.error
+        assert node.requests == 0
+        assert rpc.requests == 0
         assert probe.stats.refused == 3
     finally:
         await node.stop()
@@ -151,10 +160,12 @@ async def test_a_silent_node_is_probed_less_and_less_often(rpc: RpcClient) -> No
 
     probe = ChainProbe(rpc, listed, sink, networks=LOOPBACK, interval=0.05, backoff_max=0.4)
     await probe.round()
-    assert len(seen) == 1 and not seen[0].answering
+    assert len(seen) == 1
+    assert not seen[0].answering
     assert probe.backoff["n1"].delay == pytest.approx(0.05)
     await probe.round()  # at once: the node is in back-off, not probed
-    assert len(seen) == 1 and probe.stats.skipped == 1
+    assert len(seen) == 1
+    assert probe.stats.skipped == 1
     delays = []
     for _ in range(5):
         probe.backoff["n1"].due = 0  # as if its back-off were over
@@ -172,7 +183,8 @@ async def test_a_silent_node_is_probed_less_and_less_often(rpc: RpcClient) -> No
         targets[0] = Target("n1", "127.0.0.1", Consensus.RAFT, run="pod#1", port=node.port)
         probe.backoff["n1"].due = 0
         await probe.round()
-        assert seen[-1].answering and "n1" not in probe.backoff  # an answer ends the back-off
+        assert seen[-1].answering
+        assert "n1" not in probe.backoff
     finally:
         await node.stop()
 
@@ -202,7 +214,8 @@ async def test_the_concurrency_budget_bounds_requests_in_flight(rpc: RpcClient) 
 
         probe = ChainProbe(rpc, listed, _drop, networks=LOOPBACK, concurrency=3)
         readings = await probe.round()
-        assert len(readings) == 12 and all(r.answering for _, r in readings)
+        assert len(readings) == 12
+        assert all(r.answering for _, r in readings)
         assert most == 3
     finally:
         await node.stop()

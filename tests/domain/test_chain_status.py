@@ -45,7 +45,10 @@ def test_a_lone_coordinator_needs_no_peers() -> None:
         (ChainFacts(answering=True, peer_count=0), "no peers"),
         (ChainFacts(answering=True, peer_count=1, syncing=True), "syncing"),
         (ChainFacts(answering=True, peer_count=1, raft_member=False), "no raft membership"),
-        (ChainFacts(answering=True, peer_count=0, raft_member=False), "no peers, no raft membership"),
+        (
+            ChainFacts(answering=True, peer_count=0, raft_member=False),
+            "no peers, no raft membership",
+        ),
     ],
 )
 def test_a_peer_that_answers_but_has_not_joined_is_joining_with_what_it_lacks(
@@ -65,7 +68,8 @@ def test_a_chain_that_never_answered_by_the_deadline_fails() -> None:
     chain = ChainFacts(answering=False, error="no answer within 3s")
     status, reason = node_status(facts(chain=chain, deadline_passed=True))
     assert status is NodeStatus.FAILED
-    assert reason is not None and "no answer within 3s" in reason
+    assert reason is not None
+    assert "no answer within 3s" in reason
 
 
 @pytest.mark.parametrize(
@@ -99,7 +103,8 @@ def test_a_flat_raft_height_is_not_a_fault() -> None:
 
 def test_a_node_that_ran_and_whose_pod_is_not_ready_is_unhealthy() -> None:
     status, reason = node_status(facts(pod_ready=False, has_run=True))
-    assert status is NodeStatus.UNHEALTHY and reason == "the pod is not ready"
+    assert status is NodeStatus.UNHEALTHY
+    assert reason == "the pod is not ready"
 
 
 def test_a_failed_pod_still_fails_the_node() -> None:
@@ -124,8 +129,9 @@ def test_the_network_aggregates_the_new_states(
 
 def test_a_peer_whose_chain_does_not_answer_yet_is_joining_then_fails_about_peers() -> None:
     chain = ChainFacts(answering=False, error="connection refused")
-    assert node_status(facts(chain=chain, needs_peers=True)) == (
-        NodeStatus.JOINING, "no peers yet (the chain does not answer: connection refused)")  # fmt: skip
+    said = "no peers yet (the chain does not answer: connection refused)"
+    assert node_status(facts(chain=chain, needs_peers=True)) == (NodeStatus.JOINING, said)
     status, reason = node_status(facts(chain=chain, needs_peers=True, deadline_passed=True))
     assert status is NodeStatus.FAILED
-    assert reason is not None and reason.startswith("not joined within its start deadline: no peers")
+    assert reason is not None
+    assert reason.startswith("not joined within its start deadline: no peers")

@@ -9,8 +9,8 @@ raft cluster where the node says so. Before that the node is ``STARTING`` (no an
 ``JOINING`` (answers, but no peers, no raft membership, or syncing; or a peer whose chain
 does not answer yet: a QNM peer starts geth only once its coordinator answered); past its
 start deadline it is ``FAILED`` with what is missing. A node that has run (``has_run``) and
-loses its chain, its peers, its membership or (IBFT) its blocks is ``UNHEALTHY``. Under raft a flat block height is
-not a fault: raft mints only when there are transactions.
+loses its chain, its peers, its membership or (IBFT) its blocks is ``UNHEALTHY``. Under raft
+a flat block height is not a fault: raft mints only when there are transactions.
 
 Example::
 

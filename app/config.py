@@ -42,6 +42,10 @@
                                    are retried: ``app/cluster/retry.py``)
 ``QAAS_KUBE_BACKOFF_SECONDS``      first wait before a retry (0.25), doubling, with jitter
 ``QAAS_KUBE_RETRY_AFTER_MAX``      cap on the server's ``Retry-After`` (10 seconds)
+``QAAS_CHAIN_PROBE``               ``on`` (default): JSON-RPC to each ready node's pod, and
+                                   RUNNING needs the chain to answer (app/chain); ``off``
+``QAAS_CHAIN_PROBE_*``             interval, timeout, concurrency, back-off cap, block-write
+                                   throttle, IBFT stall limit, the networks it may dial
 =================================  =========================================================
 """
 
@@ -52,6 +56,7 @@ from typing import Literal
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.domain.probe_scope import probe_networks
 from app.domain.qnm import DEFAULT_IMAGE
 
 ClusterMode = Literal["auto", "in-cluster", "kubeconfig", "sandbox"]
@@ -97,6 +102,17 @@ class Settings(BaseSettings):
     kube_retries: int = Field(default=4, ge=0, le=20)
     kube_backoff_seconds: float = Field(default=0.25, gt=0)
     kube_retry_after_max: float = Field(default=10.0, ge=0)
+    # The chain probe (app/chain, app/control/chain.py).
+    chain_probe: Literal["on", "off"] = "on"
+    chain_probe_interval: float = Field(default=5.0, gt=0)
+    chain_probe_timeout: float = Field(default=3.0, gt=0)
+    chain_probe_concurrency: int = Field(default=20, ge=1, le=1000)
+    chain_probe_backoff_max: float = Field(default=60.0, gt=0)
+    chain_probe_block_every: float = Field(default=15.0, ge=0)  # block-number-only writes
+    chain_probe_stall_seconds: float = Field(default=60.0, gt=0)  # IBFT: no block this long
+    # Comma-separated CIDRs the probe may dial; each must be private (RFC 1918, RFC 6598,
+    # fc00::/7) or loopback: app/chain/addresses.py. Default: all of those except loopback.
+    chain_probe_networks: str = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7"
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -115,6 +131,12 @@ def load_settings(**overrides: object) -> Settings:
             f"QAAS_DATABASE_URL={settings.database_url!r} is not supported: use "
             "sqlite+aiosqlite:///path.db or postgresql+asyncpg://user@host/db"
         )
+    try:
+        probe_networks(settings.chain_probe_networks)
+    except ValueError as error:
+        raise ConfigError(
+            f"QAAS_CHAIN_PROBE_NETWORKS={settings.chain_probe_networks!r} is not valid: {error}"
+        ) from None
     return settings
 
 

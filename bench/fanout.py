@@ -138,6 +138,7 @@ class Server:
             "QAAS_NAMESPACE": "default",
             "QAAS_MAX_SUBSCRIPTIONS": str(MAX_SUBSCRIPTIONS_PER_CONNECTION),
             "QAAS_LOG_LEVEL": log_level,
+            "QAAS_CHAIN_PROBE": "off",  # simulated pods: status from pods only
         }
         with self.log_path.open("ab") as out:
             self.proc = subprocess.Popen(

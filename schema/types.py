@@ -124,6 +124,26 @@ class PodState:
     started_at: datetime.datetime | None
 
 
+@strawberry.type(
+    description="What the chain probe last saw of the node (JSON-RPC to its pod). "
+    "A field is null when the node does not say (e.g. raft fields under IBFT)."
+)
+class ChainState:
+    block_number: int | None
+    peer_count: int | None
+    syncing: bool | None
+    enode: str | None
+    client_version: str | None
+    raft_role: str | None = strawberry.field(description="minter, verifier or learner")
+    raft_id: int | None
+    validators: list[str] | None = strawberry.field(description="IBFT validators")
+    probed_at: datetime.datetime | None
+    error: str | None = strawberry.field(
+        description="Why the last probe got no answer (the other fields are from the last "
+        "answer, if any)."
+    )
+
+
 @strawberry.type(description="One transition of a node's status.")
 class StatusChange:
     status: NodeStatusEnum  # type: ignore[valid-type]
@@ -144,7 +164,8 @@ class Node(Entity):
     role: NodeRoleEnum  # type: ignore[valid-type]
     status: NodeStatusEnum  # type: ignore[valid-type]
     status_reason: str | None = strawberry.field(
-        description="Why, when the status is FAILED; for a PENDING node, what it waits for "
+        description="Why, when the status is FAILED or UNHEALTHY; for a JOINING node, what it "
+        "lacks (no peers, no raft membership, syncing); for a PENDING node, what it waits for "
         '("Unschedulable: ...", the scheduler\'s message); while QaaS retries a refused or '
         'failed Kubernetes API call for the node, that call\'s error ("Retrying: ...").'
     )
@@ -188,6 +209,18 @@ class Node(Entity):
             name=v.pod_name, phase=v.pod_phase, ready=v.pod_ready, ip=v.pod_ip,
             restart_count=v.restart_count, reason=v.pod_reason, message=v.pod_message,
             started_at=v.pod_started_at,
+        )  # fmt: skip
+
+    @strawberry.field(description="The chain as the probe saw it; null until the first probe.")
+    def chain(self) -> ChainState | None:
+        c = self.view.chain
+        if c is None:
+            return None
+        return ChainState(
+            block_number=c.block_number, peer_count=c.peer_count, syncing=c.syncing,
+            enode=c.enode, client_version=c.client_version, raft_role=c.raft_role,
+            raft_id=c.raft_id, validators=list(c.validators) if c.validators is not None else None,
+            probed_at=c.probed_at, error=c.error,
         )  # fmt: skip
 
     @strawberry.field(description="Status transitions, oldest first (the last `last` of them).")

@@ -138,6 +138,9 @@ def settings(database_url: str, kubeconfig: Path, namespace: str) -> Settings:
         namespace=namespace,
         resync_seconds=0.5,
         node_start_deadline=30,
+        # The suite's sandbox simulates pods (no chain answers): status from pods only. The
+        # chain's tests turn the probe on (tests/chain/).
+        chain_probe="off",
     )
 
 

@@ -1,5 +1,6 @@
 """The control loop's moving parts, started and stopped together: the reconciler, the pod
-observer and one shared pod informer per tenant namespace. Each runs supervised: if its run()
+observer, one shared pod informer per tenant namespace and (``QAAS_CHAIN_PROBE=on``) the chain
+probe. Each runs supervised: if its run()
 ever ends with an error it is restarted after a backoff with jitter, and ``problems()`` names
 the parts that have been failing for longer than a threshold (for /readyz).
 
@@ -20,9 +21,12 @@ import random
 import time
 from typing import Protocol
 
+from app.chain.probe import ChainProbe
+from app.chain.rpc import RpcClient
 from app.cluster.client import PODS
 from app.cluster.informer import Informer
 from app.cluster.objects import selector_for
+from app.control.chain import ChainRecorder
 from app.control.observer import PodObserver
 from app.control.reconciler import Reconciler
 
@@ -47,6 +51,13 @@ class ControlLoop:
         # One shared pod informer per tenant namespace, started when a pass first visits it.
         self.reconciler.on_namespace(self.watch_namespace)
         self.informers: dict[str, Informer] = {}
+        self.chain: ChainProbe | None = None
+        self.recorder: ChainRecorder | None = None
+        if reconciler.chain_required:
+            settings = reconciler.settings
+            self.recorder = ChainRecorder(reconciler.sessions, reconciler.writer, settings)
+            rpc = RpcClient(settings.chain_probe_timeout, settings.chain_probe_concurrency)
+            self.chain = self.recorder.probe(rpc)
         self.max_restart_delay = max_restart_delay
         self.restarts = 0  # times a component's run() ended with an error and was restarted
         self._tasks: list[asyncio.Task[None]] = []
@@ -92,6 +103,8 @@ class ControlLoop:
         now = time.monotonic()
         components: list[tuple[str, Supervised]] = [("reconciler", self.reconciler)]
         components += [(f"pod-informer {ns}", inf) for ns, inf in sorted(self.informers.items())]
+        if self.chain is not None:
+            components.append(("chain-probe", self.chain))
         found = {}
         for name, component in components:
             since = component.failing_since
@@ -102,21 +115,28 @@ class ControlLoop:
     async def start(self) -> None:
         self._running = True
         self._spawn(self.reconciler, "reconciler")
+        if self.chain is not None:
+            self._spawn(self.chain, "chain-probe")
 
     async def stop(self, grace: float = 10.0) -> None:
         """Let the reconciler finish its pass and the observer its writes, then stop."""
         self._running = False
         self.reconciler.stop()
+        if self.chain is not None:
+            self.chain.stop()
         if not self._tasks:
             return  # never started, or stopped already
         reconciler = self._tasks[:1]  # started first
         await asyncio.wait(reconciler, timeout=grace)
         for task in self._tasks:
             task.cancel()
-        if self.observer.writes:
-            await asyncio.wait(list(self.observer.writes), timeout=grace)
+        writes = list(self.observer.writes) + list(self.recorder.pending if self.recorder else ())
+        if writes:
+            await asyncio.wait(writes, timeout=grace)
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
         self.informers.clear()
+        if self.chain is not None:
+            await self.chain.rpc.close()

@@ -43,9 +43,16 @@ class NodeWriter:
     # write; a handful covers any real interleaving.
     attempts = 8
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], bus: EventBus) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        bus: EventBus,
+        *,
+        chain_required: bool = False,
+    ) -> None:
         self.sessions = sessions
         self.bus = bus
+        self.chain_required = chain_required  # the chain probe is on: RUNNING needs the chain
         self.conflicts = 0  # writes started over because another writer got there first
 
     async def write(
@@ -75,7 +82,10 @@ class NodeWriter:
             if skip_absent and node.desired is Desired.ABSENT:
                 return None
             changed = await apply(work.session, node)
-            changed = await refresh_status(work.session, node) or changed
+            changed = (
+                await refresh_status(work.session, node, chain_required=self.chain_required)
+                or changed
+            )
             if not changed:
                 return None
             if not await desired.claim_revision(work.session, node):

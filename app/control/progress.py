@@ -11,9 +11,9 @@ import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.domain.enums import NodeStatus, OperationKind, OperationState
-from app.domain.status import NodeFacts, node_status
-from app.store import desired, operations
+from app.domain.enums import Desired, NodeRole, NodeStatus, OperationKind, OperationState
+from app.domain.status import ChainFacts, NodeFacts, node_status
+from app.store import chain, desired, operations
 from app.store.models import Node, NodeStatusChange, utcnow
 
 STARTING_KINDS = (OperationKind.NETWORK_CREATE, OperationKind.NETWORK_JOIN, OperationKind.NODE_ADD)
@@ -21,12 +21,45 @@ _OPERATION_STATE = {
     NodeStatus.PENDING: OperationState.PENDING,
     NodeStatus.PROVISIONING: OperationState.PROVISIONING,
     NodeStatus.STARTING: OperationState.STARTING,
+    NodeStatus.JOINING: OperationState.STARTING,
     NodeStatus.RUNNING: OperationState.SUCCEEDED,
     NodeStatus.FAILED: OperationState.FAILED,
 }
 
 
-def facts_of(node: Node, now: datetime.datetime) -> NodeFacts:
+def container_run(pod_name: str | None, restart_count: int) -> str:
+    """Names one run of a node's container: chain facts of another run do not count."""
+    return f"{pod_name}#{restart_count}"
+
+
+def chain_facts(node: Node) -> ChainFacts | None:
+    """The probe's facts about the node's current container, or None (not probed since)."""
+    if node.chain_probed_at is None or node.chain_run != container_run(
+        node.pod_name, node.restart_count
+    ):
+        return None
+    return ChainFacts(
+        answering=bool(node.chain_answering),
+        error=node.chain_error,
+        peer_count=node.chain_peer_count,
+        syncing=node.chain_syncing,
+        raft_member=node.chain_raft_member,
+        stalled=node.chain_stalled,
+    )
+
+
+def needs_peers(node: Node, another_ran: bool) -> bool:
+    """A peer needs peers; so does any node of a network where another node has run."""
+    return node.role is NodeRole.PEER or another_ran
+
+
+def facts_of(
+    node: Node,
+    now: datetime.datetime,
+    *,
+    chain_required: bool = False,
+    another_ran: bool = False,
+) -> NodeFacts:
     return NodeFacts(
         desired=node.desired,
         has_service=node.has_service,
@@ -38,15 +71,31 @@ def facts_of(node: Node, now: datetime.datetime) -> NodeFacts:
         error=node.reconcile_error,
         retrying=node.retry_reason,
         deadline_passed=node.start_deadline is not None and now > node.start_deadline,
+        chain_required=chain_required,
+        chain=chain_facts(node) if chain_required else None,
+        needs_peers=needs_peers(node, another_ran),
+        has_run=node.start_deadline is None,
     )
 
 
 async def refresh_status(
-    session: AsyncSession, node: Node, now: datetime.datetime | None = None
+    session: AsyncSession,
+    node: Node,
+    now: datetime.datetime | None = None,
+    *,
+    chain_required: bool = False,
 ) -> bool:
-    """Derive and store the node's status; True if it changed (and was added to history)."""
+    """Derive and store the node's status; True if it changed (and was added to history).
+    With ``chain_required`` (the chain probe is on) RUNNING also needs the chain's facts."""
     now = now or utcnow()
-    status, reason = node_status(facts_of(node, now))
+    another_ran = (
+        chain_required
+        and node.desired is Desired.PRESENT
+        and node.role is NodeRole.COORDINATOR
+        and await chain.another_node_ran(session, node)
+    )
+    facts = facts_of(node, now, chain_required=chain_required, another_ran=another_ran)
+    status, reason = node_status(facts)
     if status is NodeStatus.RUNNING:
         node.start_deadline = None  # it made it: a later crash is not a start-up failure
     if (status, reason) == (node.status, node.status_reason):

@@ -63,7 +63,8 @@ class Reconciler:
         self.sessions = sessions
         self.cluster = cluster
         self.settings = settings
-        self.writer = NodeWriter(sessions, bus)
+        self.chain_required = settings.chain_probe == "on"
+        self.writer = NodeWriter(sessions, bus, chain_required=self.chain_required)
         self.removal = Removal(sessions, self.writer)
         self.namespaces = TenantNamespaces(cluster, settings, on_ready=lambda _: None)
         self._wake = asyncio.Event()
@@ -233,7 +234,8 @@ class Reconciler:
             log.warning("node %s: %s", node.name, _describe(failed))
             retrying = retry_reason(failed)
         await self._record(node, has_service=ip is not None, has_deployment=has_deployment,
-                           service_ip=ip, error=error, retrying=retrying)  # fmt: skip
+                           service_ip=ip, error=error, retrying=retrying,
+                           another_ran=_another_ran(network, node))  # fmt: skip
         return ip
 
     async def _record(
@@ -245,6 +247,7 @@ class Reconciler:
         service_ip: str | None,
         error: str | None,
         retrying: str | None,
+        another_ran: bool = False,
     ) -> None:
         settled = node.start_deadline is None  # no start deadline left to check
         unchanged = (
@@ -253,7 +256,9 @@ class Reconciler:
             service_ip is None or node.service_ip == service_ip
         )  # fmt: skip
         # A stored status that disagrees with the stored facts is repaired, settled or not.
-        agrees = node_status(facts_of(node, utcnow())) == (node.status, node.status_reason)
+        facts = facts_of(node, utcnow(), chain_required=self.chain_required,
+                         another_ran=another_ran)  # fmt: skip
+        agrees = node_status(facts) == (node.status, node.status_reason)
         if settled and unchanged and agrees:
             return  # the common case on every resync: nothing to write
 
@@ -271,6 +276,14 @@ class Reconciler:
 
 class PassFailed(KubeError):
     """A pass could not converge one or more tenants (each is named, with why)."""
+
+
+def _another_ran(network: Network, node: Node) -> bool:
+    """As app.store.chain.another_node_ran, from the pass's loaded rows."""
+    return node.role is NodeRole.COORDINATOR and any(
+        other.id != node.id and other.desired is Desired.PRESENT and other.start_deadline is None
+        for other in network.nodes
+    )
 
 
 def _describe(error: BaseException) -> str:

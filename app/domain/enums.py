@@ -48,7 +48,9 @@ class NodeStatus(enum.StrEnum):
     PENDING = "PENDING"  # accepted; nothing in the cluster yet
     PROVISIONING = "PROVISIONING"  # Service and Deployment being created
     STARTING = "STARTING"  # objects exist; the pod is not running and ready yet
+    JOINING = "JOINING"  # the chain answers but has no peers (or raft membership) yet, or syncs
     RUNNING = "RUNNING"
+    UNHEALTHY = "UNHEALTHY"  # was running; its chain stopped answering, lost its peers, stalled
     FAILED = "FAILED"  # with a reason: image pull, crash loop, exit, deadline, conflict
     DELETING = "DELETING"
 

@@ -12,6 +12,7 @@ import uuid
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     Enum,
@@ -171,6 +172,23 @@ class Node(Base):
     pod_message: Mapped[str | None] = mapped_column(Text)
     pod_ip: Mapped[str | None] = mapped_column(String(45))
     pod_started_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime)
+
+    # What the chain probe last saw (app/control/chain.py); chain_run names the container run
+    # ("<pod>#<restartCount>") the facts belong to: facts of an earlier run do not count.
+    chain_probed_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime)
+    chain_run: Mapped[str | None] = mapped_column(String(300))
+    chain_answering: Mapped[bool | None] = mapped_column(Boolean)
+    chain_error: Mapped[str | None] = mapped_column(Text)
+    chain_block_number: Mapped[int | None] = mapped_column(BigInteger)
+    chain_peer_count: Mapped[int | None] = mapped_column(Integer)
+    chain_syncing: Mapped[bool | None] = mapped_column(Boolean)
+    chain_enode: Mapped[str | None] = mapped_column(Text)
+    chain_client_version: Mapped[str | None] = mapped_column(Text)
+    chain_raft_role: Mapped[str | None] = mapped_column(String(32))
+    chain_raft_id: Mapped[int | None] = mapped_column(Integer)
+    chain_raft_member: Mapped[bool | None] = mapped_column(Boolean)
+    chain_validators: Mapped[str | None] = mapped_column(Text)  # a JSON array of addresses
+    chain_stalled: Mapped[bool] = mapped_column(Boolean, default=False)
 
     # Bumped on every change of the row's state, so consumers can order snapshots.
     revision: Mapped[int] = mapped_column(Integer, default=0)

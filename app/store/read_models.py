@@ -7,6 +7,7 @@ the database once and shared by every subscriber.
 from __future__ import annotations
 
 import datetime
+import json
 from dataclasses import dataclass
 
 from app.domain.enums import (
@@ -21,6 +22,36 @@ from app.domain.enums import (
 from app.domain.names import object_name
 from app.domain.status import network_status
 from app.store.models import Network, Node, NodeStatusChange, Operation
+
+
+@dataclass(frozen=True)
+class ChainView:
+    """What the chain probe last wrote for a node (see app/control/chain.py)."""
+
+    block_number: int | None
+    peer_count: int | None
+    syncing: bool | None
+    enode: str | None
+    client_version: str | None
+    raft_role: str | None
+    raft_id: int | None
+    validators: tuple[str, ...] | None
+    probed_at: datetime.datetime
+    error: str | None
+
+    @classmethod
+    def of(cls, node: Node) -> ChainView | None:
+        if node.chain_probed_at is None:
+            return None
+        validators = json.loads(node.chain_validators) if node.chain_validators else None
+        return cls(
+            block_number=node.chain_block_number, peer_count=node.chain_peer_count,
+            syncing=node.chain_syncing, enode=node.chain_enode,
+            client_version=node.chain_client_version, raft_role=node.chain_raft_role,
+            raft_id=node.chain_raft_id,
+            validators=tuple(validators) if validators is not None else None,
+            probed_at=node.chain_probed_at, error=node.chain_error,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -45,6 +76,7 @@ class NodeView:
     pod_started_at: datetime.datetime | None
     created_at: datetime.datetime
     revision: int
+    chain: ChainView | None = None
 
     @property
     def object_name(self) -> str:
@@ -73,6 +105,7 @@ class NodeView:
             pod_started_at=node.pod_started_at,
             created_at=node.created_at,
             revision=node.revision,
+            chain=ChainView.of(node),
         )
 
 

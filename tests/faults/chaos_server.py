@@ -80,6 +80,7 @@ def environment(
         "QAAS_MUTATION_BURST": "10000",
         "QAAS_TENANT_MAX_NETWORKS": "1000",
         "QAAS_TENANT_MAX_NODES": "5000",
+        "QAAS_CHAIN_PROBE": "off",  # the sandbox simulates these pods: no chain answers
         **(extra or {}),
     }
 

@@ -62,6 +62,7 @@ def settings(database_url: str, proxy_kubeconfig: Path, namespace: str) -> Setti
         node_start_deadline=120,
         kube_backoff_seconds=0.05,
         kube_timeout_seconds=5,
+        chain_probe="off",  # simulated pods: no chain answers
     )
 
 

@@ -151,7 +151,7 @@ def as_service_account(service_account_kubeconfig: Path, database_url: str) -> S
     return load_settings(
         database_url=database_url, kubeconfig=str(service_account_kubeconfig),
         cluster="kubeconfig", namespace="qaas", resync_seconds=0.5, node_start_deadline=60,
-        service_account="qaas:qaas",
+        service_account="qaas:qaas", chain_probe="off",  # simulated pods: no chain
     )  # fmt: skip
 
 

@@ -14,6 +14,12 @@
 ``QAAS_NODE_SERVICE_TYPE``         ``ClusterIP`` (default) or ``NodePort`` (publishes geth RPC!)
 ``QAAS_NODE_POD_ANNOTATIONS``     JSON object of annotations for node pods (e.g. for a mesh,
                                    or the sandbox's ``sandbox.qaas.dev/behavior``)
+``QAAS_NODE_STORAGE_SIZE``         default claim size of a node's data (``1Gi``); a network's
+                                   ``storage`` input may ask for up to
+                                   ``QAAS_NODE_STORAGE_MAX_SIZE`` (``100Gi``, also the tenant
+                                   quota's ``requests.storage`` per node)
+``QAAS_NODE_STORAGE_CLASS``        default StorageClass of those claims (empty: the cluster's
+                                   default class)
 ``QAAS_INSTANCE``                  label value that tells this QaaS's objects from another's
 ``QAAS_RESYNC_SECONDS``            full reconcile period (default 10)
 ``QAAS_NODE_START_DEADLINE``       seconds a node may take to run before it is FAILED (300)
@@ -53,11 +59,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.domain.probe_scope import probe_networks
 from app.domain.qnm import DEFAULT_IMAGE
+from app.domain.storage import quantity_bytes, size_problem, storage_class_problem
 
 ClusterMode = Literal["auto", "in-cluster", "kubeconfig", "sandbox"]
 
@@ -76,6 +83,10 @@ class Settings(BaseSettings):
     node_image: str = DEFAULT_IMAGE
     node_service_type: Literal["ClusterIP", "NodePort"] = "ClusterIP"
     node_pod_annotations: dict[str, str] = Field(default_factory=dict)
+    # A node's data claim (app/domain/storage.py checks the values).
+    node_storage_size: str = "1Gi"
+    node_storage_class: str = ""
+    node_storage_max_size: str = "100Gi"
     instance: str = Field(default="qaas", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
     resync_seconds: float = Field(default=10.0, gt=0)
     node_start_deadline: float = Field(default=300.0, gt=0)
@@ -114,6 +125,27 @@ class Settings(BaseSettings):
     # fc00::/7) or loopback: app/chain/addresses.py. Default: all of those except loopback.
     chain_probe_networks: str = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7"
 
+    @field_validator("node_storage_max_size")
+    @classmethod
+    def _max_size(cls, value: str) -> str:
+        if quantity_bytes(value) is None:
+            raise ValueError("must be a Kubernetes quantity such as 100Gi")
+        return value
+
+    @field_validator("node_storage_size")
+    @classmethod
+    def _size(cls, value: str) -> str:
+        if problem := size_problem(value, max_size=value):  # the maximum is checked at use
+            raise ValueError(problem)
+        return value
+
+    @field_validator("node_storage_class")
+    @classmethod
+    def _class(cls, value: str) -> str:
+        if value and (problem := storage_class_problem(value)):
+            raise ValueError(problem)
+        return value
+
 
 def load_settings(**overrides: object) -> Settings:
     """Read the settings, turning pydantic's report into one sentence per bad variable."""
@@ -137,6 +169,11 @@ def load_settings(**overrides: object) -> Settings:
         raise ConfigError(
             f"QAAS_CHAIN_PROBE_NETWORKS={settings.chain_probe_networks!r} is not valid: {error}"
         ) from None
+    if problem := size_problem(settings.node_storage_size, max_size=settings.node_storage_max_size):
+        raise ConfigError(
+            f"QAAS_NODE_STORAGE_SIZE={settings.node_storage_size!r} is not valid: {problem} "
+            "(QAAS_NODE_STORAGE_MAX_SIZE)"
+        )
     return settings
 
 

@@ -12,6 +12,7 @@ from strawberry.types import Info
 
 from app.domain.enums import Consensus
 from app.domain.errors import ErrorCode
+from app.domain.storage import Storage
 from app.services import networks, nodes
 from app.services.results import Result, commit_unless_refused, refused
 from app.store.unit import UnitOfWork
@@ -21,10 +22,22 @@ from schema.ids import raw_id_of
 from schema.types import ConsensusEnum, Network, Node, Operation, UserError
 
 
+@strawberry.input(description="Each node's data claim; what is left out comes from the "
+                  "installation's settings.")  # fmt: skip
+class NetworkStorageInput:
+    size: str | None = strawberry.field(
+        default=None, description="A Kubernetes quantity such as 1Gi or 500Mi."
+    )
+    storage_class: str | None = strawberry.field(
+        default=None, description='A StorageClass name; "" for the cluster\'s default class.'
+    )
+
+
 @strawberry.input
 class NetworkCreateInput:
     name: str = strawberry.field(description="An RFC 1035 label, e.g. acme-test.")
     consensus: ConsensusEnum = Consensus.RAFT  # type: ignore[valid-type]
+    storage: NetworkStorageInput | None = None
 
 
 @strawberry.input
@@ -130,8 +143,15 @@ class Mutation:
     async def network_create(
         self, info: Info[Context, None], input: NetworkCreateInput
     ) -> NetworkCreatePayload:
+        settings = info.context.deps.settings
+        wanted = input.storage or NetworkStorageInput()
+        storage = Storage(
+            settings.node_storage_size if wanted.size is None else wanted.size,
+            settings.node_storage_class if wanted.storage_class is None else wanted.storage_class,
+        )
         return await _change(info, NetworkCreatePayload, lambda work, tenant, deadline: (
-            networks.create_network(work, tenant, input.name, input.consensus, deadline)
+            networks.create_network(work, tenant, input.name, input.consensus, deadline,
+                                    storage, settings.node_storage_max_size)
         ))  # fmt: skip
 
     @strawberry.mutation(description="Add a dynamic peer to a network QaaS runs.")
@@ -148,9 +168,11 @@ class Mutation:
     async def network_join(
         self, info: Info[Context, None], input: NetworkJoinInput
     ) -> NetworkJoinPayload:
+        settings = info.context.deps.settings
+        storage = Storage(settings.node_storage_size, settings.node_storage_class)
         return await _change(info, NetworkJoinPayload, lambda work, tenant, deadline: (
             networks.join_network(work, tenant, input.name, input.coordinator_ip,
-                                  input.consensus, deadline, input.node_name)
+                                  input.consensus, deadline, input.node_name, storage)
         ))  # fmt: skip
 
     @strawberry.mutation(description="Delete a peer node and its Kubernetes objects.")

@@ -78,6 +78,14 @@ class Network(Entity):
         coordinator = await _coordinator(info, self.view.id)
         return coordinator.service_ip if coordinator else None
 
+    @strawberry.field(description="What each node's data claim asks for.")
+    def storage(self, info: Info[Context, None]) -> NetworkStorage:
+        settings = info.context.deps.settings
+        size = self.view.storage_size or settings.node_storage_size
+        chosen = self.view.storage_class
+        storage_class = settings.node_storage_class if chosen is None else chosen
+        return NetworkStorage(size=size, storage_class=storage_class or None)
+
     @strawberry.field
     async def nodes(
         self,
@@ -99,6 +107,15 @@ class Network(Entity):
                                start_cursor=page.cursors[0] if page.cursors else None),
             total_count=page.total,
         )  # fmt: skip
+
+
+@strawberry.type(description="A node's data claim: its Blockchain/ and Constellation/ (keys, "
+                 "enode, chain) survive the pod.")  # fmt: skip
+class NetworkStorage:
+    size: str = strawberry.field(description="A Kubernetes quantity, e.g. 1Gi.")
+    storage_class: str | None = strawberry.field(
+        description="The StorageClass; null: the cluster's default class."
+    )
 
 
 async def _coordinator(info: Info[Context, None], network_id: str) -> NodeView | None:

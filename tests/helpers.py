@@ -11,6 +11,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.domain.enums import Consensus
+from app.domain.storage import Storage
 from app.services import networks, nodes
 from app.services.results import Result, commit_unless_refused
 from app.store.unit import UnitOfWork
@@ -66,9 +67,11 @@ class Writes:
     async def _run(self, change: Callable[[UnitOfWork], Awaitable[Result]]) -> Result:
         return await commit_unless_refused(self.sessions, change)
 
-    async def create_network(self, tenant_id: str, name: str, consensus: Consensus) -> Result:
+    async def create_network(
+        self, tenant_id: str, name: str, consensus: Consensus, storage: Storage | None = None
+    ) -> Result:
         return await self._run(
-            lambda w: networks.create_network(w, tenant_id, name, consensus, self.deadline)
+            lambda w: networks.create_network(w, tenant_id, name, consensus, self.deadline, storage)
         )
 
     async def add_node(self, tenant_id: str, network_id: str, name: str) -> Result:

@@ -97,7 +97,7 @@ def _render(args: argparse.Namespace) -> int:
         print(f"qaas: {error}", file=sys.stderr)
         return 2
     if unknown_ips(request):  # said on stderr too: it is easy to miss in a pipe to kubectl
-        print("qaas: the Deployments carry IP placeholders; see --help", file=sys.stderr)
+        print("qaas: the StatefulSets carry IP placeholders; see --help", file=sys.stderr)
     return 0
 
 
@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="join a coordinator running elsewhere: render only peers")  # fmt: skip
     render.add_argument("--service-ip", action="append", default=[], metavar="NODE=IP",
                         help="a node's Service ClusterIP, replacing its placeholder")  # fmt: skip
-    render.add_argument("--only", choices=["all", "services", "deployments"], default="all")
+    render.add_argument("--only", choices=["all", "services", "statefulsets"], default="all")
     render.set_defaults(handler=_render)
 
     add_sandbox_commands(commands)

@@ -11,7 +11,11 @@ Two things are only known once QaaS runs, and are stood in for:
   render to the next (a running QaaS uses random ids of its own);
 - addresses: a node advertises its own Service's ClusterIP (``IP``) and a peer dials the
   coordinator's (``COORDINATING_IP``), which exist only after the Services are created. Unless
-  ``service_ips`` gives them, the Deployments carry a marked placeholder.
+  ``service_ips`` gives them, the StatefulSets carry a marked placeholder.
+
+Each StatefulSet carries its node's data claim template (``data``; the controller names the claim
+``data-<statefulset>-0``), sized and classed by ``QAAS_NODE_STORAGE_SIZE`` /
+``QAAS_NODE_STORAGE_CLASS``, the defaults a new network gets.
 
 Example::
 
@@ -49,16 +53,16 @@ ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_DNS, "render.qaas.dev")
 MAX_PEERS = 100
 
 CLI_HELP = """\
-Prints, as multi-document YAML, the Services and Deployments QaaS would create for a network
+Prints, as multi-document YAML, the Services and StatefulSets QaaS would create for a network
 (from the same builders and settings as its reconciler), for review before anything is applied.
 
 A node advertises its own Service's ClusterIP and peers dial the coordinator's, and a ClusterIP
-exists only once its Service does. Without --service-ip the Deployments carry a placeholder
+exists only once its Service does. Without --service-ip the StatefulSets carry a placeholder
 "<ClusterIP of NAME>" for IP and COORDINATING_IP. To apply the output faithfully:
 
   qaas render --network acme --peers 1 --only services | kubectl apply -f -
   kubectl get svc acme-coordinator acme-peer-1 -o jsonpath='{..spec.clusterIP}'
-  qaas render --network acme --peers 1 --only deployments \\
+  qaas render --network acme --peers 1 --only statefulsets \\
       --service-ip coordinator=IP1 --service-ip peer-1=IP2 | kubectl apply -f -
 
 The network-id and node-id labels are stable stand-ins (UUIDv5 of the names). Do not apply the
@@ -80,7 +84,7 @@ class RenderRequest:
     # A coordinator running elsewhere (as with networkJoin): only the peers are rendered.
     coordinator_ip: str | None = None
     service_ips: Mapping[str, str] = field(default_factory=dict)  # node name -> its ClusterIP
-    only: Literal["all", "services", "deployments"] = "all"
+    only: Literal["all", "services", "statefulsets"] = "all"
 
     def __post_init__(self) -> None:
         # Typed input is tidied as the API tidies it (app.domain.names.tidy).
@@ -168,7 +172,7 @@ def _document(obj: dict[str, Any], namespace: str | None, comment: str) -> str:
 
 
 def render(request: RenderRequest, settings: Settings) -> str:
-    """The YAML documents for ``request``: every Service, then every Deployment."""
+    """The YAML documents for ``request``: every Service, then every StatefulSet."""
     validate(request)
     network_id = _stand_in_id(request.network)
     specs = [
@@ -193,12 +197,12 @@ def render(request: RenderRequest, settings: Settings) -> str:
         for spec in specs:
             title = f"Service {spec.name} ({spec.role.value.lower()})"
             documents.append(_document(spec.service(), request.namespace, title))
-    if request.only in ("all", "deployments"):
+    if request.only in ("all", "statefulsets"):
         for spec in specs:
             peer = spec.role is NodeRole.PEER
-            deployment = spec.deployment(ip_of(spec.node), coordinator_ip if peer else None)
-            title = f"Deployment {spec.name} ({spec.role.value.lower()})"
-            documents.append(_document(deployment, request.namespace, title))
+            workload = spec.statefulset(ip_of(spec.node), coordinator_ip if peer else None)
+            title = f"StatefulSet {spec.name} ({spec.role.value.lower()}; claim {spec.claim_name})"
+            documents.append(_document(workload, request.namespace, title))
     return _header(request, settings) + "---\n".join(documents)
 
 
@@ -209,7 +213,9 @@ def _header(request: RenderRequest, settings: Settings) -> str:
         "(app/cluster/objects.py).",
         f"Network {request.network} ({request.consensus.value}), nodes: {nodes}; "
         f"image {settings.node_image}, Service type {settings.node_service_type}, "
-        f"installation {settings.instance}.",
+        f"installation {settings.instance}; each node's data claim: "
+        f"{settings.node_storage_size} of StorageClass "
+        f"{settings.node_storage_class or '(the cluster default)'}.",
         "qaas.dev/network-id and qaas.dev/node-id are stable stand-ins (UUIDv5 of the names), "
         "not ids of a running QaaS.",
         "Do not apply where a QaaS with the same installation works: it deletes objects with "

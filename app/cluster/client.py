@@ -38,7 +38,10 @@ class ResourceKind:
 
 
 SERVICES = ResourceKind("CoreV1Api", "namespaced_service", "Service")
+# Nodes ran as Deployments before they ran as StatefulSets: QaaS still lists and deletes them.
 DEPLOYMENTS = ResourceKind("AppsV1Api", "namespaced_deployment", "Deployment")
+STATEFULSETS = ResourceKind("AppsV1Api", "namespaced_stateful_set", "StatefulSet")
+CLAIMS = ResourceKind("CoreV1Api", "namespaced_persistent_volume_claim", "PersistentVolumeClaim")
 PODS = ResourceKind("CoreV1Api", "namespaced_pod", "Pod")
 RESOURCE_QUOTAS = ResourceKind("CoreV1Api", "namespaced_resource_quota", "ResourceQuota")
 ROLE_BINDINGS = ResourceKind("RbacAuthorizationV1Api", "namespaced_role_binding", "RoleBinding")

@@ -1,14 +1,23 @@
-"""Builders for the Kubernetes objects of one Quorum node: its Service and its Deployment.
+"""Builders for the Kubernetes objects of one Quorum node: its Service and its StatefulSet.
 
 The reconciler and ``qaas render`` use these same functions, so what is reviewed is what runs.
+
+Why a StatefulSet of one replica, not a Deployment with a claim of its own: a node's keys and
+enode must never run twice. A Deployment's ReplicaSet starts a replacement as soon as the old pod
+is marked deleted, even while that pod still runs (on an unreachable Kubernetes node it runs on
+until someone confirms it gone): two geth with the same keys. A StatefulSet creates ``<name>-0``
+again only once the old ``<name>-0`` is really gone from the API, and it makes the claim itself
+from its ``volumeClaimTemplates`` (``data-<name>-0``), so the replacement finds the same data.
 
 Example::
 
     spec = NodeObjects(network_id="n1", node_id="d1", network="acme", node="coordinator",
                        role=NodeRole.COORDINATOR, consensus=Consensus.RAFT,
-                       image="narayanprusty/qnm", service_type="ClusterIP", installation="qaas")
+                       image="narayanprusty/qnm", service_type="ClusterIP", installation="qaas",
+                       storage_size="1Gi", storage_class="")
     service = spec.service()
-    deployment = spec.deployment(own_ip="10.96.0.20", coordinator_ip=None)
+    statefulset = spec.statefulset(own_ip="10.96.0.20", coordinator_ip=None)
+    spec.claim_name   # "data-acme-coordinator-0"
 """
 
 from __future__ import annotations
@@ -21,7 +30,16 @@ from typing import Any
 from app.config import Settings
 from app.domain.enums import Consensus, NodeRole
 from app.domain.names import object_name
-from app.domain.qnm import ARGS, COMMAND, PORTS, WORKING_DIR, NodeEnvironment
+from app.domain.qnm import (
+    ARGS,
+    COMMAND,
+    DATA_DIRS,
+    KEEP_FILES,
+    PORTS,
+    RPC_PORT,
+    WORKING_DIR,
+    NodeEnvironment,
+)
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 NETWORK_ID = "qaas.dev/network-id"
@@ -29,6 +47,20 @@ NODE_ID = "qaas.dev/node-id"
 INSTALLATION = "qaas.dev/installation"
 SPEC_HASH = "qaas.dev/spec-hash"
 CONTAINER = "qnm"
+DATA_VOLUME = "data"  # the claim template's name: claims are data-<statefulset>-0
+
+# Readiness: geth's RPC port accepts connections. QNM starts geth with nohup, so a dead geth
+# leaves the container running; the probe makes Kubernetes itself call the pod not ready
+# (within PERIOD x FAILURES = 30 s) and take it out of its Service's endpoints. A peer's geth
+# starts only after its join, so a peer stays not ready until then; nothing restarts it.
+READINESS_PROBE: dict[str, Any] = {
+    "tcpSocket": {"port": RPC_PORT},
+    "initialDelaySeconds": 5,
+    "periodSeconds": 10,
+    "timeoutSeconds": 3,
+    "failureThreshold": 3,
+    "successThreshold": 1,
+}
 
 
 TENANT = "qaas.dev/tenant"
@@ -38,25 +70,29 @@ def tenant_namespace_labels(tenant: str, installation: str) -> dict[str, str]:
     return {MANAGED_BY: "qaas", INSTALLATION: installation, TENANT: tenant}
 
 
-def resource_quota(max_nodes: int) -> dict[str, Any]:
-    """A tenant namespace's quota: room for its nodes' pods and Services, nothing more.
+def resource_quota(max_nodes: int, max_storage_bytes: int | None = None) -> dict[str, Any]:
+    """A tenant namespace's quota: room for its nodes' pods, Services and data claims, nothing
+    more.
 
-    Pods get one extra slot per node so a node's Recreate rollout or a stuck terminating pod
-    does not block it.
+    Pods get one extra slot per node so a stuck terminating pod does not block its node. A node
+    has one claim, which lives exactly as long as its row (the row goes once the claim has);
+    ``requests.storage`` allows every node the largest size the API accepts.
     """
+    hard = {
+        "pods": str(2 * max_nodes),
+        "services": str(max_nodes),
+        "services.nodeports": str(max_nodes * 8),
+        "requests.cpu": f"{max_nodes * 100}m",
+        "requests.memory": f"{max_nodes * 256}Mi",
+        "persistentvolumeclaims": str(max_nodes),
+    }
+    if max_storage_bytes is not None:
+        hard["requests.storage"] = str(max_nodes * max_storage_bytes)
     return {
         "apiVersion": "v1",
         "kind": "ResourceQuota",
         "metadata": {"name": "qaas-tenant", "labels": {MANAGED_BY: "qaas"}},
-        "spec": {
-            "hard": {
-                "pods": str(2 * max_nodes),
-                "services": str(max_nodes),
-                "services.nodeports": str(max_nodes * 8),
-                "requests.cpu": f"{max_nodes * 100}m",
-                "requests.memory": f"{max_nodes * 256}Mi",
-            }
-        },
+        "spec": {"hard": hard},
     }
 
 
@@ -81,7 +117,7 @@ def selector_for(installation: str) -> str:
 
 @dataclass(frozen=True)
 class NodeObjects:
-    """A node's Service and Deployment, as QaaS wants them. Build it with ``for_node``, which
+    """A node's Service and StatefulSet, as QaaS wants them. Build it with ``for_node``, which
     both the reconciler and ``qaas render`` use, so what a reviewer renders is what runs."""
 
     network_id: str
@@ -93,6 +129,8 @@ class NodeObjects:
     image: str
     service_type: str
     installation: str
+    storage_size: str = "1Gi"
+    storage_class: str = ""  # empty: the cluster's default StorageClass
     pod_annotations: tuple[tuple[str, str], ...] = ()
 
     @classmethod
@@ -106,9 +144,12 @@ class NodeObjects:
         node: str,
         role: NodeRole,
         consensus: Consensus,
+        storage_size: str | None = None,
+        storage_class: str | None = None,
     ) -> NodeObjects:
         """The objects of one node, with the installation's image, Service type, label and
-        pod annotations from ``settings``."""
+        pod annotations from ``settings``, and its network's storage (by default the
+        settings')."""
         return cls(
             network_id=network_id,
             node_id=node_id,
@@ -119,6 +160,8 @@ class NodeObjects:
             image=settings.node_image,
             service_type=settings.node_service_type,
             installation=settings.instance,
+            storage_size=storage_size or settings.node_storage_size,
+            storage_class=settings.node_storage_class if storage_class is None else storage_class,
             pod_annotations=tuple(sorted(settings.node_pod_annotations.items())),
         )
 
@@ -138,6 +181,11 @@ class NodeObjects:
             "qaas.dev/network": self.network,
             "qaas.dev/node": self.node,
         }
+
+    @property
+    def claim_name(self) -> str:
+        """The name the StatefulSet controller gives this node's claim."""
+        return f"{DATA_VOLUME}-{self.name}-0"
 
     def selector(self) -> dict[str, str]:
         return {NODE_ID: self.node_id}
@@ -159,6 +207,8 @@ class NodeObjects:
 
     def pod_template(self, own_ip: str, coordinator_ip: str | None) -> dict[str, Any]:
         environment = NodeEnvironment(self.node, self.role, self.consensus, own_ip, coordinator_ip)
+        env = [{"name": k, "value": v} for k, v in environment.as_pairs()]
+        env.append({"name": KEEP_FILES, "value": "true"})  # reuse the claim's files at start
         metadata: dict[str, Any] = {"labels": self.labels()}
         if self.pod_annotations:
             metadata["annotations"] = dict(self.pod_annotations)
@@ -175,38 +225,65 @@ class NodeObjects:
                         "command": COMMAND,
                         "args": ARGS,
                         "workingDir": WORKING_DIR,
-                        "env": [{"name": k, "value": v} for k, v in environment.as_pairs()],
+                        "env": env,
                         "ports": [
                             {"name": p.name, "containerPort": p.number, "protocol": "TCP"}
                             for p in PORTS
                         ],
                         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}},
+                        # QNM's keys, enode and chain live in these folders of its working
+                        # directory: on the claim, so a replaced pod comes back as the same node.
+                        "volumeMounts": [
+                            {
+                                "name": DATA_VOLUME,
+                                "mountPath": f"{WORKING_DIR}/{folder}",
+                                "subPath": folder,
+                            }
+                            for folder in DATA_DIRS
+                        ],
+                        "readinessProbe": READINESS_PROBE,
                     }
                 ],
             },
         }
 
-    def deployment(self, own_ip: str, coordinator_ip: str | None) -> dict[str, Any]:
+    def claim_template(self) -> dict[str, Any]:
+        spec: dict[str, Any] = {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": self.storage_size}},
+        }
+        if self.storage_class:  # unset: the DefaultStorageClass admission fills it in
+            spec["storageClassName"] = self.storage_class
+        # The controller adds the selector's labels; ours let QaaS find and delete the claim.
+        return {"metadata": {"name": DATA_VOLUME, "labels": self.labels()}, "spec": spec}
+
+    def statefulset(self, own_ip: str, coordinator_ip: str | None) -> dict[str, Any]:
         template = self.pod_template(own_ip, coordinator_ip)
         return {
             "apiVersion": "apps/v1",
-            "kind": "Deployment",
+            "kind": "StatefulSet",
             "metadata": {
                 "name": self.name,
                 "labels": self.labels(),
                 "annotations": {SPEC_HASH: spec_hash(template)},
             },
             "spec": {
+                # One replica: a node's identity (keys, enode) must never run twice, and a
+                # StatefulSet never starts <name>-0 while the old <name>-0 still exists.
                 "replicas": 1,
-                # A node's identity (keys, enode) must never run twice: stop, then start.
-                "strategy": {"type": "Recreate"},
+                "serviceName": self.name,
+                # Parallel: with the default OrderedReady, a pod that is not ready (a dead geth,
+                # a broken image) blocks the rolling update that would replace it.
+                "podManagementPolicy": "Parallel",
+                "updateStrategy": {"type": "RollingUpdate"},
                 "selector": {"matchLabels": self.selector()},
                 "template": template,
+                "volumeClaimTemplates": [self.claim_template()],
             },
         }
 
 
 def spec_hash(template: dict[str, Any]) -> str:
-    """A short digest of what we asked for, to notice when a Deployment has drifted."""
+    """A short digest of what we asked for, to notice when a StatefulSet has drifted."""
     canonical = json.dumps(template, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -17,6 +17,9 @@ from app.cluster.objects import CONTAINER
 from app.domain.status import UNSCHEDULABLE
 
 Obj = dict[str, Any]
+# The scheduler's words for a pod whose claim is not bound yet, and what QaaS calls that wait.
+UNBOUND_CLAIM = "unbound immediate PersistentVolumeClaims"
+WAITING_FOR_STORAGE = "WaitingForStorage"
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,11 @@ def observe(pod: Obj) -> PodObservation:
         # The scheduler found no node: "0/1 nodes are available: 1 Insufficient cpu."
         reason = scheduled.get("reason") or UNSCHEDULABLE
         message = scheduled.get("message")
+        if UNBOUND_CLAIM in (message or ""):
+            # Not "no node can take it": its new data claim is not bound yet (the provisioner
+            # is at work; a claim that never binds, e.g. of an unknown StorageClass, leaves
+            # this as the last thing seen when the start deadline fails the node).
+            reason = WAITING_FOR_STORAGE
     return PodObservation(
         pod_name=pod["metadata"]["name"],
         phase=status.get("phase"),

@@ -1,11 +1,14 @@
 """Make one node's objects exist as desired: its Service first (its ClusterIP is the address
-the node advertises), then its Deployment with that address. A 409 on create means "read it,
-check it is ours, converge"; a drifted object is replaced.
+the node advertises), then its StatefulSet with that address (whose controller makes the node's
+data claim). A 409 on create means "read it, check it is ours, converge"; a drifted object is
+replaced. A node made before StatefulSets still has a Deployment: ``retire_deployment`` deletes
+it before its StatefulSet is created.
 
 Example::
 
     service = await ensure_service(services, spec, observed.services.get(node_id))
-    await ensure_deployment(deployments, spec, service_ip(service), coordinator_ip, current)
+    await retire_deployment(observed, node_id)
+    await ensure_statefulset(statefulsets, spec, service_ip(service), coordinator_ip, current)
 """
 
 from __future__ import annotations
@@ -15,9 +18,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from app.cluster.client import Obj, Resource
-from app.cluster.errors import Conflict
+from app.cluster.errors import Conflict, NotFound
 from app.cluster.objects import NODE_ID, NodeObjects
-from app.control.drift import deployment_drifted, service_drifted
+from app.control.drift import service_drifted, workload_drifted
 
 log = logging.getLogger("qaas.reconciler")
 
@@ -28,13 +31,29 @@ class ForeignObject(Exception):
 
 @dataclass
 class Observed:
-    """One pass's view of one namespace: its API handles and our objects in it, by node id."""
+    """One pass's view of one namespace: its API handles and our objects in it, by node id:
+    Services, StatefulSets, their data claims, and the Deployments of nodes made before
+    StatefulSets (``legacy``: only ever deleted)."""
 
     namespace: str
     service_api: Resource
-    deployment_api: Resource
+    workload_api: Resource
+    claim_api: Resource
+    legacy_api: Resource
     services: dict[str, Obj] = field(default_factory=dict)
-    deployments: dict[str, Obj] = field(default_factory=dict)
+    workloads: dict[str, Obj] = field(default_factory=dict)
+    claims: dict[str, Obj] = field(default_factory=dict)
+    legacy: dict[str, Obj] = field(default_factory=dict)
+
+    def kinds(self) -> list[tuple[Resource, dict[str, Obj]]]:
+        """Every kind with its objects, in the order a node's objects are deleted: its
+        workloads first (their pods hold the claim), its Service, its claim last."""
+        return [
+            (self.workload_api, self.workloads),
+            (self.legacy_api, self.legacy),
+            (self.service_api, self.services),
+            (self.claim_api, self.claims),
+        ]
 
     @staticmethod
     def index(objects: Iterable[Obj]) -> dict[str, Obj]:
@@ -84,23 +103,45 @@ async def ensure_service(api: Resource, spec: NodeObjects, current: Obj | None) 
     return await api.replace(spec.name, desired)
 
 
-async def ensure_deployment(
+async def retire_deployment(observed: Observed, node_id: str) -> None:
+    """Delete the Deployment a node ran as before QaaS made StatefulSets (the upgrade path).
+
+    Its pod kept the node's files on its container filesystem: they go with it, and the node's
+    StatefulSet starts it with new keys on an empty claim (see the README)."""
+    old = observed.legacy.pop(node_id, None)
+    if old is None:
+        return
+    name = old["metadata"]["name"]
+    log.info("deleting Deployment %s/%s: the node now runs as a StatefulSet", observed.namespace,
+             name)  # fmt: skip
+    try:
+        await observed.legacy_api.delete(name, old["metadata"]["uid"])
+    except (NotFound, Conflict):
+        pass  # gone already, or a newer object took the name: not ours to delete
+
+
+async def ensure_statefulset(
     api: Resource, spec: NodeObjects, ip: str, coordinator_ip: str | None, current: Obj | None
 ) -> None:
-    desired = spec.deployment(own_ip=ip, coordinator_ip=coordinator_ip)
+    desired = spec.statefulset(own_ip=ip, coordinator_ip=coordinator_ip)
     if current is None:
         try:
             await api.create(desired)
-            log.info("created Deployment %s/%s (IP %s)", api.namespace, spec.name, ip)
+            log.info("created StatefulSet %s/%s (IP %s)", api.namespace, spec.name, ip)
             return
         except Conflict:
             current = await api.get(spec.name)
             check_ours(current, spec)
     for attempt in range(3):
-        if not deployment_drifted(current, desired):
+        if not workload_drifted(current, desired):
             return
         desired["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-        log.info("replacing Deployment %s: it drifted from the desired spec", spec.name)
+        # What cannot change is kept as it is (a replace that changed it would be refused).
+        for immutable in ("serviceName", "selector", "volumeClaimTemplates",
+                          "podManagementPolicy"):  # fmt: skip
+            if immutable in current["spec"]:
+                desired["spec"][immutable] = current["spec"][immutable]
+        log.info("replacing StatefulSet %s: it drifted from the desired spec", spec.name)
         try:
             await api.replace(spec.name, desired)
             return

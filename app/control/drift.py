@@ -3,7 +3,11 @@ the live object also carries what the apiserver and controllers filled in.
 
 Example::
 
-    deployment_drifted(live, node_objects.deployment(own_ip, coordinator_ip))  # True/False
+    workload_drifted(live, node_objects.statefulset(own_ip, coordinator_ip))  # True/False
+
+A StatefulSet's ``serviceName``, ``selector`` and ``volumeClaimTemplates`` cannot change once it
+exists; QaaS never asks them to (a network's storage is fixed when it is created), so they are
+not compared: a replace could only be refused.
 """
 
 from __future__ import annotations
@@ -15,19 +19,18 @@ from app.cluster.objects import SPEC_HASH
 Obj = dict[str, Any]
 
 
-def _owned_fields(deployment: Obj) -> Obj:
-    """The parts of a Deployment QaaS decides. Compared field by field, because the live
-    object also carries what the apiserver defaulted (pull policy, termination paths, ...)."""
-    spec = deployment.get("spec") or {}
+def _owned_fields(workload: Obj) -> Obj:
+    """The parts of a StatefulSet QaaS decides (and may change). Compared field by field,
+    because the live object also carries what the apiserver defaulted (pull policy, ...)."""
+    spec = workload.get("spec") or {}
     template = spec.get("template") or {}
     pod = template.get("spec") or {}
     containers = pod.get("containers") or [{}]
     container = containers[0]
     return {
-        "hash": (deployment["metadata"].get("annotations") or {}).get(SPEC_HASH),
-        "labels": deployment["metadata"].get("labels"),
+        "hash": (workload["metadata"].get("annotations") or {}).get(SPEC_HASH),
+        "labels": workload["metadata"].get("labels"),
         "replicas": spec.get("replicas"),
-        "selector": spec.get("selector"),
         "template_labels": (template.get("metadata") or {}).get("labels"),
         "template_annotations": (template.get("metadata") or {}).get("annotations") or {},
         "token": pod.get("automountServiceAccountToken"),
@@ -36,11 +39,16 @@ def _owned_fields(deployment: Obj) -> Obj:
             key: container.get(key)
             for key in ("name", "image", "command", "args", "workingDir", "env")
         },
+        "mounts": [
+            (m.get("name"), m.get("mountPath"), m.get("subPath"))
+            for m in container.get("volumeMounts") or []
+        ],
+        "probe": (container.get("readinessProbe") or {}).get("tcpSocket"),
         "ports": [(p.get("name"), p.get("containerPort")) for p in container.get("ports") or []],
     }
 
 
-def deployment_drifted(current: Obj, desired: Obj) -> bool:
+def workload_drifted(current: Obj, desired: Obj) -> bool:
     return _owned_fields(current) != _owned_fields(desired)
 
 

@@ -16,6 +16,7 @@ from app.cluster.client import RESOURCE_QUOTAS, ROLE_BINDINGS, Cluster, Obj, Res
 from app.cluster.errors import Conflict
 from app.cluster.objects import resource_quota, tenant_namespace_labels, tenant_role_binding
 from app.config import Settings
+from app.domain.storage import quantity_bytes
 from app.store.models import Tenant
 
 log = logging.getLogger("qaas.reconciler")
@@ -47,7 +48,10 @@ class TenantNamespaces:
                     self.settings.tenant_cluster_role, self.settings.service_account
                 )
                 await self._create(ROLE_BINDINGS, tenant.namespace, binding)
-            await self._create(RESOURCE_QUOTAS, tenant.namespace, resource_quota(tenant.max_nodes))
+            quota = resource_quota(
+                tenant.max_nodes, quantity_bytes(self.settings.node_storage_max_size)
+            )
+            await self._create(RESOURCE_QUOTAS, tenant.namespace, quota)
             if created:
                 log.info("created namespace %s for tenant %s", tenant.namespace, tenant.name)
         self._ready.add(tenant.namespace)

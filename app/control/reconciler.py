@@ -1,9 +1,11 @@
 """The reconciler: a level-triggered loop that makes the cluster match the database.
 
-Each pass, for every tenant: make its namespace ready, list QaaS's Services and Deployments there
-(by label), and act on the desired state: create a node's Service, read its ClusterIP, create its
-Deployment with that IP; replace what drifted; delete what is marked ABSENT and, once the cluster
-has nothing left of it, the row; delete orphans that carry our labels but have no row. Every
+Each pass, for every tenant: make its namespace ready, list QaaS's Services, StatefulSets, data
+claims and (from before StatefulSets) Deployments there (by label), and act on the desired
+state: create a node's Service, read its ClusterIP, create its StatefulSet with that IP (deleting
+a Deployment the node ran as before); replace what drifted; delete what is marked ABSENT (claims
+included) and, once the cluster has nothing left of it, the row; delete orphans that carry our
+labels but have no row. Every
 action is idempotent, so a pass can be interrupted at any line and the next one converges.
 Passes run every ``resync_seconds`` and sooner when something kicks the loop (a mutation, a pod
 event). The pieces: ``namespaces`` (preparing a tenant), ``converge`` (one node's objects),
@@ -28,15 +30,16 @@ from collections.abc import Callable
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.cluster.client import DEPLOYMENTS, SERVICES, Cluster, Resource
+from app.cluster.client import CLAIMS, DEPLOYMENTS, SERVICES, STATEFULSETS, Cluster, Resource
 from app.cluster.errors import Conflict, Invalid, KubeError, NotFound
 from app.cluster.objects import NodeObjects, selector_for
 from app.config import Settings
 from app.control.converge import (
     ForeignObject,
     Observed,
-    ensure_deployment,
     ensure_service,
+    ensure_statefulset,
+    retire_deployment,
     service_ip,
 )
 from app.control.namespaces import TenantNamespaces
@@ -113,10 +116,10 @@ class Reconciler:
     # -- one pass ---------------------------------------------------------------------------
 
     def resources(self, namespace: str) -> tuple[Resource, Resource]:
-        """The Service and Deployment APIs of a namespace (a seam for fault-injection tests)."""
+        """The Service and StatefulSet APIs of a namespace (a seam for fault-injection tests)."""
         return (
             self.cluster.resource(SERVICES, namespace),
-            self.cluster.resource(DEPLOYMENTS, namespace),
+            self.cluster.resource(STATEFULSETS, namespace),
         )
 
     async def reconcile_once(self) -> None:
@@ -155,13 +158,13 @@ class Reconciler:
     async def _reconcile_namespace(self, tenant: Tenant, networks: list[Network]) -> None:
         await self.namespaces.prepare(tenant)
         selector = selector_for(self.settings.instance)
-        service_api, deployment_api = self.resources(tenant.namespace)
-        services, _ = await service_api.list(selector)
-        deployments, _ = await deployment_api.list(selector)
-        observed = Observed(
-            tenant.namespace, service_api, deployment_api,
-            Observed.index(services), Observed.index(deployments),
-        )  # fmt: skip
+        service_api, workload_api = self.resources(tenant.namespace)
+        claim_api = self.cluster.resource(CLAIMS, tenant.namespace)
+        legacy_api = self.cluster.resource(DEPLOYMENTS, tenant.namespace)
+        observed = Observed(tenant.namespace, service_api, workload_api, claim_api, legacy_api)
+        for api, objects in observed.kinds():
+            items, _ = await api.list(selector)
+            objects.update(Observed.index(items))
         known = {node.id for network in networks for node in network.nodes}
         for network in networks:
             coordinator_ip = network.external_coordinator_ip
@@ -203,11 +206,13 @@ class Reconciler:
         spec = NodeObjects.for_node(
             self.settings, network_id=network.id, node_id=node.id, network=network.name,
             node=node.name, role=node.role, consensus=network.consensus,
+            storage_size=network.storage_size, storage_class=network.storage_class,
         )  # fmt: skip
         error: str | None = None
         retrying: str | None = None
         ip: str | None = None
-        has_deployment = node.id in observed.deployments
+        # The row's has_deployment predates StatefulSets: it says the node's workload exists.
+        has_deployment = node.id in observed.workloads
         try:
             service = await ensure_service(
                 observed.service_api, spec, observed.services.get(node.id)
@@ -218,9 +223,10 @@ class Reconciler:
             elif node.role is NodeRole.PEER and not coordinator_ip:
                 pass  # waits for the coordinator's Service (peers need its address)
             else:
-                await ensure_deployment(
-                    observed.deployment_api, spec, ip, coordinator_ip,
-                    observed.deployments.get(node.id),
+                await retire_deployment(observed, node.id)
+                await ensure_statefulset(
+                    observed.workload_api, spec, ip, coordinator_ip,
+                    observed.workloads.get(node.id),
                 )  # fmt: skip
                 has_deployment = True
         except ForeignObject as foreign:

@@ -1,4 +1,5 @@
-"""Deletion: a node marked ABSENT loses its objects, then (on a later pass, once the cluster
+"""Deletion: a node marked ABSENT loses its objects (StatefulSet, an old Deployment, Service and
+data claim: a StatefulSet never deletes the claims it made), then (on a later pass, once the cluster
 has nothing left of it) its row; a network goes when its last node has; objects with our labels
 but no row (orphans, e.g. after a crash before a commit) are deleted.
 
@@ -36,19 +37,19 @@ class Removal:
         self.writer = writer
 
     async def remove_node(self, network: Network, node: Node, observed: Observed) -> None:
-        deployment = observed.deployments.pop(node.id, None)
-        service = observed.services.pop(node.id, None)
         await self.writer.write(node.id, _start_deleting)
-        for resource, obj in (
-            (observed.deployment_api, deployment),
-            (observed.service_api, service),
-        ):
+        left = False
+        # The claim last: it is in use until the pod is gone (its protection finalizer holds it
+        # till then), and the row stays until it is gone, so the name cannot be reused earlier.
+        for resource, objects in observed.kinds():
+            obj = objects.pop(node.id, None)
             if obj is not None:
+                left = True
                 try:
                     await resource.delete(obj["metadata"]["name"], obj["metadata"]["uid"])
                 except (NotFound, Conflict):
                     pass  # gone already, or replaced by a newer object: not ours to delete
-        if deployment is not None or service is not None:
+        if left:
             if node.retry_reason is not None:  # the deletes went through this time
                 await self.writer.write(node.id, clear_retry_reason)
             return  # the next pass confirms they are gone before the row goes
@@ -76,11 +77,8 @@ class Removal:
 
     @staticmethod
     async def delete_orphans(observed: Observed, known: set[str]) -> None:
-        """Objects with our labels whose node has no row."""
-        for resource, objects in (
-            (observed.deployment_api, observed.deployments),
-            (observed.service_api, observed.services),
-        ):
+        """Objects with our labels whose node has no row (claims and old Deployments too)."""
+        for resource, objects in observed.kinds():
             for node_id, obj in objects.items():
                 if node_id in known:
                     continue

@@ -19,6 +19,11 @@ DEFAULT_IMAGE = "narayanprusty/qnm"
 WORKING_DIR = "/workspace/QuorumNetworkManager"
 COMMAND = ["/bin/bash", "-i", "-c"]
 ARGS = ["node setupFromConfig.js"]
+# QNM keeps a node's keys, enode and chain (geth) and its constellation keys in these folders of
+# its working directory, and wipes them at start unless KEEP_FILES is "true".
+DATA_DIRS = ("Blockchain", "Constellation")
+KEEP_FILES = "KEEP_FILES"
+RPC_PORT = 20010  # geth's JSON-RPC (see PORTS)
 
 
 @dataclass(frozen=True)

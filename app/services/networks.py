@@ -24,6 +24,7 @@ from app.domain.names import (
     node_name_problem,
     tidy,
 )
+from app.domain.storage import Storage
 from app.services.nodes import (
     limit_refusal,
     network_refusal,
@@ -38,13 +39,28 @@ from app.store.unit import UnitOfWork
 
 
 async def create_network(
-    work: UnitOfWork, tenant_id: str, name: str, consensus: Consensus, start_deadline: float
+    work: UnitOfWork,
+    tenant_id: str,
+    name: str,
+    consensus: Consensus,
+    start_deadline: float,
+    storage: Storage | None = None,
+    max_size: str = "100Gi",
 ) -> Result:
+    """``storage`` None leaves the network on the installation's settings."""
     name = tidy(name)
     errors = name_refusal("name", name, network_name_problem(name, joined=False))
+    if storage is not None:
+        storage = Storage(tidy(storage.size), tidy(storage.storage_class))
+        errors += [
+            UserError(("input", "storage", field), f"{field} {problem}", ErrorCode.INVALID_INPUT)
+            for field, problem in storage.problems(max_size)
+        ]
     if errors:
         return Result(errors=errors)
     network = Network(tenant_id=tenant_id, name=name, consensus=consensus)
+    if storage is not None:
+        network.storage_size, network.storage_class = storage.size, storage.storage_class
     return await _open_network(
         work, network, COORDINATOR_NAME, NodeRole.COORDINATOR, OperationKind.NETWORK_CREATE,
         start_deadline,
@@ -59,6 +75,7 @@ async def join_network(
     consensus: Consensus,
     start_deadline: float,
     node_name: str = DEFAULT_JOIN_NODE_NAME,
+    storage: Storage | None = None,
 ) -> Result:
     name, node_name, coordinator_ip = tidy(name), tidy(node_name), tidy(coordinator_ip)
     errors = name_refusal("name", name, network_name_problem(name, joined=True))
@@ -71,6 +88,8 @@ async def join_network(
     network = Network(
         tenant_id=tenant_id, name=name, consensus=consensus, external_coordinator_ip=coordinator_ip
     )
+    if storage is not None:  # the settings' defaults, fixed when the network is made
+        network.storage_size, network.storage_class = storage.size, storage.storage_class
     return await _open_network(
         work, network, node_name, NodeRole.PEER, OperationKind.NETWORK_JOIN, start_deadline
     )

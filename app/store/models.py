@@ -126,6 +126,10 @@ class Network(Base):
     consensus: Mapped[Consensus] = mapped_column(_enum(Consensus, "consensus"))
     # Set for a network that runs elsewhere and that our nodes join (networkJoin).
     external_coordinator_ip: Mapped[str | None] = mapped_column(String(45))
+    # Each node's data claim: a quantity and a StorageClass ("" = the cluster's default); NULL
+    # (networks made before claims existed) means the installation's settings.
+    storage_size: Mapped[str | None] = mapped_column(String(32))
+    storage_class: Mapped[str | None] = mapped_column(String(253))
     desired: Mapped[Desired] = mapped_column(_enum(Desired, "desired"), default=Desired.PRESENT)
     created_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime.datetime] = mapped_column(

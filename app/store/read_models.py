@@ -118,6 +118,8 @@ class NetworkView:
     status: NetworkStatus
     external_coordinator_ip: str | None
     created_at: datetime.datetime
+    storage_size: str | None = None  # None: the installation's settings
+    storage_class: str | None = None  # "": the cluster's default class; None: the settings'
 
     @classmethod
     def of(cls, network: Network, node_statuses: list[NodeStatus]) -> NetworkView:
@@ -130,6 +132,8 @@ class NetworkView:
             status=network_status(node_statuses, deleting),
             external_coordinator_ip=network.external_coordinator_ip,
             created_at=network.created_at,
+            storage_size=network.storage_size,
+            storage_class=network.storage_class,
         )
 
 

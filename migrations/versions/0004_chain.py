@@ -5,7 +5,7 @@ it answers, block number, peer count, syncing, enode, client version, raft role,
 membership, IBFT validators and stall, and the container run (``chain_run``) they belong to.
 All are empty until the first probe.
 
-Revision ID: 0004_chain
+Revision ID: 0004
 Revises: 0003
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0004_chain'
+revision: str = '0004'
 down_revision: str | None = '0003'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -10,7 +10,15 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.cluster.client import DEPLOYMENTS, SERVICES, Cluster, Resource
+from app.cluster.client import (
+    CLAIMS,
+    DEPLOYMENTS,
+    SERVICES,
+    STATEFULSETS,
+    Cluster,
+    Resource,
+    ResourceKind,
+)
 from app.cluster.errors import Conflict, NotFound
 from app.cluster.objects import NodeObjects
 from app.config import Settings
@@ -24,9 +32,11 @@ from tests.helpers import Writes, eventually
 MANAGED = "app.kubernetes.io/managed-by=qaas"
 
 
-async def _names(cluster: Cluster) -> set[str]:
+async def _names(
+    cluster: Cluster, kinds: tuple[ResourceKind, ...] = (SERVICES, STATEFULSETS)
+) -> set[str]:
     names = set()
-    for kind in (SERVICES, DEPLOYMENTS):
+    for kind in kinds:
         items, _ = await cluster.resource(kind).list(MANAGED)
         names |= {f"{kind.kind}/{item['metadata']['name']}" for item in items}
     return names
@@ -49,28 +59,51 @@ async def test_objects_deleted_behind_our_back_come_back(
     network_id = await _network(sessions, tenant, "drift")
     await Writes(sessions).add_node(tenant.id, network_id, "peer-1")
     await reconciler.reconcile_once()
-    services, deployments = cluster.resource(SERVICES), cluster.resource(DEPLOYMENTS)
+    services, workloads = cluster.resource(SERVICES), cluster.resource(STATEFULSETS)
     old_ip = (await services.get("drift-coordinator"))["spec"]["clusterIP"]
 
-    await deployments.delete("drift-peer-1")
+    await workloads.delete("drift-peer-1")
     await services.delete("drift-coordinator")
-    await _until_gone(deployments, "drift-peer-1")
+    await _until_gone(workloads, "drift-peer-1")
     await reconciler.reconcile_once()
 
     assert await _names(cluster) == {
         "Service/drift-coordinator", "Service/drift-peer-1",
-        "Deployment/drift-coordinator", "Deployment/drift-peer-1",
+        "StatefulSet/drift-coordinator", "StatefulSet/drift-peer-1",
     }  # fmt: skip
     new_ip = (await services.get("drift-coordinator"))["spec"]["clusterIP"]
-    peer = await deployments.get("drift-peer-1")
+    peer = await workloads.get("drift-peer-1")
     env = {e["name"]: e["value"] for e in peer["spec"]["template"]["spec"]["containers"][0]["env"]}
     # The coordinator's new address reaches the peer: it is what the peer must dial.
     assert env["COORDINATING_IP"] == new_ip
-    coordinator = await deployments.get("drift-coordinator")
+    coordinator = await workloads.get("drift-coordinator")
     coordinator_env = coordinator["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": "IP", "value": new_ip} in coordinator_env
     if new_ip == old_ip:  # the allocator may hand the same address back; still converged
         pytest.skip("the apiserver reused the ClusterIP; the address change was not exercised")
+
+
+async def _has(cluster: Cluster, names: set[str]) -> bool:
+    return names <= await _names(cluster, (CLAIMS,))
+
+
+async def _no_claims(cluster: Cluster) -> bool:
+    return not await _names(cluster, (CLAIMS,))
+
+
+def legacy_deployment(spec: NodeObjects, ip: str) -> dict[str, Any]:
+    """A node's Deployment as QaaS made it before StatefulSets: the same pod, no claim."""
+    template = spec.pod_template(ip, None)
+    container = template["spec"]["containers"][0]
+    del container["volumeMounts"], container["readinessProbe"]
+    container["env"] = [e for e in container["env"] if e["name"] != "KEEP_FILES"]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": spec.name, "labels": spec.labels()},
+        "spec": {"replicas": 1, "strategy": {"type": "Recreate"},
+                 "selector": {"matchLabels": spec.selector()}, "template": template},
+    }  # fmt: skip
 
 
 async def _until_gone(resource: Resource, name: str) -> None:
@@ -87,8 +120,8 @@ class Crash(BaseException):
     """Stands for the process dying at this line (not an Exception: nothing catches it)."""
 
 
-class CrashBeforeDeployments:
-    """A fault-injecting layer over the real apiserver: creating a Deployment kills us."""
+class CrashBeforeWorkloads:
+    """A fault-injecting layer over the real apiserver: creating a StatefulSet kills us."""
 
     def __init__(self, resource: Resource) -> None:
         self.resource = resource
@@ -100,7 +133,7 @@ class CrashBeforeDeployments:
         raise Crash
 
 
-async def test_a_crash_between_service_and_deployment_converges_after_restart(
+async def test_a_crash_between_service_and_statefulset_converges_after_restart(
     sessions: async_sessionmaker[AsyncSession],
     cluster: Cluster,
     settings: Settings,
@@ -111,8 +144,8 @@ async def test_a_crash_between_service_and_deployment_converges_after_restart(
     healthy = doomed.resources
 
     def crashing(namespace: str) -> tuple[Resource, Resource]:
-        services, deployments = healthy(namespace)
-        return services, CrashBeforeDeployments(deployments)  # type: ignore[return-value]
+        services, workloads = healthy(namespace)
+        return services, CrashBeforeWorkloads(workloads)  # type: ignore[return-value]
 
     doomed.resources = crashing  # type: ignore[method-assign]
     with pytest.raises(Crash):
@@ -122,7 +155,7 @@ async def test_a_crash_between_service_and_deployment_converges_after_restart(
     restarted = Reconciler(sessions, cluster, settings, InProcessBus())
     await restarted.reconcile_once()
     await restarted.reconcile_once()
-    assert await _names(cluster) == {"Service/crashy-coordinator", "Deployment/crashy-coordinator"}
+    assert await _names(cluster) == {"Service/crashy-coordinator", "StatefulSet/crashy-coordinator"}
 
 
 async def test_orphans_with_our_labels_are_removed(
@@ -138,9 +171,16 @@ async def test_orphans_with_our_labels_are_removed(
         service_type="ClusterIP", installation=reconciler.settings.instance,
     )  # fmt: skip
     await cluster.resource(SERVICES).create(ghost.service())
-    await cluster.resource(DEPLOYMENTS).create(ghost.deployment("10.96.9.9", None))
+    await cluster.resource(STATEFULSETS).create(ghost.statefulset("10.96.9.9", None))
+    await cluster.resource(DEPLOYMENTS).create(legacy_deployment(ghost, "10.96.9.8"))
+    # The claim its StatefulSet made, or one left by a node whose row is gone.
+    await eventually(lambda: _has(cluster, {"PersistentVolumeClaim/data-ghost-coordinator-0"}))
+    everything = (SERVICES, STATEFULSETS, CLAIMS, DEPLOYMENTS)
+    assert len(await _names(cluster, everything)) == 4
     await reconciler.reconcile_once()
-    assert await _names(cluster) == set()
+    assert await _names(cluster, (SERVICES, STATEFULSETS, DEPLOYMENTS)) == set()
+    # A claim in use by a pod is held by its protection finalizer until the pod is gone.
+    assert await eventually(lambda: _no_claims(cluster))
 
 
 async def test_an_object_with_our_name_that_is_not_ours_is_left_alone(
@@ -173,7 +213,14 @@ async def test_network_delete_leaves_nothing_behind(
     network_id = await _network(sessions, tenant, "gone")
     await Writes(sessions).add_node(tenant.id, network_id, "peer-1")
     await reconciler.reconcile_once()
-    assert len(await _names(cluster)) == 4
+    everything = (SERVICES, STATEFULSETS, CLAIMS)
+    # Each StatefulSet's controller makes its node's claim: data-<statefulset>-0.
+    claims = {
+        "PersistentVolumeClaim/data-gone-coordinator-0",
+        "PersistentVolumeClaim/data-gone-peer-1-0",
+    }
+    assert await eventually(lambda: _has(cluster, claims))
+    assert len(await _names(cluster, everything)) == 6
 
     deleted = await Writes(sessions).delete_network(tenant.id, network_id)
     assert deleted.operation is not None
@@ -181,10 +228,10 @@ async def test_network_delete_leaves_nothing_behind(
         await reconciler.reconcile_once()
         async with sessions() as session:
             left = await session.scalar(select(func.count()).select_from(Network))
-        if not left and not await _names(cluster):
+        if not left and not await _names(cluster, everything):
             break
         await asyncio.sleep(0.1)
-    assert await _names(cluster) == set()
+    assert await _names(cluster, everything) == set()
     async with sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Node)) == 0
         op = await session.get(Operation, deleted.operation.id)
@@ -200,7 +247,7 @@ async def test_a_hand_edit_of_the_environment_is_undone(
 ) -> None:
     await _network(sessions, tenant, "edited")
     await reconciler.reconcile_once()
-    deployments = cluster.resource(DEPLOYMENTS)
+    deployments = cluster.resource(STATEFULSETS)
     wanted: dict[str, str] = {}
 
     async def edit_by_hand() -> bool | None:

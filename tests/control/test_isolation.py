@@ -15,7 +15,7 @@ from kubernetes_asyncio import client
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.cluster.client import DEPLOYMENTS, RESOURCE_QUOTAS, SERVICES, Cluster
+from app.cluster.client import RESOURCE_QUOTAS, SERVICES, STATEFULSETS, Cluster
 from app.cluster.errors import NotFound
 from app.cluster.objects import NodeObjects, selector_for
 from app.config import Settings
@@ -51,19 +51,19 @@ async def _operation(sessions: async_sessionmaker[AsyncSession], node_id: str) -
 
 
 @pytest.fixture
-async def no_deployments(cluster: Cluster) -> AsyncIterator[None]:
-    """A real ResourceQuota that lets no Deployment in: creating one gets a real 403."""
+async def no_workloads(cluster: Cluster) -> AsyncIterator[None]:
+    """A real ResourceQuota that lets no StatefulSet in: creating one gets a real 403."""
     quotas = cluster.resource(RESOURCE_QUOTAS)
     await quotas.create(
-        {"metadata": {"name": "no-deployments"}, "spec": {"hard": {"count/deployments.apps": "0"}}}
+        {"metadata": {"name": "no-workloads"}, "spec": {"hard": {"count/statefulsets.apps": "0"}}}
     )
 
     async def enforced() -> bool:  # the quota controller must have counted before admission
-        return bool((await quotas.get("no-deployments")).get("status", {}).get("hard"))
+        return bool((await quotas.get("no-workloads")).get("status", {}).get("hard"))
 
     await eventually(enforced)
     yield
-    await quotas.delete("no-deployments")
+    await quotas.delete("no-workloads")
 
 
 async def test_a_refused_node_says_why_and_the_pass_goes_on(
@@ -72,7 +72,7 @@ async def test_a_refused_node_says_why_and_the_pass_goes_on(
     reconciler: Reconciler,
     tenant: CallerTenant,
     settings: Settings,
-    no_deployments: None,
+    no_workloads: None,
 ) -> None:
     writes = Writes(sessions)
     refused = await writes.create_network(tenant.id, "refused", Consensus.RAFT)
@@ -108,7 +108,7 @@ async def test_a_node_that_never_gets_a_pod_meets_its_deadline(
     sessions: async_sessionmaker[AsyncSession],
     reconciler: Reconciler,
     tenant: CallerTenant,
-    no_deployments: None,
+    no_workloads: None,
 ) -> None:
     created = await Writes(sessions, deadline=1.0).create_network(
         tenant.id, "podless", Consensus.RAFT
@@ -175,7 +175,7 @@ async def test_an_object_without_a_node_id_stops_nobody(
 
     selector = selector_for(settings.instance)
     for namespace, name in ((tenant.namespace, "mine"), (other_tenant.namespace, "theirs")):
-        items, _ = await cluster.resource(DEPLOYMENTS, namespace).list(selector)
+        items, _ = await cluster.resource(STATEFULSETS, namespace).list(selector)
         assert [item["metadata"]["name"] for item in items] == [f"{name}-coordinator"]
     await cluster.resource(SERVICES).get(stray["metadata"]["name"])  # left alone
 
@@ -205,7 +205,7 @@ async def test_a_failing_tenant_stops_nobody(
     with pytest.raises(PassFailed, match=broken):
         await reconciler.reconcile_once()
     # The other tenant was served; the broken one's node says why it is not going anywhere.
-    items, _ = await cluster.resource(DEPLOYMENTS, other_tenant.namespace).list(
+    items, _ = await cluster.resource(STATEFULSETS, other_tenant.namespace).list(
         selector_for(settings.instance)
     )
     assert [item["metadata"]["name"] for item in items] == ["theirs-coordinator"]

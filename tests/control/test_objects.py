@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.cluster.client import DEPLOYMENTS, SERVICES, Cluster
+from app.cluster.client import SERVICES, STATEFULSETS, Cluster
 from app.control.reconciler import Reconciler
 from app.domain.enums import Consensus
 from tests.conftest import CallerTenant
@@ -18,8 +18,8 @@ QNM_PORTS = {
 }  # fmt: skip
 
 
-def _env(deployment: dict[str, Any]) -> dict[str, str]:
-    container = deployment["spec"]["template"]["spec"]["containers"][0]
+def _env(workload: dict[str, Any]) -> dict[str, str]:
+    container = workload["spec"]["template"]["spec"]["containers"][0]
     return {item["name"]: item["value"] for item in container["env"]}
 
 
@@ -36,11 +36,11 @@ async def test_coordinator_and_peer_objects_are_exactly_the_qnm_template(
     await reconciler.reconcile_once()
 
     services = cluster.resource(SERVICES)
-    deployments = cluster.resource(DEPLOYMENTS)
+    statefulsets = cluster.resource(STATEFULSETS)
     coordinator_svc = await services.get("acme-coordinator")
     peer_svc = await services.get("acme-peer-1")
-    coordinator = await deployments.get("acme-coordinator")
-    peer = await deployments.get("acme-peer-1")
+    coordinator = await statefulsets.get("acme-coordinator")
+    peer = await statefulsets.get("acme-peer-1")
 
     for service in (coordinator_svc, peer_svc):
         assert service["spec"]["type"] == "ClusterIP"  # geth RPC stays inside the cluster
@@ -57,6 +57,7 @@ async def test_coordinator_and_peer_objects_are_exactly_the_qnm_template(
         "ROLE": "coordinator",
         "CONSENSUS": "istanbul",
         "IP": coordinator_ip,
+        "KEEP_FILES": "true",
     }
     assert _env(peer) == {
         "NODE_NAME": "peer-1",
@@ -64,6 +65,7 @@ async def test_coordinator_and_peer_objects_are_exactly_the_qnm_template(
         "CONSENSUS": "istanbul",
         "IP": peer_svc["spec"]["clusterIP"],
         "COORDINATING_IP": coordinator_ip,
+        "KEEP_FILES": "true",
     }
     pod = peer["spec"]["template"]["spec"]
     container = pod["containers"][0]
@@ -73,7 +75,23 @@ async def test_coordinator_and_peer_objects_are_exactly_the_qnm_template(
     assert container["image"] == "narayanprusty/qnm"
     assert {p["containerPort"] for p in container["ports"]} == set(QNM_PORTS.values())
     assert pod["automountServiceAccountToken"] is False
-    assert peer["spec"]["strategy"]["type"] == "Recreate"
+    assert peer["spec"]["replicas"] == 1
+    assert peer["spec"]["serviceName"] == "acme-peer-1"
+    assert peer["spec"]["podManagementPolicy"] == "Parallel"
+    # QNM's data folders on the node's own claim, by subPath of the one "data" volume.
+    assert [(m["name"], m["mountPath"], m["subPath"]) for m in container["volumeMounts"]] == [
+        ("data", "/workspace/QuorumNetworkManager/Blockchain", "Blockchain"),
+        ("data", "/workspace/QuorumNetworkManager/Constellation", "Constellation"),
+    ]
+    [claim] = peer["spec"]["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "data"
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "1Gi"
+    assert "storageClassName" not in claim["spec"]  # the cluster's default class
+    assert claim["metadata"]["labels"]["qaas.dev/node-id"] == added.node.id
+    probe = container["readinessProbe"]
+    assert probe["tcpSocket"]["port"] == 20010  # geth's RPC
+    assert (probe["periodSeconds"], probe["failureThreshold"]) == (10, 3)
 
     labels = peer["metadata"]["labels"]
     assert labels["app.kubernetes.io/name"] == "quorum-node"
@@ -98,13 +116,15 @@ async def test_reconciling_twice_changes_nothing(
 
     async def versions() -> dict[str, str]:
         found: dict[str, str] = {}
-        for kind in (SERVICES, DEPLOYMENTS):
+        for kind in (SERVICES, STATEFULSETS):
             items, _ = await cluster.resource(kind).list("app.kubernetes.io/managed-by=qaas")
             for item in items:
                 meta = item["metadata"]
-                # A Deployment's resourceVersion moves with its status; its generation moves
+                # A StatefulSet's resourceVersion moves with its status; its generation moves
                 # only when its spec is written. A Service has no status to move.
-                version = meta.get("generation") if kind is DEPLOYMENTS else meta["resourceVersion"]
+                version = (
+                    meta.get("generation") if kind is STATEFULSETS else meta["resourceVersion"]
+                )
                 found[f"{kind.kind}/{meta['name']}"] = f"{meta['uid']}@{version}"
         return found
 
@@ -113,4 +133,4 @@ async def test_reconciling_twice_changes_nothing(
     await reconciler.reconcile_once()
     after = await versions()
     assert after == before
-    assert len(after) == 4  # two Services, two Deployments: no duplicates
+    assert len(after) == 4  # two Services, two StatefulSets: no duplicates

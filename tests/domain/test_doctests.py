@@ -16,6 +16,7 @@ MODULES = [
     pytest.param("app.domain.errors", True, id="errors"),
     pytest.param("app.domain.status", True, id="status"),
     pytest.param("app.domain.qnm", False, id="qnm"),
+    pytest.param("app.domain.storage", True, id="storage"),
 ]
 
 

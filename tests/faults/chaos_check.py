@@ -1,7 +1,7 @@
 """The agreement rules of the kill -9 harness, applied to one snapshot.
 
 Desired == actual:
-    every node row not marked for deletion has exactly one Service and one Deployment with its
+    every node row not marked for deletion has exactly one Service and one StatefulSet with its
     node-id label; nothing with our labels lacks a row (no orphans); no object kind has two for
     one node (no duplicates); no two live rows share a name.
 Final state, read through the API:
@@ -91,7 +91,7 @@ class Judge:
 
     def live_node(self, row: Row) -> None:
         snap = self.snapshot
-        for kind in ("services", "deployments"):
+        for kind in ("services", "statefulsets"):
             count = len(snap.of(kind, row.node_id))
             if count != 1:
                 problem = "missing" if count == 0 else "duplicate"

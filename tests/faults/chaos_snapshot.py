@@ -119,7 +119,7 @@ def describe_api(node: Obj | None) -> str:
 
 
 class SnapshotReader:
-    KINDS = ("services", "deployments", "replicasets", "pods")
+    KINDS = ("services", "statefulsets", "persistentvolumeclaims", "pods")
 
     def __init__(
         self,
@@ -181,8 +181,9 @@ class SnapshotReader:
     async def _read_cluster(self, snapshot: Snapshot) -> None:
         listings = {
             "services": self.core.list_namespaced_service,
-            "deployments": self.apps.list_namespaced_deployment,
-            "replicasets": self.apps.list_namespaced_replica_set,
+            "statefulsets": self.apps.list_namespaced_stateful_set,
+            # A node's data claim, made by its StatefulSet: deleted with the node, never orphaned.
+            "persistentvolumeclaims": self.core.list_namespaced_persistent_volume_claim,
             "pods": self.core.list_namespaced_pod,
         }
         for kind, listing in listings.items():

@@ -72,8 +72,9 @@ async def _objects(kube_api: client.ApiClient, namespace: str) -> dict[str, dict
     found: dict[str, dict[str, Any]] = {}
     for kind, list_call in (
         ("Service", core.list_namespaced_service),
-        ("Deployment", apps.list_namespaced_deployment),
+        ("StatefulSet", apps.list_namespaced_stateful_set),
         ("Pod", core.list_namespaced_pod),
+        ("PersistentVolumeClaim", core.list_namespaced_persistent_volume_claim),
     ):
         listed = await list_call(namespace, label_selector=MANAGED, _preload_content=False)
         for item in (await listed.json())["items"]:
@@ -81,8 +82,8 @@ async def _objects(kube_api: client.ApiClient, namespace: str) -> dict[str, dict
     return found
 
 
-def _env(deployment: dict[str, Any]) -> dict[str, str]:
-    container = deployment["spec"]["template"]["spec"]["containers"][0]
+def _env(workload: dict[str, Any]) -> dict[str, str]:
+    container = workload["spec"]["template"]["spec"]["containers"][0]
     return {e["name"]: e.get("value", "") for e in container["env"]}
 
 
@@ -118,17 +119,17 @@ async def test_a_network_converges_and_goes_away_through_faults(
     async def converged() -> dict[str, dict[str, Any]] | None:
         objects = await _objects(kube_api, namespace)
         services = {k for k in objects if k.startswith("Service/")}
-        deployments = {k for k in objects if k.startswith("Deployment/")}
+        workloads = {k for k in objects if k.startswith("StatefulSet/")}
         if services != {f"Service/{n}" for n in names}:
             return None
-        if deployments != {f"Deployment/{n}" for n in names}:
+        if workloads != {f"StatefulSet/{n}" for n in names}:
             return None
         return objects
 
     objects = await eventually(converged, within=60, every=0.5)
     ips = {n: objects[f"Service/{n}"]["spec"]["clusterIP"] for n in names}
     for name in names:  # each node advertises its own Service's address ...
-        env = _env(objects[f"Deployment/{name}"])
+        env = _env(objects[f"StatefulSet/{name}"])
         assert env["IP"] == ips[name]
         if name != "storm-coordinator":  # ... and peers dial the coordinator's
             assert env["COORDINATING_IP"] == ips["storm-coordinator"]

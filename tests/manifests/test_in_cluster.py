@@ -60,7 +60,9 @@ def _can(kubeconfig: Path, *request: str) -> bool:
     ("request_", "allowed"),
     [
         (("create", "services", "-n", "qaas"), True),
-        (("update", "deployments.apps", "-n", "qaas"), True),
+        (("update", "statefulsets.apps", "-n", "qaas"), True),
+        (("delete", "persistentvolumeclaims", "-n", "qaas"), True),
+        (("delete", "deployments.apps", "-n", "qaas"), True),  # nodes made before StatefulSets
         (("watch", "pods", "-n", "qaas"), True),
         (("create", "resourcequotas", "-n", "qaas"), True),
         # Making tenant namespaces, and binding itself qaas-tenant there, is cluster-wide ...
@@ -80,7 +82,9 @@ def _can(kubeconfig: Path, *request: str) -> bool:
         (("get", "pods", "--subresource=log", "-n", "qaas"), False),
         (("create", "pods", "-n", "qaas"), False),
         (("patch", "services", "-n", "qaas"), False),
-        (("watch", "deployments.apps", "-n", "qaas"), False),
+        (("watch", "statefulsets.apps", "-n", "qaas"), False),
+        (("create", "deployments.apps", "-n", "qaas"), False),
+        (("create", "persistentvolumeclaims", "-n", "qaas"), False),
         (("create", "deployments.apps", "-n", "default"), False),
         (("delete", "services", "-n", "default"), False),
         (("list", "pods", "-n", "kube-system"), False),
@@ -107,7 +111,9 @@ def test_can_i_list_shows_exactly_the_intended_rules(kubeconfig: Path, qaas_appl
         rules.setdefault(resource, set()).update(verbs)
     assert rules == {
         "services": {"create", "get", "list", "update", "delete"},
-        "deployments.apps": {"create", "get", "list", "update", "delete"},
+        "statefulsets.apps": {"create", "get", "list", "update", "delete"},
+        "persistentvolumeclaims": {"list", "delete"},
+        "deployments.apps": {"list", "delete"},
         "pods": {"list", "watch"},
         "resourcequotas": {"create"},
         "namespaces": {"get", "create"},
@@ -129,17 +135,17 @@ async def _drift_and_repair(kubeconfig: Path, network: str) -> None:
     def run(*args: str) -> str:
         return kubectl(kubeconfig, "-n", "qaas", *args).stdout
 
-    service, deployment = f"{network}-coordinator", f"{network}-peer-1"
+    service, workload = f"{network}-coordinator", f"{network}-peer-1"
     spec_hash = "jsonpath={.metadata.annotations.qaas\\.dev/spec-hash}"
-    wanted = await asyncio.to_thread(run, "get", "deployment", deployment, "-o", spec_hash)
+    wanted = await asyncio.to_thread(run, "get", "statefulset", workload, "-o", spec_hash)
     await asyncio.to_thread(run, "label", "service", service, "app.kubernetes.io/managed-by-")
-    await asyncio.to_thread(run, "annotate", "--overwrite", "deployment", deployment,
+    await asyncio.to_thread(run, "annotate", "--overwrite", "statefulset", workload,
                             "qaas.dev/spec-hash=drifted")  # fmt: skip
 
     async def repaired() -> bool:
         label = "jsonpath={.metadata.labels.app\\.kubernetes\\.io/managed-by}"
         owner = await asyncio.to_thread(run, "get", "service", service, "-o", label)
-        current = await asyncio.to_thread(run, "get", "deployment", deployment, "-o", spec_hash)
+        current = await asyncio.to_thread(run, "get", "statefulset", workload, "-o", spec_hash)
         return owner == "qaas" and current == wanted
 
     await eventually(repaired, within=30, every=0.3)
@@ -200,7 +206,7 @@ async def test_qaas_completes_the_whole_flow_as_its_service_account(
             assert [change["status"] for change in node["statusHistory"]][-1] == "RUNNING"
 
         # The rarer paths: a Service QaaS cannot find by label is created again (409), read
-        # (get) and replaced (update); a drifted Deployment is replaced (update).
+        # (get) and replaced (update); a drifted StatefulSet is replaced (update).
         await _drift_and_repair(kubeconfig, name)
 
         deleted = (await api.data(

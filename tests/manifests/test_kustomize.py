@@ -16,7 +16,9 @@ BASE = ROOT / "manifests" / "qaas" / "base"
 # What the code calls in a tenant namespace, and nothing more (clusterrole-tenant.yaml) ...
 TENANT_RULES = {
     ("", "services"): {"create", "get", "list", "update", "delete"},
-    ("apps", "deployments"): {"create", "get", "list", "update", "delete"},
+    ("apps", "statefulsets"): {"create", "get", "list", "update", "delete"},
+    ("", "persistentvolumeclaims"): {"list", "delete"},
+    ("apps", "deployments"): {"list", "delete"},  # nodes made before StatefulSets
     ("", "pods"): {"list", "watch"},
     ("", "resourcequotas"): {"create"},
 }
@@ -162,5 +164,5 @@ def test_quorum_node_pods_get_no_service_account_token() -> None:
             network_id="n", node_id="d", network="acme", node="x", role=role,
             consensus=Consensus.RAFT, image="qnm", service_type="ClusterIP", installation="qaas",
         )  # fmt: skip
-        template = spec.deployment("10.0.0.2", "10.0.0.1")["spec"]["template"]
+        template = spec.statefulset("10.0.0.2", "10.0.0.1")["spec"]["template"]
         assert template["spec"]["automountServiceAccountToken"] is False

@@ -45,7 +45,7 @@ async def render_namespace(kubeconfig: Path) -> AsyncIterator[str]:
 
 
 def _objects(kubeconfig: Path, namespace: str) -> list[dict[str, Any]]:
-    listed = kubectl(kubeconfig, "-n", namespace, "get", "services,deployments",
+    listed = kubectl(kubeconfig, "-n", namespace, "get", "services,statefulsets",
                      "-l", "app.kubernetes.io/managed-by=qaas", "-o", "json").stdout  # fmt: skip
     items: list[dict[str, Any]] = json.loads(listed)["items"]
     return items
@@ -106,7 +106,7 @@ async def test_rendered_objects_applied_equal_the_reconcilers(
         await cluster.close()
 
     # The same network rendered and applied in `render_namespace`: Services, then (with their
-    # ClusterIPs) the Deployments.
+    # ClusterIPs) the StatefulSets.
     request = RenderRequest(network="acme", consensus=Consensus.IBFT, peers=("peer-1",),
                             namespace=render_namespace, only="services")  # fmt: skip
     await asyncio.to_thread(kubectl, kubeconfig, "apply", "-f", "-",
@@ -117,7 +117,7 @@ async def test_rendered_objects_applied_equal_the_reconcilers(
     )
     request = RenderRequest(network="acme", consensus=Consensus.IBFT, peers=("peer-1",),
                             namespace=render_namespace, service_ips=ips,
-                            only="deployments")  # fmt: skip
+                            only="statefulsets")  # fmt: skip
     await asyncio.to_thread(kubectl, kubeconfig, "apply", "-f", "-",
                             stdin=render(request, settings))  # fmt: skip
 
@@ -126,7 +126,7 @@ async def test_rendered_objects_applied_equal_the_reconcilers(
     assert len(by_reconciler) == 4
     assert comparable(by_render) == comparable(by_reconciler)
     for obj in by_render:
-        if obj["kind"] == "Deployment":
+        if obj["kind"] == "StatefulSet":
             assert obj["metadata"]["annotations"][SPEC_HASH]
 
 
@@ -141,7 +141,10 @@ def test_placeholders_are_marked_until_addresses_are_given(settings: Settings) -
     env = {e["name"]: e["value"] for e in peer["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["IP"] == "<ClusterIP of acme-peer-1>"
     assert env["COORDINATING_IP"] == "<ClusterIP of acme-coordinator>"
-    assert [d["kind"] for d in _documents(text)] == ["Service"] * 2 + ["Deployment"] * 2
+    assert [d["kind"] for d in _documents(text)] == ["Service"] * 2 + ["StatefulSet"] * 2
+    claims = [d["spec"]["volumeClaimTemplates"][0] for d in _documents(text)[2:]]
+    assert {c["spec"]["resources"]["requests"]["storage"] for c in claims} == {"1Gi"}
+    assert "data-acme-peer-1-0" in text  # the claim's name, in the document's title
     assert text == render(RenderRequest(network="acme", peers=("peer-1",)), settings)  # stable
 
 
@@ -150,7 +153,7 @@ def test_joining_renders_only_the_peer(settings: Settings) -> None:
                             service_ips={"peer": "10.96.0.9"})  # fmt: skip
     documents = _documents(render(request, settings))
     assert [(d["kind"], d["metadata"]["name"]) for d in documents] == [
-        ("Service", "far-peer"), ("Deployment", "far-peer"),
+        ("Service", "far-peer"), ("StatefulSet", "far-peer"),
     ]  # fmt: skip
     env = documents[1]["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": "COORDINATING_IP", "value": "10.1.2.3"} in env

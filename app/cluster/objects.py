@@ -21,7 +21,7 @@ from typing import Any
 from app.config import Settings
 from app.domain.enums import Consensus, NodeRole
 from app.domain.names import object_name
-from app.domain.qnm import ARGS, COMMAND, PORTS, WORKING_DIR, NodeEnvironment
+from app.domain.qnm import ARGS, PORTS, WORKING_DIR, NodeEnvironment
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 NETWORK_ID = "qaas.dev/network-id"
@@ -172,7 +172,6 @@ class NodeObjects:
                     {
                         "name": CONTAINER,
                         "image": self.image,
-                        "command": COMMAND,
                         "args": ARGS,
                         "workingDir": WORKING_DIR,
                         "env": [{"name": k, "value": v} for k, v in environment.as_pairs()],

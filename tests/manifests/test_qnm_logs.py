@@ -82,7 +82,6 @@ class Wrapped:
         return code
 
 
-
 @pytest.fixture
 def wrapped() -> Iterator[list[Wrapped]]:
     """The wrappers a test starts; any still running at its end (a failed test) are killed,

@@ -18,6 +18,7 @@ TENANT_RULES = {
     ("", "services"): {"create", "get", "list", "update", "delete"},
     ("apps", "deployments"): {"create", "get", "list", "update", "delete"},
     ("", "pods"): {"list", "watch"},
+    ("", "pods/log"): {"get"},  # Node.logs
     ("", "resourcequotas"): {"create"},
 }
 # ... and what making a tenant namespace takes (clusterrole-tenancy.yaml).

@@ -40,11 +40,14 @@ from app.cluster.connect import (
     discover,
     in_cluster,
 )
+from app.cluster.errors import KubeError, NotFound
+from app.cluster.objects import CONTAINER
 from app.config import ConfigError, Settings
 from app.control.loop import ControlLoop
 from app.control.reconciler import Reconciler
 from app.events.bus import EventBus, InProcessBus
 from app.services.api_deps import ApiDeps
+from app.services.logs import LogsUnavailable, PodLogReader
 from app.services.ratelimit import RateLimiter
 from app.services.tenancy import bootstrap_first_tenant
 from app.store.engine import DatabaseUnavailable, make_engine, make_sessionmaker, ping
@@ -231,10 +234,26 @@ class Startup:
         if self.state is not None:
             self.state.control = control  # for tests and diagnostics
         deps.cluster_reachable = cluster.reachable
+        deps.pod_log = _pod_log_reader(cluster)
         deps.cluster_description = cluster.description
         await control.start()
         self.control = control
         log.info("cluster: %s, namespace %s", cluster.description, cluster.namespace)
+
+
+def _pod_log_reader(cluster: Cluster) -> PodLogReader:
+    """Node.logs' way to the cluster: a node pod's QNM container log, None for a pod that is
+    gone, ``LogsUnavailable`` with Kubernetes's reason for anything else it refused or failed."""
+
+    async def read(namespace: str, pod: str, tail: int, limit_bytes: int) -> str | None:
+        try:
+            return await cluster.pod_log(namespace, pod, CONTAINER, tail, limit_bytes)
+        except NotFound:
+            return None
+        except KubeError as error:
+            raise LogsUnavailable(str(error)) from None
+
+    return read
 
 
 class WhenReady:

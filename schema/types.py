@@ -23,10 +23,12 @@ from app.domain.enums import (
     OperationState,
 )
 from app.domain.errors import ErrorCode
+from app.services import logs
 from app.store import reads
 from app.store.read_models import NetworkView, NodeView, OperationView, StatusChangeView
+from schema.auth import caller
 from schema.context import Context, Loaders
-from schema.errors import ClientError
+from schema.errors import ClientError, ClusterFailure
 from schema.ids import to_global_id
 from schema.pagination import PageInfo, page_args
 
@@ -239,6 +241,21 @@ class Node(Entity):
             raft_id=c.raft_id, validators=list(c.validators) if c.validators is not None else None,
             probed_at=c.probed_at, error=c.error,
         )  # fmt: skip
+
+    @strawberry.field(
+        description="The last `tail` lines (1 to 1000; at most 256 KiB) of the log of the node's "
+        "current pod, oldest first: QNM's output and, with the QNM image's entrypoint, its "
+        "gethNode.log, constellation.log and communicationNode.log, prefixed `[geth] `, "
+        "`[constellation] `, `[comm] `. Empty when the node has no pod."
+    )
+    async def logs(self, info: Info[Context, None], tail: int = 100) -> list[str]:
+        principal = caller(info)  # a Node is only ever built from its tenant's rows
+        try:
+            return await logs.node_logs(info.context.deps, principal.namespace, self.view, tail)
+        except logs.TailOutOfRange as error:
+            raise ClientError(str(error)) from None
+        except logs.LogsUnavailable as error:
+            raise ClusterFailure(str(error)) from None
 
     @strawberry.field(description="Status transitions, oldest first (the last `last` of them).")
     async def status_history(self, info: Info[Context, None], last: int = 20) -> list[StatusChange]:

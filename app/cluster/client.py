@@ -202,6 +202,28 @@ class Cluster:
             return False
         return True
 
+    async def pod_log(
+        self, namespace: str, pod: str, container: str, tail_lines: int, limit_bytes: int
+    ) -> str:
+        """The last ``tail_lines`` lines of a container's log (``pods/log``), at most
+        ``limit_bytes`` of them (the kubelet cuts the text there, possibly inside a line).
+        A read: retried like ``get``; a missing pod is ``NotFound``."""
+        api = client.CoreV1Api(self.api_client)
+        body: bytes = await self.caller.call(
+            "get",
+            lambda t: api.read_namespaced_pod_log(
+                pod,
+                namespace,
+                container=container,
+                tail_lines=tail_lines,
+                limit_bytes=limit_bytes,
+                _preload_content=False,
+                _request_timeout=t,
+            ),
+            raw=True,
+        )
+        return body.decode("utf-8", errors="replace")
+
     async def reachable(self) -> bool:
         """True if the API server answers /version (used by /readyz); one attempt, no retry."""
         with contextlib.suppress(KubeError):

@@ -32,7 +32,6 @@ from app.domain.enums import Consensus, NodeRole
 from app.domain.names import object_name
 from app.domain.qnm import (
     ARGS,
-    COMMAND,
     DATA_DIRS,
     KEEP_FILES,
     PORTS,
@@ -222,7 +221,6 @@ class NodeObjects:
                     {
                         "name": CONTAINER,
                         "image": self.image,
-                        "command": COMMAND,
                         "args": ARGS,
                         "workingDir": WORKING_DIR,
                         "env": env,

@@ -172,11 +172,13 @@ class Caller:
         call: Callable[[aiohttp.ClientTimeout], Awaitable[Any]],
         *,
         retries: int | None = None,
+        raw: bool = False,
     ) -> Any:
         """Run ``call`` (a request made with ``_preload_content=False`` and the given client
-        timeout) until it succeeds or may not be retried; returns the decoded JSON body.
-        ``retries`` overrides the limits' number (0: a single attempt)."""
-        return await self._retrying(verb, lambda: self._once(call), retries)
+        timeout) until it succeeds or may not be retried; returns the decoded JSON body (the
+        body's bytes with ``raw``, e.g. a pod's log). ``retries`` overrides the limits' number
+        (0: a single attempt)."""
+        return await self._retrying(verb, lambda: self._once(call, raw), retries)
 
     async def open_stream(
         self, call: Callable[[aiohttp.ClientTimeout], Awaitable[Any]], read_timeout: float
@@ -202,7 +204,9 @@ class Caller:
 
         return await self._retrying("watch", once, None)
 
-    async def _once(self, call: Callable[[aiohttp.ClientTimeout], Awaitable[Any]]) -> Any:
+    async def _once(
+        self, call: Callable[[aiohttp.ClientTimeout], Awaitable[Any]], raw: bool = False
+    ) -> Any:
         await self._take_token()
         response = None
         try:
@@ -218,7 +222,7 @@ class Caller:
                 response.close()  # a no-op for the connection once the body is read
         if response.status >= 400:
             raise from_status(response.status, body, response.reason or "", _retry_after(response))
-        return json.loads(body)
+        return body if raw else json.loads(body)
 
     async def _take_token(self) -> None:
         wait = self.budget.reserve()

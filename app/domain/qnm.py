@@ -17,7 +17,9 @@ from app.domain.enums import Consensus, NodeRole
 
 DEFAULT_IMAGE = "narayanprusty/qnm"
 WORKING_DIR = "/workspace/QuorumNetworkManager"
-COMMAND = ["/bin/bash", "-i", "-c"]
+# The pod gives only args, so the image's ENTRYPOINT runs: in manifests/qnm/Dockerfile that is
+# ``qnm-logs /bin/bash -i -c`` (QNM's log files copied to stdout, prefixed), in an image without
+# the wrapper ``/bin/bash -i -c`` as before. ENTRYPOINT is the image's own business.
 ARGS = ["node setupFromConfig.js"]
 # QNM keeps a node's keys, enode and chain (geth) and its constellation keys in these folders of
 # its working directory, and wipes them at start unless KEEP_FILES is "true".

@@ -98,6 +98,13 @@ def node_status(facts: NodeFacts) -> tuple[NodeStatus, str | None]:
     if facts.chain_required and facts.has_run and facts.pod_phase == "Running":
         detail = ": ".join(part for part in (facts.reason, facts.message) if part)
         return NodeStatus.UNHEALTHY, "the pod is not ready" + (f" ({detail})" if detail else "")
+    if facts.chain_required and facts.needs_peers and facts.pod_phase == "Running":
+        # The pod's readiness probe is on geth's RPC port, and a QNM peer starts geth only once
+        # its coordinator answered: a running peer that is not ready has not joined yet.
+        why = "the pod is not ready: its chain does not answer yet"
+        if facts.deadline_passed:
+            return NodeStatus.FAILED, f"not joined within its start deadline: no peers ({why})"
+        return NodeStatus.JOINING, f"no peers yet ({why})"
     if facts.deadline_passed:
         last = facts.retrying or facts.reason
         return NodeStatus.FAILED, "the node was not running within its start deadline" + (

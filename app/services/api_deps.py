@@ -1,6 +1,7 @@
 """What the API layer (GraphQL over HTTP and WebSocket) is handed by the composition root
 (``app.server``), and nothing else of the app's wiring: settings, the database's units of work,
-the event bus, the reconciler's wake-up call, the mutation rate limiter and the cluster's health.
+the event bus, the reconciler's wake-up call, the mutation rate limiter, the cluster's health
+and its pods' logs.
 
 Example::
 
@@ -34,6 +35,8 @@ class ApiDeps:
     # The control loop's parts failing for too long, by name, with why (for /readyz).
     control_problems: Callable[[], dict[str, str]] = dict
     limiter: RateLimiter = field(default_factory=lambda: RateLimiter(60, 20))
+    # Reads a node pod's log (see app.services.logs.PodLogReader); None until connected.
+    pod_log: Callable[[str, str, int, int], Awaitable[str | None]] | None = None
 
     def unit_of_work(self) -> contextlib.AbstractAsyncContextManager[UnitOfWork]:
         """One transaction: committed at the end unless discarded or failed."""

@@ -135,3 +135,17 @@ def test_a_peer_whose_chain_does_not_answer_yet_is_joining_then_fails_about_peer
     assert status is NodeStatus.FAILED
     assert reason is not None
     assert reason.startswith("not joined within its start deadline: no peers")
+
+
+def test_a_running_peer_whose_pod_is_not_ready_is_joining_then_fails_about_peers() -> None:
+    """Its readiness probe is on geth's RPC port, which a QNM peer opens only once it joined."""
+    waiting = facts(pod_ready=False, needs_peers=True)
+    reason = "no peers yet (the pod is not ready: its chain does not answer yet)"
+    assert node_status(waiting) == (NodeStatus.JOINING, reason)
+    late = node_status(facts(pod_ready=False, needs_peers=True, deadline_passed=True))
+    assert late[0] is NodeStatus.FAILED
+    assert "not joined within its start deadline: no peers" in str(late[1])
+
+
+def test_a_coordinator_whose_pod_is_not_ready_yet_is_starting() -> None:
+    assert node_status(facts(pod_ready=False)) == (NodeStatus.STARTING, None)

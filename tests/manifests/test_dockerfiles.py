@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -67,7 +68,10 @@ def test_qnm_image_is_the_seeds_recipe() -> None:
     assert _last(QNM, "FROM") == "ubuntu:16.04"
     assert _last(QNM, "ARG") == "QNM_VERSION=v0.7.5-beta"
     assert _last(QNM, "WORKDIR") == "/workspace/QuorumNetworkManager"
-    assert _last(QNM, "ENTRYPOINT") == '["/bin/bash", "-i", "-c"]'
+    # qnm-logs (tests/manifests/test_qnm_logs.py) wraps the seed's `bash -i -c`.
+    assert _last(QNM, "ENTRYPOINT") == '["/usr/local/bin/qnm-logs", "/bin/bash", "-i", "-c"]'
+    assert ("COPY", "qnm-logs /usr/local/bin/qnm-logs") in _instructions(QNM)
+    assert os.access(QNM.parent / "qnm-logs", os.X_OK)  # COPY keeps the mode
     assert _last(QNM, "CMD") == '["node setupFromConfig.js"]'
     env = _last(QNM, "ENV") or ""
     assert "LANG=en_US.UTF-8" in env

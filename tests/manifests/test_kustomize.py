@@ -20,6 +20,7 @@ TENANT_RULES = {
     ("", "persistentvolumeclaims"): {"list", "delete"},
     ("apps", "deployments"): {"list", "delete"},  # nodes made before StatefulSets
     ("", "pods"): {"list", "watch"},
+    ("", "pods/log"): {"get"},  # Node.logs
     ("", "resourcequotas"): {"create"},
 }
 # ... and what making a tenant namespace takes (clusterrole-tenancy.yaml).

@@ -52,6 +52,8 @@
                                    RUNNING needs the chain to answer (app/chain); ``off``
 ``QAAS_CHAIN_PROBE_*``             interval, timeout, concurrency, back-off cap, block-write
                                    throttle, IBFT stall limit, the networks it may dial
+``QAAS_RAFT_REMOVE_DEADLINE``      seconds ``nodeDelete`` of a raft member keeps asking the raft
+                                   leader to remove it before its operation FAILS (120)
 =================================  =========================================================
 """
 
@@ -124,6 +126,8 @@ class Settings(BaseSettings):
     # Comma-separated CIDRs the probe may dial; each must be private (RFC 1918, RFC 6598,
     # fc00::/7) or loopback: app/chain/addresses.py. Default: all of those except loopback.
     chain_probe_networks: str = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7"
+    # nodeDelete of a raft member: how long raft_removePeer is retried (app/control/raft.py).
+    raft_remove_deadline: float = Field(default=120.0, gt=0)
 
     @field_validator("node_storage_max_size")
     @classmethod

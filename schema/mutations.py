@@ -57,6 +57,11 @@ class NetworkJoinInput:
 @strawberry.input
 class NodeDeleteInput:
     id: strawberry.ID
+    force: bool = strawberry.field(
+        default=False,
+        description="Remove the node's objects even if the raft leader has not removed its "
+        "raft ID (no raft step, or after a failed one).",
+    )
 
 
 @strawberry.input
@@ -175,9 +180,13 @@ class Mutation:
                                   input.consensus, deadline, input.node_name, storage)
         ))  # fmt: skip
 
-    @strawberry.mutation(description="Delete a peer node and its Kubernetes objects.")
+    @strawberry.mutation(
+        description="Delete a peer node and its Kubernetes objects; a raft member is first "
+        "removed from raft by the raft leader (raft_removePeer), unless force is true."
+    )
     async def node_delete(self, info: Info[Context, None], input: NodeDeleteInput) -> DeletePayload:
-        return await _delete(info, input.id, "Node", nodes.delete_node)
+        return await _delete(info, input.id, "Node", lambda work, tenant, node: (
+            nodes.delete_node(work, tenant, node, input.force)))  # fmt: skip
 
     @strawberry.mutation(description="Delete a network, all of its nodes and all their objects.")
     async def network_delete(

@@ -68,7 +68,7 @@ class Reconciler:
         self.settings = settings
         self.chain_required = settings.chain_probe == "on"
         self.writer = NodeWriter(sessions, bus, chain_required=self.chain_required)
-        self.removal = Removal(sessions, self.writer)
+        self.removal = Removal(sessions, self.writer, settings)
         self.namespaces = TenantNamespaces(cluster, settings, on_ready=lambda _: None)
         self._wake = asyncio.Event()
         self._stopping = False

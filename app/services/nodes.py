@@ -13,7 +13,7 @@ import datetime
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.domain.enums import Desired, NodeRole, NodeStatus, OperationKind
+from app.domain.enums import Desired, NodeRole, NodeStatus, OperationKind, OperationState
 from app.domain.errors import ErrorCode
 from app.domain.names import node_name_problem, object_name, tidy
 from app.services.results import Result, name_refusal, refused
@@ -127,7 +127,12 @@ async def add_node(
     return Result(node=added.node, operation=added.operation, errors=added.errors)
 
 
-async def delete_node(work: UnitOfWork, tenant_id: str, node_id: str) -> Result:
+async def delete_node(
+    work: UnitOfWork, tenant_id: str, node_id: str, force: bool = False
+) -> Result:
+    """Mark the node for deletion (the reconciler takes a raft member out of raft first:
+    app/control/raft.py); ``force`` removes its objects without (or after a failed) raft step.
+    Asking again after a failed raft step starts it over with a new deadline."""
     session = work.session
     found = await desired.node_of_tenant(session, tenant_id, node_id)
     # Another tenant's node is indistinguishable from one that does not exist.
@@ -135,11 +140,27 @@ async def delete_node(work: UnitOfWork, tenant_id: str, node_id: str) -> Result:
         return refused("id", "no such node", ErrorCode.NOT_FOUND)
     node, network = found
     if node.role is NodeRole.COORDINATOR:
+        others = [n for n in await desired.nodes_of(session, network.id) if n.id != node.id]
+        if others:
+            return refused("id", f'the coordinator of network "{network.name}" cannot be '
+                           f"deleted while it has {len(others)} other node(s): delete them "
+                           "first, or delete the network", ErrorCode.HAS_PEERS)  # fmt: skip
         return refused("id", "a network's coordinator goes with its network: delete the "
                        "network instead", ErrorCode.COORDINATOR)  # fmt: skip
-    if node.desired is Desired.ABSENT or network.desired is Desired.ABSENT:
+    if network.desired is Desired.ABSENT:
         return refused("id", "this node is already being deleted", ErrorCode.BEING_DELETED)
+    kinds = (OperationKind.NODE_DELETE,)
+    if node.desired is Desired.ABSENT:
+        under_way = await operations.unfinished(session, kinds=kinds, node_id=node.id)
+        if node.delete_force or (under_way and not force):
+            return refused("id", "this node is already being deleted", ErrorCode.BEING_DELETED)
+        for operation in under_way:  # superseded by the forced deletion
+            operation.state, operation.finished_at = OperationState.FAILED, utcnow()
+            operation.message = "superseded by a nodeDelete with force: true"
     node.desired = Desired.ABSENT
+    node.delete_force = node.delete_force or force
+    node.delete_deadline = None  # the reconciler's first pass sets it
+    node.retry_reason = None
     operation = await operations.add(
         session,
         Operation(tenant_id=tenant_id, kind=OperationKind.NODE_DELETE, network_id=network.id,

@@ -194,6 +194,13 @@ class Node(Base):
     chain_validators: Mapped[str | None] = mapped_column(Text)  # a JSON array of addresses
     chain_stalled: Mapped[bool] = mapped_column(Boolean, default=False)
 
+    # nodeDelete of a raft member (app/control/raft.py): the raft step is skipped (force), or
+    # done (the leader removed its raft ID), or retried until delete_deadline (set on the
+    # first pass of the deletion).
+    delete_force: Mapped[bool] = mapped_column(Boolean, default=False)
+    raft_removed: Mapped[bool] = mapped_column(Boolean, default=False)
+    delete_deadline: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime)
+
     # Bumped on every change of the row's state, so consumers can order snapshots.
     revision: Mapped[int] = mapped_column(Integer, default=0)
 

@@ -14,6 +14,7 @@ from tests.api.queries import (
     NETWORK_JOIN,
     NODE_ADD,
     NODE_DELETE,
+    USER_ERRORS,
     add_node,
     coordinator_id,
     create_network,
@@ -174,6 +175,34 @@ async def test_deleting_a_node_twice_is_being_deleted(api: GraphQLClient) -> Non
     first = (await api.data(NODE_DELETE, id=peer_id))["nodeDelete"]
     assert first["userErrors"] == []
     error = await refused(api, NODE_DELETE, id=peer_id)
+    assert (error["field"], error["code"]) == (["input", "id"], "BEING_DELETED")
+
+
+async def test_a_coordinator_with_peers_is_refused_with_has_peers(api: GraphQLClient) -> None:
+    network_id = (await create_network(api, "acme"))["network"]["id"]
+    await add_node(api, network_id, "peer")
+    error = await refused(api, NODE_DELETE, id=await coordinator_id(api, network_id))
+    assert (error["field"], error["code"]) == (["input", "id"], "HAS_PEERS")
+    assert "1 other node" in error["message"]
+    assert len(await nodes_of(api, network_id)) == 2
+
+
+FORCED_DELETE = f"""
+mutation($id: ID!) {{
+  nodeDelete(input: {{id: $id, force: true}}) {{ operation {{ id }} {USER_ERRORS} }}
+}}
+"""
+
+
+@pytest.mark.usefixtures("held")
+async def test_force_takes_over_a_deletion_under_way_once(api: GraphQLClient) -> None:
+    network_id = (await create_network(api, "acme"))["network"]["id"]
+    peer_id = (await add_node(api, network_id, "peer"))["id"]
+    assert (await api.data(NODE_DELETE, id=peer_id))["nodeDelete"]["userErrors"] == []
+    forced = (await api.data(FORCED_DELETE, id=peer_id))["nodeDelete"]
+    assert forced["userErrors"] == []
+    assert forced["operation"]["id"]
+    error = await refused(api, FORCED_DELETE, id=peer_id)
     assert (error["field"], error["code"]) == (["input", "id"], "BEING_DELETED")
 
 

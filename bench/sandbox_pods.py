@@ -70,8 +70,8 @@ from app.sandbox.podenv import marked
 from app.sandbox.slots import Slot
 from bench.chaos import namespace_for
 from bench.fanout import cpu_seconds, log, rss_kib
-from tests.helpers import eventually
-from tests.sandbox.test_qnm_pods import Node, _deployment, _processes_of
+from tests.helpers import eventually, sandbox_processes
+from tests.sandbox.test_qnm_pods import Node, _deployment
 
 POLL = 0.05  # seconds between two looks
 WITHIN = 90.0  # the bound of every single wait
@@ -119,7 +119,9 @@ class PodNode(Node):
         await self.core.delete_namespaced_service(self.name, self.namespace)
 
         async def gone() -> bool:
-            return not await self._pods() and not any(_processes_of(uid) for uid in uids)
+            return not await self._pods() and not any(
+                sandbox_processes(f"/pods/{uid}/") for uid in uids
+            )
 
         return await since(started, gone)
 
@@ -241,7 +243,7 @@ async def footprint(nodes: dict[str, PodNode], report: Report) -> None:
     pids: dict[str, list[int]] = {}
     for role, node in nodes.items():
         pod = await node.pod()
-        pids[role] = _processes_of(pod.metadata.uid) if pod is not None else []
+        pids[role] = sandbox_processes(f"/pods/{pod.metadata.uid}/") if pod is not None else []
         if not pids[role]:
             raise RuntimeError(f"{node.name} has no running process to measure")
     rss = {role: sum(rss_kib(pid) for pid in group) / 1024 for role, group in pids.items()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -81,3 +82,21 @@ class Writes:
 
     async def delete_network(self, tenant_id: str, network_id: str) -> Result:
         return await self._run(lambda w: networks.delete_network(w, tenant_id, network_id))
+
+
+def sandbox_processes(root_part: str) -> list[int]:
+    """Pids of the processes a sandbox kubelet runs for its process pods whose pod root folder
+    (``QAAS_SANDBOX_ROOT`` in their environment, ``<state>/pods/<uid>/root``) contains
+    ``root_part``: ``f"/pods/{uid}/"`` for one pod, ``f"{state_dir}/"`` for a whole sandbox."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        roots = [v.split(b"=", 1)[1] for v in environ if v.startswith(b"QAAS_SANDBOX_ROOT=")]
+        if roots and root_part.encode() in roots[0] + b"/":
+            found.append(int(entry.name))
+    return found

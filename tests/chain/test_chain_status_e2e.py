@@ -6,13 +6,12 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes_asyncio import client
 
-from tests.helpers import GraphQLClient, eventually
+from tests.helpers import GraphQLClient, eventually, sandbox_processes
 
 pytestmark = [
     pytest.mark.skipif(
@@ -117,7 +116,7 @@ async def test_a_killed_chain_turns_the_node_unhealthy_then_running_again(
     pod = await client.CoreV1Api(kube_api).read_namespaced_pod(
         before["pod"]["name"], process_namespace
     )
-    pids = _processes_of(pod.metadata.uid)
+    pids = sandbox_processes(f"/pods/{pod.metadata.uid}/")
     assert pids
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
@@ -128,22 +127,6 @@ async def test_a_killed_chain_turns_the_node_unhealthy_then_running_again(
         c["status"] for c in (await nodes_of(api, network_id))["coordinator"]["statusHistory"]
     ]
     assert history[-2:] == ["UNHEALTHY", "RUNNING"], history
-
-
-def _processes_of(pod_uid: str) -> list[int]:
-    """Pids of the sandbox's processes for pod ``pod_uid`` (found by QAAS_SANDBOX_ROOT)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        roots = [v for v in environ if v.startswith(b"QAAS_SANDBOX_ROOT=")]
-        if roots and f"/pods/{pod_uid}/".encode() in roots[0] + b"/":
-            found.append(int(entry.name))
-    return found
 
 
 async def _unused_cluster_ip(kube_api: client.ApiClient, namespace: str) -> str:

@@ -21,29 +21,12 @@ from kubernetes_asyncio import client, config
 from app.sandbox.handle import Sandbox, SandboxState
 from app.sandbox.processes import wait_gone
 from app.sandbox.slots import Slot, leftovers
-from tests.helpers import eventually
+from tests.helpers import eventually, sandbox_processes
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("nft") is None or shutil.which("node") is None,
     reason="process pods need root, nftables and Node.js (./dev setup)",
 )
-
-
-def _sandbox_processes(state_dir: Path) -> list[int]:
-    """Pids of processes run for pods of the sandbox in ``state_dir`` (their environment names
-    a pod root folder under it)."""
-    mark = f"QAAS_SANDBOX_ROOT={state_dir.resolve()}/".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if any(value.startswith(mark) for value in environ):
-            found.append(int(entry.name))
-    return found
 
 
 def _pod(name: str, container: dict[str, Any]) -> dict[str, Any]:
@@ -81,7 +64,7 @@ async def test_kill_9_with_process_pods_then_up_leaves_nothing(tmp_path: Path) -
         await _run_pods(state.kubeconfig)
 
         async def three_processes() -> bool:  # the shell, its background sleep, the stand-in
-            return len(_sandbox_processes(handle.state_dir)) >= 3
+            return len(sandbox_processes(f"{handle.state_dir.resolve()}/")) >= 3
 
         await eventually(three_processes, within=30)
         namespaces = [item for item in leftovers(slot) if item.startswith("netns ")]
@@ -93,7 +76,7 @@ async def test_kill_9_with_process_pods_then_up_leaves_nothing(tmp_path: Path) -
         again = await asyncio.to_thread(handle.up, lambda _: None, detach=True)
 
         async def old_ones_gone() -> bool:  # the new sandbox has no pods of its own yet
-            return not _sandbox_processes(handle.state_dir)
+            return not sandbox_processes(f"{handle.state_dir.resolve()}/")
 
         await eventually(old_ones_gone, within=10)
         assert not [item for item in leftovers(slot) if item in namespaces]
@@ -102,4 +85,4 @@ async def test_kill_9_with_process_pods_then_up_leaves_nothing(tmp_path: Path) -
     assert leftovers(slot) == []
     if again is not None:
         assert leftovers(Slot(int(again.raw["slot"]))) == []
-    assert _sandbox_processes(handle.state_dir) == []
+    assert sandbox_processes(f"{handle.state_dir.resolve()}/") == []

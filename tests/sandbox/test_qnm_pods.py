@@ -20,7 +20,7 @@ from kubernetes_asyncio import client
 
 from app.domain.qnm import DEFAULT_IMAGE
 from app.sandbox.handle import SandboxState
-from tests.helpers import eventually
+from tests.helpers import eventually, sandbox_processes
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("node") is None,
@@ -191,23 +191,6 @@ def _kubectl(kubeconfig: Path, *args: str) -> str:
     return done.stdout
 
 
-def _processes_of(pod_uid: str) -> list[int]:
-    """Pids of the processes the sandbox's kubelet runs for pod ``pod_uid`` (their environment
-    names the pod's root folder, which ends in the pod's uid)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        roots = [v for v in environ if v.startswith(b"QAAS_SANDBOX_ROOT=")]
-        if roots and f"/pods/{pod_uid}/".encode() in roots[0] + b"/":
-            found.append(int(entry.name))
-    return found
-
-
 async def test_a_killed_node_process_is_restarted_and_counted(
     kube_api: client.ApiClient, process_namespace: str
 ) -> None:
@@ -221,7 +204,7 @@ async def test_a_killed_node_process_is_restarted_and_counted(
     await eventually(answering, within=60, every=0.5)
     pod = await coordinator.pod()
     assert pod is not None
-    pids = _processes_of(pod.metadata.uid)
+    pids = sandbox_processes(f"/pods/{pod.metadata.uid}/")
     assert pids, "the pod's process should be found by its root folder"
     for pid in pids:
         os.kill(pid, signal.SIGKILL)

@@ -17,8 +17,9 @@ from app.cluster.objects import CONTAINER
 from app.domain.status import UNSCHEDULABLE
 
 Obj = dict[str, Any]
-# The scheduler's words for a pod whose claim is not bound yet, and what QaaS calls that wait.
-UNBOUND_CLAIM = "unbound immediate PersistentVolumeClaims"
+# What QaaS calls a pod's wait for its claim, which the scheduler words as "pod has unbound
+# immediate PersistentVolumeClaims", or 'persistentvolumeclaim "x" not found' while the claim is
+# not in its cache yet.
 WAITING_FOR_STORAGE = "WaitingForStorage"
 
 
@@ -62,7 +63,7 @@ def observe(pod: Obj) -> PodObservation:
         # The scheduler found no node: "0/1 nodes are available: 1 Insufficient cpu."
         reason = scheduled.get("reason") or UNSCHEDULABLE
         message = scheduled.get("message")
-        if UNBOUND_CLAIM in (message or ""):
+        if "persistentvolumeclaim" in (message or "").lower():
             # Not "no node can take it": its new data claim is not bound yet (the provisioner
             # is at work; a claim that never binds, e.g. of an unknown StorageClass, leaves
             # this as the last thing seen when the start deadline fails the node).

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from app.cluster.pods import WAITING_FOR_STORAGE, observe
 from app.domain.enums import Desired, NodeStatus
 from app.domain.status import NodeFacts, node_status
@@ -31,8 +33,16 @@ def _status(message: str, deadline_passed: bool = False) -> tuple[NodeStatus, st
     return node_status(facts)
 
 
-def test_a_pod_waiting_for_its_claim_is_starting() -> None:
-    message = "0/2 nodes are available: 2 pod has unbound immediate PersistentVolumeClaims."
+@pytest.mark.parametrize(
+    "message",
+    [
+        "0/2 nodes are available: 2 pod has unbound immediate PersistentVolumeClaims.",
+        # The pod reached the scheduler before its claim did (the StatefulSet controller makes
+        # both; under load the scheduler's cache may not have the claim yet).
+        'persistentvolumeclaim "data-acme-coordinator-0" not found',
+    ],
+)
+def test_a_pod_waiting_for_its_claim_is_starting(message: str) -> None:
     assert observe(_pending_pod(message)).reason == WAITING_FOR_STORAGE
     assert _status(message) == (NodeStatus.STARTING, None)
     # A claim that never binds (a StorageClass that does not exist) is named at the deadline.

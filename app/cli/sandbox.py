@@ -13,7 +13,10 @@ def _up(args: argparse.Namespace) -> int:
     sandbox = Sandbox.default()
     try:
         state = sandbox.up(
-            progress=lambda line: print(line, flush=True), nodes=args.nodes, runtime=args.runtime
+            progress=lambda line: print(line, flush=True),
+            nodes=args.nodes,
+            runtime=args.runtime,
+            max_process_pods=args.max_process_pods,
         )
     except KeyboardInterrupt:
         print("interrupted: the sandbox was stopped", file=sys.stderr)
@@ -63,6 +66,12 @@ def add_sandbox_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
         default="process",
         help="what pods of known images run as, unless they or their namespace say "
         "(annotation or label sandbox.qaas.dev/runtime; default process)",
+    )
+    up.add_argument(
+        "--max-process-pods",
+        type=int,
+        default=16,
+        help="process pods per node; more run simulated (default 16, ~130 MiB each for QNM)",
     )
     up.set_defaults(handler=_up)
     actions.add_parser("down", help="stop it").set_defaults(handler=_down)

@@ -113,6 +113,7 @@ class Sandbox:
         detach: bool = True,
         nodes: int = 1,
         runtime: str = "process",
+        max_process_pods: int = 16,
         timeout: float = 120.0,
     ) -> SandboxState:
         """Start the sandbox (building first if needed) and return once it is ready.
@@ -142,6 +143,7 @@ class Sandbox:
             str(self.state_dir),
             f"--nodes={nodes}",
             f"--runtime={runtime}",
+            f"--max-process-pods={max_process_pods}",
         ]
         if detach:
             with self.log.open("ab") as out:

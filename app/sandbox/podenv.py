@@ -27,7 +27,7 @@ import ctypes
 import logging
 import os
 import signal
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +145,22 @@ def prepare_root(
     workdir = root / (container.get("workingDir") or default_dir).strip("/")
     workdir.mkdir(parents=True, exist_ok=True)
     return workdir
+
+
+def netns_preexec(netns: str) -> Callable[[], None]:
+    """A ``preexec_fn`` that moves a child into network namespace ``netns`` before it execs
+    (for a process started outside `spawn`, e.g. a test's server in a pod's namespace)."""
+    path = f"/run/netns/{netns}"
+
+    def enter() -> None:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            if _setns(fd, _CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), f"setns({path}) failed")
+        finally:
+            os.close(fd)
+
+    return enter
 
 
 def _child_setup(netns_fd: int | None) -> None:

@@ -35,7 +35,7 @@ attachments) lives on, and ``attach`` of a known uid answers the existing attach
 supervisor starts from a clean slot (`app.sandbox.slots.claim` removes everything a dead one
 left), with a fresh etcd: there is nothing to re-adopt across supervisors, by design.
 
-A process runs in a pod's namespace with ``preexec_fn=netns_preexec(attachment.netns)``
+A process runs in a pod's namespace with ``preexec_fn=podenv.netns_preexec(attachment.netns)``
 (setns(2) in the child between fork and exec), or as ``ip netns exec <netns> <command>``.
 
 The methods that change the host are coroutines: they run ``ip`` as child processes and never
@@ -54,13 +54,11 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import ipaddress
 import logging
 import os
 import shutil
 import weakref
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,7 +69,6 @@ from app.sandbox.slots import Slot, clean
 log = logging.getLogger("qaas.sandbox")
 
 NETNS_DIR = Path("/run/netns")
-_CLONE_NEWNET = 0x40000000
 
 
 class PodNetworkError(RuntimeError):
@@ -143,22 +140,6 @@ class Attachment:
     @property
     def netns_path(self) -> Path:
         return NETNS_DIR / self.netns
-
-
-def netns_preexec(netns: str) -> Callable[[], None]:
-    """A ``preexec_fn`` that moves the child into ``netns`` (by setns(2)) before it execs."""
-    libc = ctypes.CDLL(None, use_errno=True)  # resolved in the parent: the child only calls it
-    path = str(NETNS_DIR / netns)
-
-    def enter() -> None:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            if libc.setns(fd, _CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), f"setns({path}) failed")
-        finally:
-            os.close(fd)
-
-    return enter
 
 
 def unavailable() -> str | None:

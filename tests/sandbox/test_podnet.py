@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from app.sandbox.handle import Sandbox, SandboxState
-from app.sandbox.podnet import Attachment, PodNetwork, netns_preexec, unavailable
+from app.sandbox.podenv import netns_preexec
+from app.sandbox.podnet import Attachment, PodNetwork, unavailable
 from app.sandbox.processes import wait_gone
 from app.sandbox.slots import Slot, claim, leftovers, release
 from tests.helpers import eventually

@@ -22,7 +22,8 @@ import pytest
 from kubernetes_asyncio import client
 
 from app.sandbox.handle import SandboxState
-from app.sandbox.podnet import Attachment, PodNetwork, netns_preexec
+from app.sandbox.podenv import netns_preexec
+from app.sandbox.podnet import Attachment, PodNetwork
 from app.sandbox.proxy import rules
 from app.sandbox.slots import Slot
 from tests.helpers import eventually

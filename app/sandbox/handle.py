@@ -190,6 +190,14 @@ class Sandbox:
     def down(self, timeout: float = 30.0) -> bool:
         """Stop the sandbox; True if one was running. Waits until every process is gone."""
         try:
+            return self._stop(timeout)
+        finally:
+            if self._proc is not None:
+                self._proc.wait()  # reap our own child, whatever state.json said
+                self._proc = None
+
+    def _stop(self, timeout: float) -> bool:
+        try:
             raw = json.loads((self.state_dir / STATE_FILE).read_text())
         except (OSError, ValueError):
             return False
@@ -206,9 +214,6 @@ class Sandbox:
             if pid_alive(child):
                 os.kill(child, signal.SIGKILL)
                 wait_gone(child, 5)
-        if self._proc is not None:
-            self._proc.wait()  # reap our own child
-            self._proc = None
         return was_running
 
 

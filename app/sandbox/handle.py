@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from app.sandbox.build import ensure_binaries
-from app.sandbox.processes import pid_alive, spawn, wait_gone
+from app.sandbox.processes import pid_alive, spawn, stop, wait_gone
 from app.sandbox.supervisor import STATE_FILE
 
 
@@ -130,8 +130,11 @@ class Sandbox:
             return current
         if current is not None:
             self.down()
-        if self._proc is not None and self._proc.poll() is not None:
-            self._proc = None  # a supervisor of ours that died (kill -9): reaped now
+        if self._proc is not None:
+            # A supervisor of ours that died (kill -9) or is still dying: its pid reads as a
+            # zombie while its other threads exit, and poll() does not reap it until they have.
+            stop(self._proc)
+            self._proc = None
         ensure_binaries(progress)
         started = time.monotonic()
         self.log.parent.mkdir(parents=True, exist_ok=True)

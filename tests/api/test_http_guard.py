@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -104,7 +105,7 @@ async def test_an_anonymous_request_is_401_before_its_body_is_read_or_parsed(
 ) -> None:
     query = f'{{ network(name: "n-{uuid.uuid4().hex}") {{ id }} }}'  # parsed by nobody yet
     document = json.dumps({"query": query}).encode()
-    parses = _get_parse_cache(CACHE_SIZE)
+    parses: Any = _get_parse_cache(CACHE_SIZE)  # the functools LRU cache around parse()
     before = parses.cache_info()
     body = Body(document, 1)
     response = await anonymous.post(

@@ -26,6 +26,8 @@
 ``QAAS_PRODUCTION``                no GraphiQL, no introspection, no bootstrap token (false)
 ``QAAS_GRAPHIQL``, ``QAAS_INTROSPECTION``  override what QAAS_PRODUCTION implies for each
 ``QAAS_MAX_SUBSCRIPTIONS``         per WebSocket connection (default 20)
+``QAAS_MAX_BODY_BYTES``            largest GraphQL request body over HTTP (1048576, 1 MiB):
+                                   a larger one is answered 413 unread
 ``QAAS_TENANT_NAMESPACE_PREFIX``   tenants' namespaces are ``<prefix><tenant>`` (``qaas-``);
                                    the first tenant uses ``QAAS_NAMESPACE``
 ``QAAS_SERVICE_ACCOUNT``          ``namespace:name`` of QaaS's ServiceAccount; when set, each
@@ -96,6 +98,7 @@ class Settings(BaseSettings):
     graphiql: bool | None = None  # default: on, except in production
     introspection: bool | None = None  # default: on, except in production
     max_subscriptions: int = Field(default=20, ge=1, le=1000)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     tenant_namespace_prefix: str = Field(default="qaas-", pattern=r"^[a-z][-a-z0-9]{0,20}$")
     # In a cluster: QaaS's own ServiceAccount ("namespace:name") and the ClusterRole it binds
     # to itself in each tenant namespace it creates (see manifests/qaas).

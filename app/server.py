@@ -54,6 +54,7 @@ from app.store.engine import DatabaseUnavailable, make_engine, make_sessionmaker
 from app.store.migrate import MigrationNeeded, prepare
 from schema.build import ASSETS_PATH, GRAPHQL_PATH, QaasGraphQL
 from schema.graphiql import assets_route
+from schema.http import HttpGuard
 
 if TYPE_CHECKING:  # imported lazily: only the embedded default starts a sandbox
     from app.sandbox.handle import Sandbox
@@ -359,7 +360,9 @@ def create_app(settings: Settings) -> Starlette:
     async def root(_: Request) -> RedirectResponse:
         return RedirectResponse(GRAPHQL_PATH)
 
-    when_ready = WhenReady(graphql, startup)
+    # Before start-up is done WhenReady answers alone; then the guard bounds the body and
+    # authenticates before the view reads or parses anything.
+    when_ready = WhenReady(HttpGuard(graphql, sessions, settings.max_body_bytes), startup)
     routes = [
         Route("/", root),
         Route("/healthz", healthz),

@@ -2,7 +2,10 @@
 
 Guards are on for every transport, subscriptions included: query depth, aliases and tokens are
 bounded, parsing and validation are cached with a maxsize, and each WebSocket connection may run
-a bounded number of subscriptions.
+a bounded number of subscriptions. Over HTTP, ``schema.http.HttpGuard`` stands in front of the
+view (body limit, authentication); the view answers a malformed request (not UTF-8, not JSON,
+not a JSON object, ``query`` not a string, ``variables`` not an object) with 400 and a JSON
+error of code BAD_REQUEST.
 
 Example::
 
@@ -12,14 +15,18 @@ Example::
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import strawberry
+from cross_web import HTTPException
+from graphql import GraphQLError
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -36,14 +43,16 @@ from strawberry.extensions.base_extension import SchemaExtension
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.tools import merge_types
+from strawberry.types import ExecutionContext
 from strawberry.types.unset import UNSET, UnsetType
 
 from app.config import graphiql_enabled, introspection_enabled
 from app.services.api_deps import ApiDeps
 from app.services.tenancy import AuthError, authenticate, bearer
 from schema.context import Context
-from schema.errors import should_mask
+from schema.errors import is_client_error, should_mask, summary
 from schema.graphiql import graphiql_html
+from schema.http import principal_of, request_error
 from schema.mutations import Mutation
 from schema.queries import Query
 from schema.subscriptions import Subscription
@@ -56,6 +65,9 @@ MAX_TOKENS = 5000
 CACHE_SIZE = 512
 GRAPHQL_PATH = "/graphql"
 ASSETS_PATH = "/graphiql-assets"
+HTTP_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+
+log = logging.getLogger("qaas.graphql")
 
 
 class PerEventExecutionContext(StrawberryGraphQLCoreExecutionContext):
@@ -74,6 +86,21 @@ class PerEventExecutionContext(StrawberryGraphQLCoreExecutionContext):
         return executor
 
 
+class QaasSchema(strawberry.Schema):
+    """Strawberry's schema, logging a caller's mistake (a syntax or validation error, a limit,
+    a bad argument, no token) at INFO in one line with a hash and a prefix of the query, never
+    the whole text nor a traceback. Unexpected errors are logged, with their traceback, where
+    they are masked (``schema.errors.should_mask``)."""
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        query = execution_context.query if execution_context is not None else None
+        for error in errors:
+            if is_client_error(error):
+                log.info("client error: %s", summary(error, query))
+
+
 def build_schema(*, introspection: bool = True) -> strawberry.Schema:
     # Factories, not instances: Strawberry builds fresh extension objects per operation.
     extensions: list[Callable[[], SchemaExtension]] = [
@@ -86,7 +113,7 @@ def build_schema(*, introspection: bool = True) -> strawberry.Schema:
     ]
     if not introspection:
         extensions.append(partial(AddValidationRules, [NoSchemaIntrospectionCustomRule]))
-    return strawberry.Schema(
+    return QaasSchema(
         query=merge_types("Query", (Query, TokenQuery)),
         mutation=merge_types("Mutation", (Mutation, TokenMutation)),
         subscription=Subscription,
@@ -111,12 +138,42 @@ class QaasGraphQL(GraphQL[Context, None]):
         )
         self.deps = deps
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        try:
+            response = await self.run(Request(scope, receive))
+        except HTTPException as refused:  # strawberry's own refusals, as JSON
+            code = HTTP_CODES.get(refused.status_code, "BAD_REQUEST")
+            response = request_error(refused.status_code, refused.reason, code)
+        await response(scope, receive, send)
+
+    def parse_json(self, data: str | bytes) -> Any:
+        """JSON of a query parameter (str), or the request body (bytes): that must be UTF-8
+        and a JSON object (batches are off)."""
+        if isinstance(data, str):
+            return super().parse_json(data)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise HTTPException(400, "the request body is not valid UTF-8") from None
+        value = super().parse_json(text)
+        if not isinstance(value, dict):
+            raise HTTPException(
+                400, 'the request body must be a JSON object: {"query": "...", "variables": {}}'
+            )
+        return value
+
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket | Any
     ) -> Context:
+        """An HTTP request's caller was authenticated by ``HttpGuard`` (once, before the body
+        was read); a WebSocket authenticates in connection_init."""
         context = Context(deps=self.deps, request=request, response=response)
-        if isinstance(request, Request):  # a WebSocket authenticates in connection_init
-            await self._authenticate(context, bearer(request.headers.get("authorization")))
+        principal = principal_of(request.scope)
+        if principal is not None:
+            context.authenticated(principal)
         return context
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:

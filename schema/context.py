@@ -7,6 +7,7 @@ event (``Context.fresh_loaders``) so they never serve a stale node.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -53,11 +54,20 @@ class Loaders:
         return DataLoader(load_fn=load)
 
     @cached_property
-    def history(self) -> DataLoader[str, list[StatusChangeView]]:
-        async def load(ids: Sequence[str]) -> list[list[StatusChangeView]]:
+    def history(self) -> DataLoader[tuple[str, int], list[StatusChangeView]]:
+        """Keyed by (node id, how many of the newest changes): one statement per distinct
+        count in a batch, bounded in SQL (``reads.status_history``)."""
+
+        async def load(keys: Sequence[tuple[str, int]]) -> list[list[StatusChangeView]]:
+            by_last: dict[int, list[str]] = defaultdict(list)
+            for node_id, last in keys:
+                by_last[last].append(node_id)
+            found: dict[tuple[str, int], list[StatusChangeView]] = {}
             async with self.sessions() as session:
-                found = await reads.status_history(session, ids)
-            return [found.get(i, []) for i in ids]
+                for last, ids in by_last.items():
+                    history = await reads.status_history(session, ids, last)
+                    found.update(((i, last), history.get(i, [])) for i in ids)
+            return [found[key] for key in keys]
 
         return DataLoader(load_fn=load)
 

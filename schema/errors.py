@@ -3,11 +3,14 @@
 A ``ClientError`` is the caller's fault (a bad argument to a query) and its message is shown.
 Syntax and validation errors are shown too, and so is a ``ClusterFailure`` (code CLUSTER_ERROR).
 Anything else is a fault of ours: in the response it becomes "Unexpected error." and the details
-go to the log only.
+go to the log only, at ERROR with a traceback. A caller's mistake is logged at INFO in one line
+(``summary``): its message cut short, a hash of the query and its first characters, so that one
+client cannot fill the log with query texts.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 from graphql import GraphQLError
@@ -27,9 +30,32 @@ class ClusterFailure(GraphQLError):
         super().__init__(message, extensions={"code": "CLUSTER_ERROR"})
 
 
-def should_mask(error: GraphQLError) -> bool:
+MESSAGE_CHARS = 200
+QUERY_PREFIX_CHARS = 60
+
+
+def is_client_error(error: GraphQLError) -> bool:
+    """The caller's mistake (syntax, validation, a limit, a bad argument, no token), not ours."""
     original = error.original_error
-    if original is None or isinstance(original, (ClientError, GraphQLError)):
+    return original is None or isinstance(original, (ClientError, GraphQLError))
+
+
+def summary(error: GraphQLError, query: str | None) -> str:
+    """One short line about a caller's mistake: never the whole query, never a traceback."""
+    message = " ".join(error.message.split())
+    if len(message) > MESSAGE_CHARS:
+        message = message[:MESSAGE_CHARS] + "..."
+    code = (error.extensions or {}).get("code")
+    said = f"{message} [{code}]" if code else message
+    if not query:
+        return said
+    digest = hashlib.sha256(query.encode("utf-8", "replace")).hexdigest()[:12]
+    prefix = " ".join(query.split())[:QUERY_PREFIX_CHARS]
+    return f"{said} (query sha256:{digest}, {len(query)} chars, starts {prefix!r})"
+
+
+def should_mask(error: GraphQLError) -> bool:
+    if is_client_error(error):
         return False
-    log.error("unexpected error in %s", error.path, exc_info=original)
+    log.error("unexpected error in %s", error.path, exc_info=error.original_error)
     return True

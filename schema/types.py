@@ -32,6 +32,8 @@ from schema.errors import ClientError, ClusterFailure
 from schema.ids import to_global_id
 from schema.pagination import PageInfo, page_args
 
+MAX_HISTORY = 100  # Node.statusHistory(last:)
+
 ConsensusEnum = strawberry.enum(
     Consensus, name="Consensus", description="RAFT or IBFT (QNM's istanbul)"
 )
@@ -257,10 +259,15 @@ class Node(Entity):
         except logs.LogsUnavailable as error:
             raise ClusterFailure(str(error)) from None
 
-    @strawberry.field(description="Status transitions, oldest first (the last `last` of them).")
+    @strawberry.field(
+        description=f"The last `last` status transitions (1 to {MAX_HISTORY}), oldest first. "
+        f"Another `last` is an error; older transitions are not served."
+    )
     async def status_history(self, info: Info[Context, None], last: int = 20) -> list[StatusChange]:
-        changes = await self._loaders(info).history.load(self.view.id)
-        return [StatusChange.of(c) for c in changes[-max(1, min(last, 100)) :]]
+        if not 1 <= last <= MAX_HISTORY:
+            raise ClientError(f"`last` must be between 1 and {MAX_HISTORY}, not {last}")
+        changes = await self._loaders(info).history.load((self.view.id, last))
+        return [StatusChange.of(c) for c in changes]
 
 
 @strawberry.type(description="Work a mutation started; the reconciler carries it out.")

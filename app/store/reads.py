@@ -146,17 +146,30 @@ async def nodes_of_network(
 
 
 async def status_history(
-    session: AsyncSession, node_ids: Sequence[str], limit: int = 100
+    session: AsyncSession, node_ids: Sequence[str], last: int
 ) -> dict[str, list[StatusChangeView]]:
+    """The ``last`` newest status changes of each node, oldest first: one statement, which
+    returns at most ``last`` rows per node however long a node's history has grown."""
     history: dict[str, list[StatusChangeView]] = defaultdict(list)
+    newest_first = (
+        func.row_number()
+        .over(partition_by=NodeStatusChange.node_id, order_by=NodeStatusChange.id.desc())
+        .label("newest_first")
+    )
+    ranked = (
+        select(NodeStatusChange.id, newest_first)
+        .where(NodeStatusChange.node_id.in_(node_ids))
+        .subquery()
+    )
     rows = await session.scalars(
         select(NodeStatusChange)
-        .where(NodeStatusChange.node_id.in_(node_ids))
+        .join(ranked, ranked.c.id == NodeStatusChange.id)
+        .where(ranked.c.newest_first <= last)
         .order_by(NodeStatusChange.node_id, NodeStatusChange.id)
     )
     for change in rows:
         history[change.node_id].append(StatusChangeView.of(change))
-    return {node_id: changes[-limit:] for node_id, changes in history.items()}
+    return history
 
 
 async def operations_by_ids(

@@ -3,6 +3,7 @@ GraphiQL page and introspection outside production."""
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -140,3 +141,42 @@ async def test_introspection_is_on_outside_production(api: GraphQLClient) -> Non
     }
     fields = {f["name"] for f in data["__type"]["fields"]}
     assert {"id", "name", "consensus", "status", "nodes"} <= fields
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        nested(MAX_DEPTH + 1),
+        aliases(200),
+        "{ networks { " + "edges " * 40,
+        "{ nope " + "__typename " * 30 + "}",
+    ],
+    ids=["too deep", "200 aliases", "syntax error", "unknown field"],
+)
+async def test_a_client_mistake_is_logged_short_at_info(
+    api: GraphQLClient, caplog: pytest.LogCaptureFixture, document: str
+) -> None:
+    caplog.set_level(logging.INFO)
+    await error_message(api, document)
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    (said,) = [r for r in caplog.records if r.name == "qaas.graphql"]
+    assert said.levelno == logging.INFO
+    assert said.exc_info is None
+    line = said.getMessage()
+    assert "query sha256:" in line
+    assert document not in line
+    assert len(line) < 400
+
+
+async def test_an_unexpected_error_is_logged_at_error_with_its_traceback(
+    api: GraphQLClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("secret detail")
+
+    monkeypatch.setattr(db_queries, "networks_page", broken)
+    await api.execute("{ networks { totalCount } }")
+    (said,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert said.name == "qaas.graphql"
+    assert said.exc_info is not None
+    assert "RuntimeError" in logging.Formatter().formatException(said.exc_info)

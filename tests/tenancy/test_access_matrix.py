@@ -1,5 +1,6 @@
 """Every query, mutation and subscription against every kind of credential: a clear error or
-an empty result, never another tenant's data, never a 500."""
+an empty result, never another tenant's data, never a 500. Without a usable token an HTTP
+request is refused with 401 before anything runs."""
 
 from __future__ import annotations
 
@@ -34,17 +35,25 @@ OPERATIONS: dict[str, tuple[str, Vars, bool]] = {
     "tokenRevoke": ("mutation($id: ID!) { tokenRevoke(input: {id: $id}) { token { id } userErrors { code } } }", lambda w: {"id": w.token_id}, True),
 }  # fmt: skip
 UNAUTHENTICATED = ["none", "bad", "expired", "revoked"]
+REFUSAL = {
+    "none": "authentication required: send `Authorization: Bearer <token>`",
+    "bad": "invalid token",
+    "expired": "this token has expired",
+    "revoked": "this token was revoked",
+}
 SUBSCRIBE = "subscription($id: ID) { nodeStatusChanged(networkId: $id) { id status } }"
 
 
-async def call(app: Starlette, secret: str | None, name: str, world: World) -> dict[str, Any]:
+async def call(
+    app: Starlette, secret: str | None, name: str, world: World, status: int = 200
+) -> dict[str, Any]:
     document, variables, _ = OPERATIONS[name]
     caller = as_caller(app, secret)
     async with caller.http:
         response = await caller.http.post(
             "/graphql", json={"query": document, "variables": variables(world)}
         )
-    assert response.status_code == 200, f"{name}: HTTP {response.status_code}"
+    assert response.status_code == status, f"{name}: HTTP {response.status_code}"
     body: dict[str, Any] = response.json()
     return body
 
@@ -65,9 +74,10 @@ async def test_no_usable_token_gets_unauthenticated_everywhere(
     app: Starlette, api: GraphQLClient, world: World, kind: str
 ) -> None:
     for name in OPERATIONS:
-        body = await call(app, world.tokens[kind], name, world)
+        body = await call(app, world.tokens[kind], name, world, status=401)
         assert error_code(body) == "UNAUTHENTICATED", (name, body)
-        assert not any((body.get("data") or {}).values()), (name, body)
+        assert body["errors"][0]["message"] == REFUSAL[kind], (name, body)
+        assert "data" not in body, (name, body)
     await assert_alpha_untouched(api, world)
 
 

@@ -1,0 +1,133 @@
+"""The guard in front of the GraphQL HTTP endpoint: bounded and authenticated before any work.
+
+``HttpGuard`` is plain ASGI and, for an HTTP request that could run GraphQL, in this order:
+
+1. refuses a ``Content-Length`` over ``QAAS_MAX_BODY_BYTES`` with 413, reading nothing;
+2. looks the bearer token up once; none, or one that is invalid, revoked or expired, is 401
+   with ``WWW-Authenticate: Bearer`` (the body is neither read nor decoded, nothing is parsed);
+3. reads the body, counting: past the limit (a chunked body has no ``Content-Length``) it stops
+   and answers 413;
+4. hands the request on with the body it read and the caller's ``Principal`` in
+   ``scope["state"]`` (``principal_of`` reads it back), so the view never looks the token up.
+
+A GET without a ``query`` parameter runs no GraphQL (GraphiQL's page, or a 400 from the view)
+and passes unauthenticated; WebSockets pass untouched (they authenticate in connection_init).
+Every refusal is a JSON body ``{"errors": [{"message": ..., "extensions": {"code": ...}}]}``,
+as ``request_error`` builds it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.datastructures import Headers, QueryParams
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.services.tenancy import AuthError, Principal, authenticate, bearer
+
+PRINCIPAL = "qaas.principal"
+
+
+def request_error(
+    status: int, message: str, code: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """A request refused before any GraphQL ran: GraphQL's error shape, no ``data``."""
+    error = {"message": message, "extensions": {"code": code}}
+    return JSONResponse({"errors": [error]}, status_code=status, headers=headers)
+
+
+def principal_of(scope: Scope) -> Principal | None:
+    """The caller the guard authenticated for this request (None: not a GraphQL request)."""
+    found = scope.get("state", {}).get(PRINCIPAL)
+    return found if isinstance(found, Principal) else None
+
+
+def too_large(limit: int) -> JSONResponse:
+    return request_error(
+        413,
+        f"the request body is larger than {limit} bytes (QAAS_MAX_BODY_BYTES)",
+        "PAYLOAD_TOO_LARGE",
+    )
+
+
+class HttpGuard:
+    def __init__(
+        self, app: ASGIApp, sessions: async_sessionmaker[AsyncSession], max_body_bytes: int
+    ) -> None:
+        self.app, self.sessions, self.limit = app, sessions, max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or _runs_no_graphql(scope):
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        refusal = _declared_size_problem(headers.get("content-length"), self.limit)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        token = bearer(headers.get("authorization"))
+        try:
+            principal = await authenticate(self.sessions, token)
+        except AuthError as problem:
+            challenge = "Bearer" if token is None else 'Bearer error="invalid_token"'
+            refused = request_error(
+                401, str(problem), "UNAUTHENTICATED", {"WWW-Authenticate": challenge}
+            )
+            await refused(scope, receive, send)
+            return
+        body = await _read(receive, self.limit)
+        if body is None:  # the client went away while sending
+            return
+        if isinstance(body, JSONResponse):
+            await body(scope, receive, send)
+            return
+        scope.setdefault("state", {})[PRINCIPAL] = principal
+        await self.app(scope, _replay(body, receive), send)
+
+
+def _runs_no_graphql(scope: Scope) -> bool:
+    return scope["method"] == "GET" and "query" not in QueryParams(scope["query_string"])
+
+
+def _declared_size_problem(declared: str | None, limit: int) -> JSONResponse | None:
+    if declared is None:
+        return None
+    if not declared.isdigit():
+        return request_error(400, "the Content-Length header is not a number", "BAD_REQUEST")
+    return too_large(limit) if int(declared) > limit else None
+
+
+async def _read(receive: Receive, limit: int) -> bytes | JSONResponse | None:
+    """The whole body, a 413 once it passes ``limit`` bytes, or None on a disconnect."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return too_large(limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """The request's body once more, as one message; then whatever the client sends next
+    (a disconnect, which a streaming response waits for)."""
+    sent = False
+
+    async def again() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        message: dict[str, Any] = {"type": "http.request", "body": body, "more_body": False}
+        return message
+
+    return again

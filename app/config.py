@@ -31,6 +31,11 @@
 ``QAAS_SERVICE_ACCOUNT``          ``namespace:name`` of QaaS's ServiceAccount; when set, each
                                    new tenant namespace gets a RoleBinding of
                                    ``QAAS_TENANT_CLUSTER_ROLE`` (``qaas-tenant``) to it
+``QAAS_TENANT_PROVISIONING``       ``auto``: QaaS makes a tenant's namespace, RoleBinding,
+                                   ResourceQuota and NetworkPolicy itself (needs admin rights:
+                                   the default outside a cluster, e.g. the sandbox); ``admin``:
+                                   an administrator runs ``qaas tenant create`` and QaaS only
+                                   checks (the default in a cluster)
 ``QAAS_TENANT_MAX_NETWORKS``       per tenant (default 10); ``QAAS_TENANT_MAX_NODES`` (50)
 ``QAAS_MUTATIONS_PER_MINUTE``      per token, sustained (60), with bursts of
                                    ``QAAS_MUTATION_BURST`` (20)
@@ -101,6 +106,9 @@ class Settings(BaseSettings):
     # to itself in each tenant namespace it creates (see manifests/qaas).
     service_account: str | None = Field(default=None, pattern=r"^[a-z0-9-]+:[a-z0-9-]+$")
     tenant_cluster_role: str = "qaas-tenant"
+    # Who provisions tenant namespaces (app/control/namespaces.py); None: "admin" in a
+    # cluster (in-cluster config), else "auto".
+    tenant_provisioning: Literal["auto", "admin"] | None = None
     tenant_max_networks: int = Field(default=10, ge=1)
     tenant_max_nodes: int = Field(default=50, ge=1)
     mutations_per_minute: float = Field(default=60.0, gt=0)

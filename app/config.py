@@ -29,7 +29,7 @@
 ``QAAS_TENANT_NAMESPACE_PREFIX``   tenants' namespaces are ``<prefix><tenant>`` (``qaas-``);
                                    the first tenant uses ``QAAS_NAMESPACE``
 ``QAAS_SERVICE_ACCOUNT``          ``namespace:name`` of QaaS's ServiceAccount; when set, each
-                                   new tenant namespace gets a RoleBinding of
+                                   provisioned tenant namespace gets a RoleBinding of
                                    ``QAAS_TENANT_CLUSTER_ROLE`` (``qaas-tenant``) to it
 ``QAAS_TENANT_PROVISIONING``       ``auto``: QaaS makes a tenant's namespace, RoleBinding,
                                    ResourceQuota and NetworkPolicy itself (needs admin rights:
@@ -102,8 +102,8 @@ class Settings(BaseSettings):
     introspection: bool | None = None  # default: on, except in production
     max_subscriptions: int = Field(default=20, ge=1, le=1000)
     tenant_namespace_prefix: str = Field(default="qaas-", pattern=r"^[a-z][-a-z0-9]{0,20}$")
-    # In a cluster: QaaS's own ServiceAccount ("namespace:name") and the ClusterRole it binds
-    # to itself in each tenant namespace it creates (see manifests/qaas).
+    # In a cluster: QaaS's own ServiceAccount ("namespace:name") and the ClusterRole that
+    # provisioning binds to it in each tenant namespace (see manifests/qaas).
     service_account: str | None = Field(default=None, pattern=r"^[a-z0-9-]+:[a-z0-9-]+$")
     tenant_cluster_role: str = "qaas-tenant"
     # Who provisions tenant namespaces (app/control/namespaces.py); None: "admin" in a

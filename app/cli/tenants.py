@@ -9,6 +9,10 @@ qaas tenant delete acme [--force] [--kubeconfig ...]
 cluster with an administrator's credentials: ``--kubeconfig``, else ``QAAS_ADMIN_KUBECONFIG``,
 else the usual discovery (``QAAS_KUBECONFIG``, ``KUBECONFIG``, ``~/.kube/config``, the running
 local sandbox). ``create`` of an existing tenant provisions its namespace again (idempotent).
+Where the database is reachable only from QaaS's pod, ``create|update --manifests`` touch no
+cluster and print the objects instead (``kubectl exec ... -- qaas tenant create acme
+--manifests | kubectl apply -f -``, kubectl with the administrator's credentials), and
+``delete --keep-namespace`` leaves the namespace to the administrator.
 """
 
 from __future__ import annotations
@@ -21,17 +25,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import yaml
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.cluster.client import Cluster
 from app.cluster.connect import ClusterConfigError, ClusterTarget, connect, discover
 from app.cluster.errors import KubeError
 from app.config import Settings, load_settings
-from app.control.namespaces import provision
+from app.control.namespaces import own_namespace, provision, tenant_objects
 from app.services.tenancy import TenancyError
 from app.services.tenant_admin import create_tenant, delete_tenant, tenant_rows, update_limits
 from app.store.engine import make_engine, make_sessionmaker
 from app.store.migrate import prepare
+from app.store.models import Tenant
 
 
 def _admin_target(args: argparse.Namespace, settings: Settings) -> ClusterTarget:
@@ -82,13 +88,22 @@ def _limits(tenant_max_networks: int, tenant_max_nodes: int) -> str:
     return f"max {tenant_max_networks} networks, {tenant_max_nodes} nodes"
 
 
+def _print_manifests(tenant: Tenant, settings: Settings) -> None:
+    objects = tenant_objects(tenant, settings, with_quota=not own_namespace(tenant, settings))
+    sys.stdout.write(yaml.safe_dump_all(objects, sort_keys=False))
+
+
 async def _create(args: argparse.Namespace, settings: Settings) -> int:
-    async with _database(settings) as sessions, _admin(args, settings) as cluster:
+    async with _database(settings) as sessions:
         async with sessions.begin() as session:
             tenant, new = await create_tenant(session, args.name, settings,
                                               max_networks=args.max_networks,
                                               max_nodes=args.max_nodes)  # fmt: skip
-        await provision(cluster, tenant, settings)
+        if args.manifests:  # for an administrator's `kubectl apply -f -`
+            _print_manifests(tenant, settings)
+            return 0
+        async with _admin(args, settings) as cluster:
+            await provision(cluster, tenant, settings)
     said = "created" if new else "exists; namespace provisioned again"
     print(f"tenant {tenant.name} {said} (namespace {tenant.namespace}, "
           f"{_limits(tenant.max_networks, tenant.max_nodes)})")  # fmt: skip
@@ -108,11 +123,15 @@ async def _list(_: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _update(args: argparse.Namespace, settings: Settings) -> int:
-    async with _database(settings) as sessions, _admin(args, settings) as cluster:
+    async with _database(settings) as sessions:
         async with sessions.begin() as session:
             tenant = await update_limits(session, args.name, max_networks=args.max_networks,
                                          max_nodes=args.max_nodes)  # fmt: skip
-        await provision(cluster, tenant, settings)  # the quota follows the new limits
+        if args.manifests:
+            _print_manifests(tenant, settings)
+            return 0
+        async with _admin(args, settings) as cluster:
+            await provision(cluster, tenant, settings)  # the quota follows the new limits
     print(f"tenant {tenant.name}: {_limits(tenant.max_networks, tenant.max_nodes)}")
     return 0
 
@@ -125,6 +144,10 @@ async def _delete(args: argparse.Namespace, settings: Settings) -> int:
                                          keep_namespace=own)  # fmt: skip
         if tenant.namespace == own:
             print(f"tenant {tenant.name} deleted (namespace {own} is QaaS's own: kept)")
+            return 0
+        if args.keep_namespace:
+            print(f"tenant {tenant.name} deleted with its tokens; delete its namespace with "
+                  f"`kubectl delete namespace {tenant.namespace}`")  # fmt: skip
             return 0
         async with _admin(args, settings) as cluster:
             deleting = await cluster.delete_namespace(tenant.namespace)
@@ -152,10 +175,14 @@ def _limit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-nodes", type=int, metavar="N")
 
 
-def _kubeconfig_option(parser: argparse.ArgumentParser) -> None:
+def _kubeconfig_option(parser: argparse.ArgumentParser, manifests: bool = True) -> None:
     parser.add_argument("--kubeconfig", metavar="ADMIN_KUBECONFIG",
                         help="an administrator's kubeconfig (default: QAAS_ADMIN_KUBECONFIG, "
                              "else the usual cluster discovery)")  # fmt: skip
+    if manifests:
+        parser.add_argument("--manifests", action="store_true",
+                            help="touch no cluster: print the tenant's namespace, RoleBinding, "
+                                 "quota and NetworkPolicy for `kubectl apply -f -`")  # fmt: skip
 
 
 def add_tenant_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -179,5 +206,7 @@ def add_tenant_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     delete.add_argument("name")
     delete.add_argument("--force", action="store_true",
                         help="also when it has networks: they go with its namespace")  # fmt: skip
-    _kubeconfig_option(delete)
+    delete.add_argument("--keep-namespace", action="store_true",
+                        help="delete the rows only; the namespace is yours to delete")  # fmt: skip
+    _kubeconfig_option(delete, manifests=False)
     delete.set_defaults(handler=_run, tenant_action=_delete)

@@ -59,28 +59,52 @@ def auto_provisioning(settings: Settings) -> bool:
     return not in_cluster()
 
 
+def tenant_objects(tenant: Tenant, settings: Settings, *, with_quota: bool) -> list[Obj]:
+    """What provisioning ``tenant`` makes, in order, each with its ``metadata.namespace``:
+    the namespace, the RoleBinding (with ``QAAS_SERVICE_ACCOUNT``), the ResourceQuota (with
+    ``with_quota``) and the NetworkPolicy. `qaas tenant create --manifests` prints them."""
+    labels = tenant_namespace_labels(tenant.name, settings.instance)
+    namespace: Obj = {"apiVersion": "v1", "kind": "Namespace",
+                      "metadata": {"name": tenant.namespace, "labels": labels}}  # fmt: skip
+    inside: list[Obj] = []
+    if settings.service_account:
+        # QaaS's rights in this namespace come from this binding.
+        inside.append(tenant_role_binding(settings.tenant_cluster_role, settings.service_account))
+    if with_quota:
+        inside.append(
+            resource_quota(tenant.max_nodes, quantity_bytes(settings.node_storage_max_size))
+        )
+    inside.append(network_policy(settings.instance))
+    for obj in inside:
+        obj["metadata"]["namespace"] = tenant.namespace
+    return [namespace, *inside]
+
+
+def own_namespace(tenant: Tenant, settings: Settings) -> bool:
+    """The tenant shares QaaS's own namespace (the first tenant's, made by the manifests)."""
+    return tenant.namespace == (settings.namespace or "default")
+
+
 async def provision(cluster: Cluster, tenant: Tenant, settings: Settings) -> bool:
     """Make ``tenant``'s namespace, RoleBinding, ResourceQuota and NetworkPolicy what they
     should be (create them, or replace the quota and policy with the tenant's current limits);
     True if the namespace was created. Idempotent.
 
-    QaaS's own namespace (the first tenant's, made by the manifests) gets no quota unless
-    this call made it: QaaS's own pod lives there too.
+    QaaS's own namespace gets no quota unless this call made it: QaaS's own pod lives there.
     """
     labels = tenant_namespace_labels(tenant.name, settings.instance)
     created = await cluster.ensure_namespace(tenant.namespace, labels)
-    if settings.service_account:
-        # QaaS's rights in this namespace come from this binding.
-        binding = tenant_role_binding(settings.tenant_cluster_role, settings.service_account)
-        await _create_or_replace(cluster, ROLE_BINDINGS, tenant.namespace, binding, replace=False)
-    if created or tenant.namespace != (settings.namespace or "default"):
-        quota = resource_quota(tenant.max_nodes, quantity_bytes(settings.node_storage_max_size))
-        await _create_or_replace(cluster, RESOURCE_QUOTAS, tenant.namespace, quota)
-    policy = network_policy(settings.instance)
-    await _create_or_replace(cluster, NETWORK_POLICIES, tenant.namespace, policy)
+    with_quota = created or not own_namespace(tenant, settings)
+    for obj in tenant_objects(tenant, settings, with_quota=with_quota)[1:]:
+        kind = _KINDS[obj["kind"]]
+        await _create_or_replace(cluster, kind, tenant.namespace, obj,
+                                 replace=kind is not ROLE_BINDINGS)  # fmt: skip
     if created:
         log.info("created namespace %s for tenant %s", tenant.namespace, tenant.name)
     return created
+
+
+_KINDS = {kind.kind: kind for kind in (ROLE_BINDINGS, RESOURCE_QUOTAS, NETWORK_POLICIES)}
 
 
 async def _create_or_replace(

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from kubernetes_asyncio import client
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -109,6 +110,16 @@ async def test_tenant_lifecycle_through_the_command_line(
         # Again: nothing new, everything still provisioned.
         code, out, _ = await qaas(capsys, "tenant", "create", name, *admin)
         assert (code, "exists; namespace provisioned again" in out) == (0, True)
+
+        # Where only QaaS's pod reaches the database: the same objects, printed for kubectl.
+        code, out, err = await qaas(capsys, "tenant", "create", name, "--manifests")
+        assert code == 0, err
+        printed = list(yaml.safe_load_all(out))
+        assert [(o["kind"], o["metadata"].get("namespace")) for o in printed] == [
+            ("Namespace", None), ("RoleBinding", home), ("ResourceQuota", home),
+            ("NetworkPolicy", home),
+        ]  # fmt: skip
+        assert printed[3]["spec"] == network_policy("qaas")["spec"]
 
         # A typo in `token create` is refused, and creates nothing.
         tenants_before = await _count(sessions, Tenant)

@@ -31,8 +31,13 @@
 ``QAAS_TENANT_NAMESPACE_PREFIX``   tenants' namespaces are ``<prefix><tenant>`` (``qaas-``);
                                    the first tenant uses ``QAAS_NAMESPACE``
 ``QAAS_SERVICE_ACCOUNT``          ``namespace:name`` of QaaS's ServiceAccount; when set, each
-                                   new tenant namespace gets a RoleBinding of
+                                   provisioned tenant namespace gets a RoleBinding of
                                    ``QAAS_TENANT_CLUSTER_ROLE`` (``qaas-tenant``) to it
+``QAAS_TENANT_PROVISIONING``       ``auto``: QaaS makes a tenant's namespace, RoleBinding,
+                                   ResourceQuota and NetworkPolicy itself (needs admin rights:
+                                   the default outside a cluster, e.g. the sandbox); ``admin``:
+                                   an administrator runs ``qaas tenant create`` and QaaS only
+                                   checks (the default in a cluster)
 ``QAAS_TENANT_MAX_NETWORKS``       per tenant (default 10); ``QAAS_TENANT_MAX_NODES`` (50)
 ``QAAS_MUTATIONS_PER_MINUTE``      per token, sustained (60), with bursts of
                                    ``QAAS_MUTATION_BURST`` (20)
@@ -100,10 +105,13 @@ class Settings(BaseSettings):
     max_subscriptions: int = Field(default=20, ge=1, le=1000)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     tenant_namespace_prefix: str = Field(default="qaas-", pattern=r"^[a-z][-a-z0-9]{0,20}$")
-    # In a cluster: QaaS's own ServiceAccount ("namespace:name") and the ClusterRole it binds
-    # to itself in each tenant namespace it creates (see manifests/qaas).
+    # In a cluster: QaaS's own ServiceAccount ("namespace:name") and the ClusterRole that
+    # provisioning binds to it in each tenant namespace (see manifests/qaas).
     service_account: str | None = Field(default=None, pattern=r"^[a-z0-9-]+:[a-z0-9-]+$")
     tenant_cluster_role: str = "qaas-tenant"
+    # Who provisions tenant namespaces (app/control/namespaces.py); None: "admin" in a
+    # cluster (in-cluster config), else "auto".
+    tenant_provisioning: Literal["auto", "admin"] | None = None
     tenant_max_networks: int = Field(default=10, ge=1)
     tenant_max_nodes: int = Field(default=50, ge=1)
     mutations_per_minute: float = Field(default=60.0, gt=0)

@@ -4,6 +4,7 @@ commands live in their own modules.
 qaas serve [--host H] [--port P]   run the API (GraphiQL at /graphql)
 qaas migrate                       apply database migrations
 qaas render --network NAME [...]   print the Kubernetes objects QaaS would create for a network
+qaas tenant create|list|update|delete, qaas token create|list|revoke
 qaas sandbox up|down|status|kubeconfig
 
 A database, kubeconfig or cluster that cannot be used is one sentence on stderr and the exit
@@ -20,6 +21,7 @@ from collections.abc import Callable
 
 from app.cli.render import CLI_HELP as RENDER_HELP
 from app.cli.sandbox import add_sandbox_commands
+from app.cli.tenants import add_tenant_commands
 from app.cli.tokens import add_token_commands
 from app.cluster.connect import ClusterConfigError
 from app.config import ConfigError, load_settings
@@ -116,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.set_defaults(handler=_serve)
     commands.add_parser("migrate", help="apply database migrations").set_defaults(handler=_migrate)
+    add_tenant_commands(commands)
     add_token_commands(commands)
 
     render = commands.add_parser(

@@ -1,7 +1,8 @@
 """`qaas token create|list|revoke`: the first ADMIN token of a tenant, and token chores.
 
-qaas token create --tenant acme --role admin      # creates the tenant if needed;
-                                                  # the token alone is the last line
+qaas token create --tenant acme --role admin      # the token alone is the last line;
+                                                  # an unknown tenant is refused unless
+                                                  # --create-tenant (`qaas tenant create`)
 qaas token list --tenant acme
 qaas token revoke TOKEN_ID
 """
@@ -27,7 +28,7 @@ async def _create(args: argparse.Namespace, settings: Settings) -> int:
     try:
         tenant, token, secret = await create_token(
             make_sessionmaker(engine), args.tenant, Role(args.role.upper()), settings,
-            args.name, expires,
+            args.name, expires, create_tenant=args.create_tenant,
         )  # fmt: skip
     finally:
         await engine.dispose()
@@ -79,8 +80,11 @@ def _run(args: argparse.Namespace) -> int:
 def add_token_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     token = commands.add_parser("token", help="create, list and revoke API tokens")
     actions = token.add_subparsers(dest="token_command", required=True)
-    create = actions.add_parser("create", help="a new token (and its tenant, if new)")
+    create = actions.add_parser("create", help="a new token of an existing tenant")
     create.add_argument("--tenant", required=True)
+    create.add_argument("--create-tenant", action="store_true",
+                        help="create the tenant if it does not exist (its namespace is "
+                             "provisioned as QAAS_TENANT_PROVISIONING says)")  # fmt: skip
     create.add_argument("--role", required=True, choices=["admin", "member", "viewer"])
     create.add_argument("--name", default="cli")
     create.add_argument("--expires-in-days", type=int, default=None)

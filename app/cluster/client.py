@@ -45,6 +45,7 @@ CLAIMS = ResourceKind("CoreV1Api", "namespaced_persistent_volume_claim", "Persis
 PODS = ResourceKind("CoreV1Api", "namespaced_pod", "Pod")
 RESOURCE_QUOTAS = ResourceKind("CoreV1Api", "namespaced_resource_quota", "ResourceQuota")
 ROLE_BINDINGS = ResourceKind("RbacAuthorizationV1Api", "namespaced_role_binding", "RoleBinding")
+NETWORK_POLICIES = ResourceKind("NetworkingV1Api", "namespaced_network_policy", "NetworkPolicy")
 
 
 class Resource:
@@ -199,6 +200,19 @@ class Cluster:
                 lambda t: api.create_namespace(body, _preload_content=False, _request_timeout=t),
             )
         except Conflict:
+            return False
+        return True
+
+    async def delete_namespace(self, name: str) -> bool:
+        """Ask for namespace ``name`` to be deleted (with everything in it); False if it was
+        not there. Kubernetes finishes the deletion in the background."""
+        api = client.CoreV1Api(self.api_client)
+        try:
+            await self.caller.call(
+                "delete",
+                lambda t: api.delete_namespace(name, _preload_content=False, _request_timeout=t),
+            )
+        except NotFound:
             return False
         return True
 

@@ -109,6 +109,50 @@ def tenant_role_binding(cluster_role: str, service_account: str) -> dict[str, An
     }  # fmt: skip
 
 
+# On the namespace QaaS itself runs in (manifests/qaas/base/namespace.yaml), value: its
+# installation. A tenant's NetworkPolicy lets pods of such a namespace reach geth's RPC.
+API_HOME = "qaas.dev/api-of"
+# The labels of QaaS's own pods (manifests/qaas/base/deployment.yaml).
+API_POD = {"app.kubernetes.io/name": "qaas", "app.kubernetes.io/component": "api"}
+POLICY_NAME = "qaas-tenant"
+
+
+def network_policy(installation: str) -> dict[str, Any]:
+    """The ingress rules of a tenant namespace's Quorum node pods.
+
+    It selects this installation's node pods (not every pod: the first tenant shares its
+    namespace with QaaS itself, whose API must stay reachable). A selected pod accepts only:
+    this installation's node pods of the same namespace (the same tenant) on the QNM ports,
+    and QaaS's own pods on geth's RPC port (the chain probe). Nothing else, from no other
+    namespace. Kubernetes enforces it only with a CNI that implements NetworkPolicy.
+    """
+    nodes = {MANAGED_BY: "qaas", INSTALLATION: installation}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": POLICY_NAME, "labels": {MANAGED_BY: "qaas"}},
+        "spec": {
+            "podSelector": {"matchLabels": dict(nodes)},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [{"podSelector": {"matchLabels": dict(nodes)}}],
+                    "ports": [{"protocol": "TCP", "port": p.number} for p in PORTS],
+                },
+                {
+                    "from": [
+                        {
+                            "namespaceSelector": {"matchLabels": {API_HOME: installation}},
+                            "podSelector": {"matchLabels": dict(API_POD)},
+                        }
+                    ],
+                    "ports": [{"protocol": "TCP", "port": RPC_PORT}],
+                },
+            ],
+        },
+    }
+
+
 def selector_for(installation: str) -> str:
     """The label selector that finds every object this QaaS installation owns."""
     return f"{MANAGED_BY}=qaas,{INSTALLATION}={installation}"

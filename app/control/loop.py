@@ -49,7 +49,7 @@ class ControlLoop:
         self.reconciler = reconciler
         self.observer = PodObserver(self.reconciler.writer, on_pod_gone=self.reconciler.kick)
         # One shared pod informer per tenant namespace, started when a pass first visits it.
-        self.reconciler.on_namespace(self.watch_namespace)
+        self.reconciler.on_namespace(self.watch_namespace, self.keep_namespaces)
         self.informers: dict[str, Informer] = {}
         self.chain: ChainProbe | None = None
         self.recorder: ChainRecorder | None = None
@@ -75,6 +75,16 @@ class ControlLoop:
         self.informers[namespace] = informer
         self.observer.follow(informer)
         self._spawn(informer, f"pod-informer {namespace}")
+
+    def keep_namespaces(self, namespaces: set[str]) -> None:
+        """Stop the pod informers of namespaces no tenant has any more (deleted tenants): a
+        watch on a namespace that is gone would fail for ever."""
+        for namespace in set(self.informers) - namespaces:
+            del self.informers[namespace]
+            self.observer.informers.pop(namespace, None)
+            for task in self._tasks:
+                if task.get_name() == f"pod-informer {namespace}":
+                    task.cancel()
 
     def _spawn(self, component: Supervised, name: str) -> None:
         self._tasks.append(asyncio.create_task(self._supervise(component, name), name=name))

@@ -42,7 +42,7 @@ from app.control.converge import (
     retire_deployment,
     service_ip,
 )
-from app.control.namespaces import TenantNamespaces
+from app.control.namespaces import NotProvisioned, TenantNamespaces
 from app.control.node_writer import Apply, NodeWriter, WriteConflict
 from app.control.progress import facts_of
 from app.control.removal import Removal
@@ -70,15 +70,21 @@ class Reconciler:
         self.writer = NodeWriter(sessions, bus, chain_required=self.chain_required)
         self.removal = Removal(sessions, self.writer, settings)
         self.namespaces = TenantNamespaces(cluster, settings, on_ready=lambda _: None)
+        self._unprovisioned: set[str] = set()  # namespaces said to be not provisioned
+        self._on_current: Callable[[set[str]], None] = lambda _: None
         self._wake = asyncio.Event()
         self._stopping = False
         self.passes = 0
         self.failing_since: float | None = None  # time.monotonic() of the first failed pass
         self.last_error: str | None = None
 
-    def on_namespace(self, callback: Callable[[str], None]) -> None:
-        """Call ``callback`` with every tenant namespace a pass makes ready."""
-        self.namespaces.on_ready = callback
+    def on_namespace(
+        self, ready: Callable[[str], None], current: Callable[[set[str]], None] = lambda _: None
+    ) -> None:
+        """Call ``ready`` with every tenant namespace a pass makes ready, and ``current`` with
+        the namespaces of all tenants at the start of each pass (a deleted tenant's is not)."""
+        self.namespaces.on_ready = ready
+        self._on_current = current
 
     def kick(self) -> None:
         """Ask for a pass soon (after a mutation or an observed change)."""
@@ -127,6 +133,10 @@ class Reconciler:
             every_tenant = await tenants.all_tenants(session)
             networks = await desired.networks_with_nodes(session)
         by_tenant: dict[str, list[Network]] = {t.id: [] for t in every_tenant}
+        current = {t.namespace for t in every_tenant}
+        self.namespaces.retain(current)
+        self._unprovisioned &= current
+        self._on_current(current)
         for network in networks:
             by_tenant.setdefault(network.tenant_id, []).append(network)
         failed: list[str] = []
@@ -135,6 +145,12 @@ class Reconciler:
             # database error must not stop the others: each is tried, the pass says what failed.
             try:
                 await self._reconcile_namespace(tenant, by_tenant[tenant.id])
+            except NotProvisioned as waiting:
+                # An administrator's step is missing: the nodes say so, QaaS itself is fine.
+                if tenant.namespace not in self._unprovisioned:
+                    log.warning("tenant %s: %s", tenant.name, waiting)
+                self._unprovisioned.add(tenant.namespace)
+                await self._record_tenant_failure(by_tenant[tenant.id], waiting)
             except Exception as error:
                 self.namespaces.forget(tenant.namespace)
                 failed.append(f"{tenant.name} ({_describe(error)})")
@@ -143,6 +159,8 @@ class Reconciler:
                     _describe(error), exc_info=not isinstance(error, KubeError),
                 )  # fmt: skip
                 await self._record_tenant_failure(by_tenant[tenant.id], error)
+            else:
+                self._unprovisioned.discard(tenant.namespace)
         self.passes += 1
         if failed:
             raise PassFailed(f"the pass failed for tenant(s) {', '.join(failed)}")

@@ -165,10 +165,18 @@ async def create_token(
     settings: Settings,
     name: str = "token",
     expires_in: datetime.timedelta | None = None,
+    *,
+    create_tenant: bool = True,
 ) -> tuple[Tenant, ApiToken, str]:
-    """Create the tenant if needed and a token for it (the `qaas token create` command)."""
+    """A token for the tenant (the `qaas token create` command), creating the tenant if
+    needed; with ``create_tenant=False`` an unknown tenant is a ``TenancyError`` instead."""
     try:
         async with sessions.begin() as session:
+            if not create_tenant and await tenants.tenant_named(session, tidy(tenant_name)) is None:
+                raise TenancyError(
+                    f'no tenant named "{tidy(tenant_name)}": create it with `qaas tenant create '
+                    f"{tidy(tenant_name)}` (an administrator's step), or pass --create-tenant"
+                )
             tenant = await ensure_tenant(session, tenant_name, settings)
             token, secret = await issue_token(session, tenant, role, name, expires_in)
     except IntegrityError:

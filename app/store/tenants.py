@@ -1,4 +1,4 @@
-"""Tenants and API tokens: the rows behind authentication and `qaas token`.
+"""Tenants and API tokens: the rows behind authentication, `qaas token` and `qaas tenant`.
 
 Example::
 
@@ -8,10 +8,10 @@ Example::
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.store.models import ApiToken, Tenant
+from app.store.models import ApiToken, Network, Node, Operation, Tenant, utcnow
 
 
 async def all_tenants(session: AsyncSession) -> list[Tenant]:
@@ -79,3 +79,36 @@ async def tokens_of_tenant_named(session: AsyncSession, tenant: str) -> list[Api
             select(ApiToken).join(Tenant).where(Tenant.name == tenant).order_by(ApiToken.created_at)
         )
     )
+
+
+async def usage_by_tenant(session: AsyncSession) -> dict[str, tuple[int, int, int]]:
+    """Per tenant id: its networks, its nodes and its active tokens (neither revoked nor
+    expired), for `qaas tenant list`."""
+    now = utcnow()
+    queries = (
+        select(Network.tenant_id, func.count()).group_by(Network.tenant_id),
+        select(Network.tenant_id, func.count(Node.id))
+        .join(Node, Node.network_id == Network.id)
+        .group_by(Network.tenant_id),
+        select(ApiToken.tenant_id, func.count())
+        .where(ApiToken.revoked_at.is_(None))
+        .where(or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > now))
+        .group_by(ApiToken.tenant_id),
+    )
+    found: list[dict[str, int]] = []
+    for query in queries:
+        found.append({tenant_id: count for tenant_id, count in await session.execute(query)})
+    networks, nodes, tokens = found
+    return {
+        tenant_id: (networks.get(tenant_id, 0), nodes.get(tenant_id, 0), tokens.get(tenant_id, 0))
+        for tenant_id in set(networks) | set(nodes) | set(tokens)
+    }
+
+
+async def delete_tenant(session: AsyncSession, tenant_id: str) -> None:
+    """Delete the tenant's rows: its operations, networks (their nodes and status history go
+    with them, by foreign key), tokens and the tenant itself."""
+    await session.execute(delete(Operation).where(Operation.tenant_id == tenant_id))
+    await session.execute(delete(Network).where(Network.tenant_id == tenant_id))
+    await session.execute(delete(ApiToken).where(ApiToken.tenant_id == tenant_id))
+    await session.execute(delete(Tenant).where(Tenant.id == tenant_id))

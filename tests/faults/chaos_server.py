@@ -86,9 +86,11 @@ def environment(
 
 
 async def create_admin_token(env: dict[str, str], workdir: Path, tenant: str = "local") -> str:
-    """``qaas token create --tenant TENANT --role admin``; the token is its last line."""
+    """``qaas token create --tenant TENANT --create-tenant --role admin``; the token is its last
+    line."""
     proc = await asyncio.create_subprocess_exec(
-        str(QAAS), "token", "create", "--tenant", tenant, "--role", "admin", "--name", "chaos",
+        str(QAAS), "token", "create", "--tenant", tenant, "--create-tenant", "--role", "admin",
+        "--name", "chaos",
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE, env=env, cwd=workdir,  # cwd: no stray .env file
     )  # fmt: skip

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from app.domain.enums import Role
 from app.server import create_app
 from app.services.tenancy import create_token
 from tests.helpers import GraphQLClient, eventually
-from tests.manifests.conftest import SERVICE_ACCOUNT, kubectl
+from tests.manifests.conftest import ROOT, SERVICE_ACCOUNT, kubectl
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -64,13 +66,23 @@ def _can(kubeconfig: Path, *request: str) -> bool:
         (("delete", "persistentvolumeclaims", "-n", "qaas"), True),
         (("delete", "deployments.apps", "-n", "qaas"), True),  # nodes made before StatefulSets
         (("watch", "pods", "-n", "qaas"), True),
-        (("create", "resourcequotas", "-n", "qaas"), True),
-        # Making tenant namespaces, and binding itself qaas-tenant there, is cluster-wide ...
-        (("get", "namespaces/default"), True),
-        (("create", "namespaces"), True),
-        (("create", "rolebindings.rbac.authorization.k8s.io", "-n", "qaas-someone"), True),
-        (("bind", "clusterroles.rbac.authorization.k8s.io/qaas-tenant"), True),
-        # ... but it may bind no other role, and change no namespace.
+        (("get", "networkpolicies.networking.k8s.io/qaas-tenant", "-n", "qaas"), True),
+        # Provisioning a tenant is an administrator's act (`qaas tenant create`): QaaS holds
+        # no cluster-scoped right, and the two-step escalation (bind qaas-tenant to itself in
+        # kube-system, then run workloads there) fails at its first step.
+        (("create", "rolebindings.rbac.authorization.k8s.io", "-n", "kube-system"), False),
+        (("create", "rolebindings.rbac.authorization.k8s.io", "-n", "qaas-someone"), False),
+        (("create", "rolebindings.rbac.authorization.k8s.io", "-n", "qaas"), False),
+        (("bind", "clusterroles.rbac.authorization.k8s.io/qaas-tenant"), False),
+        (("create", "deployments.apps", "-n", "kube-system"), False),
+        (("create", "statefulsets.apps", "-n", "kube-system"), False),
+        (("get", "namespaces/default"), False),
+        (("create", "namespaces"), False),
+        (("create", "resourcequotas", "-n", "qaas"), False),
+        (("update", "resourcequotas", "-n", "qaas"), False),
+        (("create", "networkpolicies.networking.k8s.io", "-n", "qaas"), False),
+        (("delete", "networkpolicies.networking.k8s.io", "-n", "qaas"), False),
+        (("list", "networkpolicies.networking.k8s.io", "-n", "qaas"), False),
         (("bind", "clusterroles.rbac.authorization.k8s.io/cluster-admin"), False),
         (("bind", "clusterroles.rbac.authorization.k8s.io/admin"), False),
         (("delete", "namespaces"), False),
@@ -119,13 +131,22 @@ def test_can_i_list_shows_exactly_the_intended_rules(kubeconfig: Path, qaas_appl
         "deployments.apps": {"list", "delete"},
         "pods": {"list", "watch"},
         "pods/log": {"get"},
-        "resourcequotas": {"create"},
-        "namespaces": {"get", "create"},
-        "rolebindings.rbac.authorization.k8s.io": {"create"},
-        "clusterroles.rbac.authorization.k8s.io": {"bind"},  # resourceNames [qaas-tenant]
+        "networkpolicies.networking.k8s.io": {"get"},  # resourceNames [qaas-tenant]
         # Every authenticated user may ask what it may do (system:basic-user).
         "selfsubjectaccessreviews.authorization.k8s.io": {"create"},
         "selfsubjectrulesreviews.authorization.k8s.io": {"create"},
+    }
+
+
+def test_nothing_is_writable_in_kube_system(kubeconfig: Path, qaas_applied: str) -> None:
+    """The namespace the old escalation went through: the runtime account may only ask what it
+    may do (what every authenticated user may), nothing else."""
+    table = kubectl(kubeconfig, "auth", "can-i", "--list", f"--as={SERVICE_ACCOUNT}",
+                    "-n", "kube-system").stdout.splitlines()  # fmt: skip
+    resources = {line.split()[0] for line in table[1:] if not line.startswith(" ")}
+    assert resources == {
+        "selfsubjectaccessreviews.authorization.k8s.io",
+        "selfsubjectrulesreviews.authorization.k8s.io",
     }
 
 
@@ -162,7 +183,26 @@ def as_service_account(service_account_kubeconfig: Path, database_url: str) -> S
         database_url=database_url, kubeconfig=str(service_account_kubeconfig),
         cluster="kubeconfig", namespace="qaas", resync_seconds=0.5, node_start_deadline=60,
         service_account="qaas:qaas", chain_probe="off",  # simulated pods: no chain
+        tenant_provisioning="admin",  # as the manifests say: it may not provision tenants
     )  # fmt: skip
+
+
+async def _tenant_create(kubeconfig: Path, settings: Settings, name: str) -> None:
+    """`qaas tenant create NAME` as an administrator runs it: the admin kubeconfig, the
+    installation's settings (its database, namespace, ServiceAccount)."""
+    env = {
+        "QAAS_DATABASE_URL": settings.database_url,
+        "QAAS_NAMESPACE": "qaas",
+        "QAAS_SERVICE_ACCOUNT": "qaas:qaas",
+        "PYTHONPATH": str(ROOT),
+        "PATH": "/usr/bin:/bin",
+    }
+    result = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "app.cli.parser", "tenant", "create", name,
+                         "--kubeconfig", str(kubeconfig)],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
 
 
 async def test_qaas_completes_the_whole_flow_as_its_service_account(
@@ -173,8 +213,11 @@ async def test_qaas_completes_the_whole_flow_as_its_service_account(
 ) -> None:
     settings = as_service_account
     name = f"rbac-{uuid.uuid4().hex[:6]}"
-    # The installation's first tenant lives in QaaS's own namespace.
-    tenant, _, secret = await create_token(sessions, "acme", Role.ADMIN, settings, "rbac")
+    # The installation's first tenant lives in QaaS's own namespace; an administrator
+    # provisions it (the NetworkPolicy QaaS checks for), then makes its first token.
+    await _tenant_create(kubeconfig, settings, "acme")
+    tenant, _, secret = await create_token(sessions, "acme", Role.ADMIN, settings, "rbac",
+                                           create_tenant=False)  # fmt: skip
     assert tenant.namespace == "qaas"
     application = create_app(settings)
     async with (
@@ -240,9 +283,11 @@ async def test_a_second_tenant_gets_its_own_namespace_as_the_service_account(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     settings = as_service_account
-    await create_token(sessions, "first", Role.ADMIN, settings, "first")  # owns `qaas`
+    await _tenant_create(kubeconfig, settings, "first")  # owns `qaas`
     other = f"t{uuid.uuid4().hex[:6]}"
-    tenant, _, secret = await create_token(sessions, other, Role.MEMBER, settings, "second")
+    await _tenant_create(kubeconfig, settings, other)
+    tenant, _, secret = await create_token(sessions, other, Role.MEMBER, settings, "second",
+                                           create_tenant=False)  # fmt: skip
     assert tenant.namespace == f"qaas-{other}"
     application = create_app(settings)
     try:
@@ -267,6 +312,7 @@ async def test_a_second_tenant_gets_its_own_namespace_as_the_service_account(
                                       "qaas", "-o", "json").stdout)  # fmt: skip
         assert bindings["roleRef"]["name"] == "qaas-tenant"
         kubectl(kubeconfig, "-n", tenant.namespace, "get", "resourcequota", "qaas-tenant")
+        kubectl(kubeconfig, "-n", tenant.namespace, "get", "networkpolicy", "qaas-tenant")
     finally:
         await asyncio.to_thread(kubectl, kubeconfig, "delete", "namespace", f"qaas-{other}",
                                 "--wait=false", check=False)  # fmt: skip

@@ -21,21 +21,17 @@ TENANT_RULES = {
     ("apps", "deployments"): {"list", "delete"},  # nodes made before StatefulSets
     ("", "pods"): {"list", "watch"},
     ("", "pods/log"): {"get"},  # Node.logs
-    ("", "resourcequotas"): {"create"},
+    # The admin-mode check that a tenant is provisioned (resourceNames [qaas-tenant]).
+    ("networking.k8s.io", "networkpolicies"): {"get"},
 }
-# ... and what making a tenant namespace takes (clusterrole-tenancy.yaml).
-TENANCY_RULES = {
-    ("", "namespaces"): {"get", "create"},
-    ("rbac.authorization.k8s.io", "rolebindings"): {"create"},
-    ("rbac.authorization.k8s.io", "clusterroles"): {"bind"},  # resourceNames [qaas-tenant]
-}
+# Nothing cluster-scoped: provisioning a tenant is `qaas tenant create`, an administrator's act.
 
 
 def _rules(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
     rules: dict[tuple[str, str], set[str]] = {}
     for rule in role["rules"]:
-        if rule["resources"] == ["clusterroles"]:
-            assert rule["resourceNames"] == ["qaas-tenant"]  # it may bind that role, no other
+        if rule["resources"] == ["networkpolicies"]:
+            assert rule["resourceNames"] == ["qaas-tenant"]  # it may read that policy only
             rule = {k: v for k, v in rule.items() if k != "resourceNames"}
         assert set(rule) == {"apiGroups", "resources", "verbs"}  # no URLs, no other names
         for group in rule["apiGroups"]:
@@ -67,15 +63,15 @@ def test_renders_least_privilege_roles(directory: Path) -> None:
     }
     assert not [o for o in objects if o["kind"] == "Role"]
     roles = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ClusterRole"}
-    assert set(roles) == {"qaas-tenant", "qaas-tenancy"}
+    assert set(roles) == {"qaas-tenant"}
     assert _rules(roles["qaas-tenant"]) == TENANT_RULES
-    assert _rules(roles["qaas-tenancy"]) == TENANCY_RULES
-    # The tenant role is bound per namespace only, never cluster-wide.
-    (cluster_binding,) = [o for o in objects if o["kind"] == "ClusterRoleBinding"]
-    assert cluster_binding["roleRef"]["name"] == "qaas-tenancy"
-    assert cluster_binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": "qaas", "namespace": "qaas"}
-    ]
+    # The tenant role is bound per namespace only; nothing is bound cluster-wide.
+    assert [o for o in objects if o["kind"] == "ClusterRoleBinding"] == []
+    config = _one(objects, "ConfigMap")["data"]
+    assert config["QAAS_TENANT_PROVISIONING"] == "admin"
+    # QaaS's pods pass tenants' NetworkPolicies by this label on their namespace.
+    home = _one(objects, "Namespace")["metadata"]["labels"]
+    assert home["qaas.dev/api-of"] == config["QAAS_INSTANCE"]
     binding = _one(objects, "RoleBinding")
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
                                   "name": "qaas-tenant"}  # fmt: skip
@@ -125,6 +121,7 @@ def test_configuration_matches_in_cluster_mode() -> None:
         "QAAS_NODE_IMAGE": "narayanprusty/qnm",
         "QAAS_INSTANCE": "qaas",
         "QAAS_SERVICE_ACCOUNT": "qaas:qaas",
+        "QAAS_TENANT_PROVISIONING": "admin",
         "QAAS_LOG_LEVEL": "INFO",
         "QAAS_DATABASE_URL": "sqlite+aiosqlite:////data/qaas.db",
     }

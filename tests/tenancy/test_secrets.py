@@ -59,11 +59,14 @@ def test_cli_prints_the_new_token_alone_on_its_last_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("QAAS_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}")
-    assert qaas(["token", "create", "--tenant", "acme", "--role", "admin"]) == 0
+    assert qaas(["token", "create", "--tenant", "acme", "--role", "admin", "--create-tenant"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("qaas_")
     assert " " not in last
-    assert qaas(["token", "create", "--tenant", "Not Valid", "--role", "admin"]) == 2
+    assert (
+        qaas(["token", "create", "--tenant", "Not Valid", "--role", "admin", "--create-tenant"])
+        == 2
+    )
     assert "RFC 1035" in capsys.readouterr().err
 
 

@@ -156,10 +156,12 @@ async def _delete(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:
+def run_action(args: argparse.Namespace) -> int:
+    """Run a tenant or token command's ``action`` (set by its parser); its failures are one
+    line on stderr: 2 for a request that cannot be done, 1 for a cluster that refused."""
     settings = load_settings()
     try:
-        code: int = asyncio.run(args.tenant_action(args, settings))
+        code: int = asyncio.run(args.action(args, settings))
         return code
     except TenancyError as error:
         print(f"qaas: {error}", file=sys.stderr)
@@ -194,14 +196,14 @@ def add_tenant_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     create.add_argument("name")
     _limit_options(create)
     _kubeconfig_option(create)
-    create.set_defaults(handler=_run, tenant_action=_create)
+    create.set_defaults(handler=run_action, action=_create)
     listing = actions.add_parser("list", help="tenants with their limits, usage and tokens")
-    listing.set_defaults(handler=_run, tenant_action=_list)
+    listing.set_defaults(handler=run_action, action=_list)
     update = actions.add_parser("update", help="change a tenant's limits (and its quota)")
     update.add_argument("name")
     _limit_options(update)
     _kubeconfig_option(update)
-    update.set_defaults(handler=_run, tenant_action=_update)
+    update.set_defaults(handler=run_action, action=_update)
     delete = actions.add_parser("delete", help="delete a tenant, its tokens and its namespace")
     delete.add_argument("name")
     delete.add_argument("--force", action="store_true",
@@ -209,4 +211,4 @@ def add_tenant_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     delete.add_argument("--keep-namespace", action="store_true",
                         help="delete the rows only; the namespace is yours to delete")  # fmt: skip
     _kubeconfig_option(delete, manifests=False)
-    delete.set_defaults(handler=_run, tenant_action=_delete)
+    delete.set_defaults(handler=run_action, action=_delete)

@@ -10,13 +10,13 @@ qaas token revoke TOKEN_ID
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime
 import sys
 
-from app.config import Settings, load_settings
+from app.cli.tenants import run_action
+from app.config import Settings
 from app.domain.enums import Role
-from app.services.tenancy import TenancyError, create_token, revoke_token, tokens_of
+from app.services.tenancy import create_token, revoke_token, tokens_of
 from app.store.engine import make_engine, make_sessionmaker
 from app.store.migrate import prepare
 
@@ -67,16 +67,6 @@ async def _revoke(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    try:
-        code: int = asyncio.run(args.token_action(args, settings))
-        return code
-    except TenancyError as error:
-        print(f"qaas: {error}", file=sys.stderr)
-        return 2
-
-
 def add_token_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     token = commands.add_parser("token", help="create, list and revoke API tokens")
     actions = token.add_subparsers(dest="token_command", required=True)
@@ -88,10 +78,10 @@ def add_token_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     create.add_argument("--role", required=True, choices=["admin", "member", "viewer"])
     create.add_argument("--name", default="cli")
     create.add_argument("--expires-in-days", type=int, default=None)
-    create.set_defaults(handler=_run, token_action=_create)
+    create.set_defaults(handler=run_action, action=_create)
     listing = actions.add_parser("list", help="a tenant's tokens (never their secrets)")
     listing.add_argument("--tenant", required=True)
-    listing.set_defaults(handler=_run, token_action=_list)
+    listing.set_defaults(handler=run_action, action=_list)
     revoke = actions.add_parser("revoke", help="revoke a token by its id")
     revoke.add_argument("token_id")
-    revoke.set_defaults(handler=_run, token_action=_revoke)
+    revoke.set_defaults(handler=run_action, action=_revoke)

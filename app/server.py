@@ -336,6 +336,7 @@ def create_app(settings: Settings) -> Starlette:
             await startup.start()
             yield
         finally:
+            await deps.close()  # open WebSockets' token checks, tokens' last use
             await startup.stop()
 
     async def healthz(_: Request) -> JSONResponse:

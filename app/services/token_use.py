@@ -67,7 +67,7 @@ class TokenUse:
             except Exception as error:
                 log.warning(
                     "could not record the last use of %d token(s): %s: %s",
-                    len(batch), type(error).__name__, error,
+                    len(batch), type(error).__name__, str(error)[:200],
                 )  # fmt: skip
                 for token_id in batch:  # the next use tries again
                     self._last.pop(token_id, None)

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import datetime
+import logging
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -12,6 +14,8 @@ from starlette.applications import Starlette
 
 from app.config import Settings
 from app.services.api_deps import ApiDeps
+from app.services.token_use import TokenUse
+from app.store.engine import make_engine, make_sessionmaker
 from app.store.models import ApiToken
 from tests.conftest import CallerTenant
 from tests.helpers import GraphQLClient, eventually
@@ -64,3 +68,22 @@ async def test_last_used_at_is_written_once_per_throttle_window(
     listed = await api.data(TOKENS)
     shown = listed["tokens"]["edges"][0]["node"]["lastUsedAt"]
     assert datetime.datetime.fromisoformat(shown) >= when
+
+
+async def test_a_failed_write_is_logged_and_tried_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    missing = tmp_path / "no-such-folder" / "qaas.db"  # SQLite cannot open it: writes fail
+    engine = make_engine(f"sqlite+aiosqlite:///{missing}")
+    use = TokenUse(make_sessionmaker(engine), every=60)
+    try:
+        with caplog.at_level(logging.WARNING, logger="qaas.tokens"):
+            use.used("some-token")
+            await use.stop()
+            use.used("some-token")  # within the window, but the first write was lost
+            await use.stop()
+    finally:
+        await engine.dispose()
+    failures = [r for r in caplog.records if "could not record the last use" in r.getMessage()]
+    assert len(failures) == 2, caplog.text
+    assert all(r.levelno == logging.WARNING for r in failures)

@@ -28,6 +28,14 @@
 ``QAAS_MAX_SUBSCRIPTIONS``         per WebSocket connection (default 20)
 ``QAAS_MAX_BODY_BYTES``            largest GraphQL request body over HTTP (1048576, 1 MiB):
                                    a larger one is answered 413 unread
+``QAAS_MAX_WS_PER_TOKEN``          open WebSockets per token (20) and per client address
+                                   (``QAAS_MAX_WS_PER_ADDRESS``, 50); over either: closed 4429
+``QAAS_TOKEN_RECHECK_SECONDS``     how often open WebSockets' tokens are checked against the
+                                   database (2); revoked or expired: closed 4403
+``QAAS_TOKEN_TOUCH_SECONDS``       a token's ``last_used_at`` is written at most this often (60)
+``QAAS_CLUSTER_CIDRS``             the cluster's Service and pod ranges (``10.96.0.0/12,
+                                   10.244.0.0/16``): ``networkJoin`` refuses a coordinator there
+                                   unless ``QAAS_JOIN_ALLOW_CLUSTER_ADDRESSES=true``
 ``QAAS_TENANT_NAMESPACE_PREFIX``   tenants' namespaces are ``<prefix><tenant>`` (``qaas-``);
                                    the first tenant uses ``QAAS_NAMESPACE``
 ``QAAS_SERVICE_ACCOUNT``          ``namespace:name`` of QaaS's ServiceAccount; when set, each
@@ -71,6 +79,7 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.domain.addresses import address_ranges
 from app.domain.probe_scope import probe_networks
 from app.domain.qnm import DEFAULT_IMAGE
 from app.domain.storage import quantity_bytes, size_problem, storage_class_problem
@@ -104,6 +113,14 @@ class Settings(BaseSettings):
     introspection: bool | None = None  # default: on, except in production
     max_subscriptions: int = Field(default=20, ge=1, le=1000)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Open WebSockets (app/services/connections.py) and token use (app/services/token_use.py).
+    max_ws_per_token: int = Field(default=20, ge=1)
+    max_ws_per_address: int = Field(default=50, ge=1)
+    token_recheck_seconds: float = Field(default=2.0, gt=0, le=60)
+    token_touch_seconds: float = Field(default=60.0, ge=0)
+    # networkJoin's coordinator may not be inside these unless allowed (app/domain/addresses.py).
+    cluster_cidrs: str = "10.96.0.0/12,10.244.0.0/16"
+    join_allow_cluster_addresses: bool = False
     tenant_namespace_prefix: str = Field(default="qaas-", pattern=r"^[a-z][-a-z0-9]{0,20}$")
     # In a cluster: QaaS's own ServiceAccount ("namespace:name") and the ClusterRole that
     # provisioning binds to it in each tenant namespace (see manifests/qaas).
@@ -183,6 +200,12 @@ def load_settings(**overrides: object) -> Settings:
     except ValueError as error:
         raise ConfigError(
             f"QAAS_CHAIN_PROBE_NETWORKS={settings.chain_probe_networks!r} is not valid: {error}"
+        ) from None
+    try:
+        address_ranges(settings.cluster_cidrs)
+    except ValueError as error:
+        raise ConfigError(
+            f"QAAS_CLUSTER_CIDRS={settings.cluster_cidrs!r} is not valid: {error}"
         ) from None
     if problem := size_problem(settings.node_storage_size, max_size=settings.node_storage_max_size):
         raise ConfigError(

@@ -337,6 +337,7 @@ def create_app(settings: Settings) -> Starlette:
             await startup.start()
             yield
         finally:
+            await deps.close()  # open WebSockets' token checks, tokens' last use
             await startup.stop()
 
     async def healthz(_: Request) -> JSONResponse:
@@ -362,7 +363,7 @@ def create_app(settings: Settings) -> Starlette:
 
     # Before start-up is done WhenReady answers alone; then the guard bounds the body and
     # authenticates before the view reads or parses anything.
-    when_ready = WhenReady(HttpGuard(graphql, sessions, settings.max_body_bytes), startup)
+    when_ready = WhenReady(HttpGuard(graphql, deps), startup)
     routes = [
         Route("/", root),
         Route("/healthz", healthz),

@@ -137,6 +137,9 @@ class Server:
             "QAAS_CLUSTER": "kubeconfig",
             "QAAS_NAMESPACE": "default",
             "QAAS_MAX_SUBSCRIPTIONS": str(MAX_SUBSCRIPTIONS_PER_CONNECTION),
+            # Every connection has the same token and address: lift the caps past N.
+            "QAAS_MAX_WS_PER_TOKEN": "1000000",
+            "QAAS_MAX_WS_PER_ADDRESS": "1000000",
             "QAAS_LOG_LEVEL": log_level,
             "QAAS_CHAIN_PROBE": "off",  # simulated pods: status from pods only
         }

@@ -6,6 +6,9 @@ a bounded number of subscriptions. Over HTTP, ``schema.http.HttpGuard`` stands i
 view (body limit, authentication); the view answers a malformed request (not UTF-8, not JSON,
 not a JSON object, ``query`` not a string, ``variables`` not an object) with 400 and a JSON
 error of code BAD_REQUEST.
+WebSockets are counted per client address and per token and refused over the caps (close code
+4429); one whose token is revoked or expires is closed with 4403 and sends nothing more
+(app/services/connections.py).
 
 Example::
 
@@ -29,7 +32,6 @@ from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
-from strawberry.exceptions import ConnectionRejectionError
 from strawberry.extensions import (
     AddValidationRules,
     MaskErrors,
@@ -42,12 +44,20 @@ from strawberry.extensions import (
 from strawberry.extensions.base_extension import SchemaExtension
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ConnectionInitMessage,
+    Message,
+)
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 from strawberry.types.unset import UNSET, UnsetType
 
 from app.config import graphiql_enabled, introspection_enabled
 from app.services.api_deps import ApiDeps
+from app.services.connections import FORBIDDEN, Connection, Refused
 from app.services.tenancy import AuthError, authenticate, bearer
 from schema.context import Context
 from schema.errors import is_client_error, should_mask, summary
@@ -123,8 +133,30 @@ def build_schema(*, introspection: bool = True) -> strawberry.Schema:
     )
 
 
+CONNECTION_KEY = "qaas.connection"  # the WebSocket's Connection, in its ASGI scope
+
+
+class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    """graphql-transport-ws, with our refusals' codes and reasons, and a connection that sends
+    nothing once it was ended (its token revoked or expired)."""
+
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        try:
+            await super().handle_connection_init(message)
+        except Refused as refusal:
+            await self.websocket.close(refusal.code, refusal.reason)
+
+    async def send_message(self, message: Message) -> None:
+        connection = self.context.connection
+        if connection is not None and not self.context.deps.connections.deliverable(connection):
+            return  # ended: its socket is being closed
+        await super().send_message(message)
+
+
 class QaasGraphQL(GraphQL[Context, None]):
     """Strawberry's ASGI view with our context, our offline GraphiQL and no legacy protocol."""
+
+    graphql_transport_ws_handler_class = TransportWSHandler
 
     def __init__(self, deps: ApiDeps) -> None:
         settings = deps.settings
@@ -139,15 +171,34 @@ class QaasGraphQL(GraphQL[Context, None]):
         self.deps = deps
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        """HTTP: strawberry's own refusals answered as JSON. A WebSocket takes a place among its
+        address's connections (or is closed with 4429) and gives it back when it ends, however
+        it ends."""
+        if scope["type"] == "http":
+            try:
+                response = await self.run(Request(scope, receive))
+            except HTTPException as refused:  # strawberry's own refusals, as JSON
+                code = HTTP_CODES.get(refused.status_code, "BAD_REQUEST")
+                response = request_error(refused.status_code, refused.reason, code)
+            await response(scope, receive, send)
+            return
+        if scope["type"] != "websocket":
             await super().__call__(scope, receive, send)
             return
+        websocket = WebSocket(scope, receive=receive, send=send)
+        client = scope.get("client")
+        address = str(client[0]) if client else "unknown"
         try:
-            response = await self.run(Request(scope, receive))
-        except HTTPException as refused:  # strawberry's own refusals, as JSON
-            code = HTTP_CODES.get(refused.status_code, "BAD_REQUEST")
-            response = request_error(refused.status_code, refused.reason, code)
-        await response(scope, receive, send)
+            connection = self.deps.connections.open(address, websocket.close)
+        except Refused as refusal:
+            await websocket.accept(subprotocol=await self.pick_websocket_subprotocol(websocket))
+            await websocket.close(refusal.code, refusal.reason)
+            return
+        scope[CONNECTION_KEY] = connection
+        try:
+            await self.run(websocket)
+        finally:
+            self.deps.connections.release(connection)
 
     def parse_json(self, data: str | bytes) -> Any:
         """JSON of a query parameter (str), or the request body (bytes): that must be UTF-8
@@ -178,21 +229,27 @@ class QaasGraphQL(GraphQL[Context, None]):
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         """Accept a WebSocket only with a valid token in the connection_init payload:
-        ``{"Authorization": "Bearer <token>"}`` (or ``authorization``, or ``token``)."""
+        ``{"Authorization": "Bearer <token>"}`` (or ``authorization``, or ``token``), and
+        within the token's cap of connections. Refused: closed with 4403 or 4429 and why."""
         params = context.connection_params or {}
         if not isinstance(params, dict):
-            raise ConnectionRejectionError()
+            raise Refused(FORBIDDEN, "connection_init payload must be an object")
         header = params.get("Authorization") or params.get("authorization")
         token = bearer(header) if isinstance(header, str) else params.get("token")
         await self._authenticate(context, token if isinstance(token, str) else None)
         if context.principal is None:
-            raise ConnectionRejectionError({"message": context.auth_problem})
+            raise Refused(FORBIDDEN, context.auth_problem or "forbidden")
+        connection = context.request.scope.get(CONNECTION_KEY)
+        if isinstance(connection, Connection):
+            self.deps.connections.bind(connection, context.principal)
+            context.connection = connection
         accepted: UnsetType = UNSET
         return accepted
 
     async def _authenticate(self, context: Context, token: str | None) -> None:
         try:
-            context.authenticated(await authenticate(self.deps.sessions, token))
+            principal = await authenticate(self.deps.sessions, token, self.deps.token_use.used)
+            context.authenticated(principal)
         except AuthError as problem:
             context.auth_problem = str(problem)
 

@@ -16,6 +16,7 @@ from typing import Any
 from strawberry.dataloader import DataLoader
 
 from app.services.api_deps import ApiDeps
+from app.services.connections import Connection
 from app.services.tenancy import Principal
 from app.store import reads
 from app.store.read_models import NetworkView, NodeView, OperationView, StatusChangeView
@@ -80,6 +81,7 @@ class Context:
     connection_params: dict[str, Any] | None = None
     principal: Principal | None = None
     auth_problem: str | None = None  # why there is no principal, said to the caller
+    connection: Connection | None = None  # a WebSocket's place among the open connections
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:
@@ -88,6 +90,10 @@ class Context:
     def authenticated(self, principal: Principal) -> None:
         self.principal, self.auth_problem = principal, None
         self.loaders = self.fresh_loaders()
+
+    def still_open(self) -> bool:
+        """False once this WebSocket connection was ended (its token revoked or expired)."""
+        return self.connection is None or self.deps.connections.deliverable(self.connection)
 
     def fresh_loaders(self) -> Loaders:
         return Loaders(self.deps, self.principal.tenant_id if self.principal else "")

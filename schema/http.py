@@ -21,11 +21,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.datastructures import Headers, QueryParams
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.services.api_deps import ApiDeps
 from app.services.tenancy import AuthError, Principal, authenticate, bearer
 
 PRINCIPAL = "qaas.principal"
@@ -54,10 +54,8 @@ def too_large(limit: int) -> JSONResponse:
 
 
 class HttpGuard:
-    def __init__(
-        self, app: ASGIApp, sessions: async_sessionmaker[AsyncSession], max_body_bytes: int
-    ) -> None:
-        self.app, self.sessions, self.limit = app, sessions, max_body_bytes
+    def __init__(self, app: ASGIApp, deps: ApiDeps) -> None:
+        self.app, self.deps, self.limit = app, deps, deps.settings.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or _runs_no_graphql(scope):
@@ -70,7 +68,7 @@ class HttpGuard:
             return
         token = bearer(headers.get("authorization"))
         try:
-            principal = await authenticate(self.sessions, token)
+            principal = await authenticate(self.deps.sessions, token, self.deps.token_use.used)
         except AuthError as problem:
             challenge = "Bearer" if token is None else 'Bearer error="invalid_token"'
             refused = request_error(

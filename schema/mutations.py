@@ -49,7 +49,10 @@ class NodeAddInput:
 @strawberry.input
 class NetworkJoinInput:
     name: str = strawberry.field(description="Our name for the network being joined.")
-    coordinator_ip: str = strawberry.field(description="The remote coordinator's IPv4 address.")
+    coordinator_ip: str = strawberry.field(
+        description="The remote coordinator's IPv4 address; not inside this cluster's own "
+        "Service or pod ranges unless the administrator allows it."
+    )
     consensus: ConsensusEnum = Consensus.RAFT  # type: ignore[valid-type]
     node_name: str = strawberry.field(default="peer", description="Name of our joining node.")
 
@@ -177,7 +180,8 @@ class Mutation:
         storage = Storage(settings.node_storage_size, settings.node_storage_class)
         return await _change(info, NetworkJoinPayload, lambda work, tenant, deadline: (
             networks.join_network(work, tenant, input.name, input.coordinator_ip,
-                                  input.consensus, deadline, input.node_name, storage)
+                                  input.consensus, deadline, input.node_name, storage,
+                                  networks.refused_join_ranges(settings))
         ))  # fmt: skip
 
     @strawberry.mutation(

@@ -3,6 +3,8 @@
 The per-event work is done once: the pod observer reads the node from the database once and
 the bus hands that same immutable snapshot to every subscriber, whose only work is rendering
 the fields it selected. A subscriber that falls behind gets the latest state of each node.
+Once the connection's token is revoked or expired, no further change is rendered (and the
+connection sends nothing more: see app/services/connections.py).
 """
 
 from __future__ import annotations
@@ -67,6 +69,8 @@ class Subscription:
                 yield Node.of(view, context.fresh_loaders())
             while True:
                 change = await mailbox.get()
+                if not context.still_open():
+                    return  # the token ended: the socket is being closed
                 if change.deleted:
                     if node_raw is not None:
                         return  # the node is gone: the subscription is complete

@@ -44,13 +44,17 @@ class ApiToken:
     created_at: datetime.datetime
     expires_at: datetime.datetime | None
     revoked_at: datetime.datetime | None
+    last_used_at: datetime.datetime | None = strawberry.field(
+        description="When it last authenticated, to within QAAS_TOKEN_TOUCH_SECONDS (60 s); "
+        "null: never."
+    )
 
     @classmethod
     def of(cls, row: TokenRow) -> ApiToken:
         return cls(
             id=strawberry.ID(to_global_id("ApiToken", row.id)), name=row.name, role=row.role,
             hint=row.hint + "...", created_at=row.created_at, expires_at=row.expires_at,
-            revoked_at=row.revoked_at,
+            revoked_at=row.revoked_at, last_used_at=row.last_used_at,
         )  # fmt: skip
 
 
@@ -163,4 +167,6 @@ class TokenMutation:
             error = UserError(field=["input", "id"], message="no such token",
                               code=ErrorCode.NOT_FOUND)  # fmt: skip
             return TokenRevokePayload(token=None, user_errors=[error])
+        # Committed: its open WebSockets (in this process) end now, before the answer.
+        info.context.deps.connections.end_token(row.id)
         return TokenRevokePayload(token=ApiToken.of(row), user_errors=[])

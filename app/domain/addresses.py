@@ -6,6 +6,10 @@ reach, so not 0.0.0.0, not loopback, not multicast and not the reserved 240.0.0.
 broadcast address). The API (``networkJoin``) and ``qaas
 render`` (``--coordinator-ip``, ``--service-ip``) both ask ``dialable_ip_problem``.
 
+``networkJoin`` also refuses a coordinator inside the cluster's own Service or pod ranges
+(``QAAS_CLUSTER_CIDRS``): a peer pointed there would dial another tenant's coordinator in the
+same cluster. ``cluster_address_problem`` says so, unless the administrator allowed it.
+
 Example::
 
     >>> dialable_ip_problem("10.96.0.20") is None
@@ -14,11 +18,19 @@ Example::
     224.0.0.1 cannot be dialled by peers: give the coordinator's reachable address
     >>> dialable_ip_problem("quorum.example")
     '"quorum.example" is not an IP address'
+    >>> ranges = address_ranges("10.96.0.0/12, 10.244.0.0/16")
+    >>> print(cluster_address_problem("10.244.3.9", ranges))
+    10.244.3.9 is in the cluster's own range 10.244.0.0/16: give an address outside the cluster
+    >>> cluster_address_problem("10.1.2.3", ranges) is None
+    True
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
+
+AddressRange = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def dialable_ip_problem(value: str) -> str | None:
@@ -31,4 +43,32 @@ def dialable_ip_problem(value: str) -> str | None:
         return "QNM advertises IPv4 addresses only"
     if address.is_unspecified or address.is_loopback or address.is_multicast or address.is_reserved:
         return f"{value} cannot be dialled by peers: give the coordinator's reachable address"
+    return None
+
+
+def address_ranges(text: str) -> tuple[AddressRange, ...]:
+    """Parse comma-separated CIDRs (``10.96.0.0/12,10.244.0.0/16``); ValueError names a bad one."""
+    found: list[AddressRange] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            found.append(ipaddress.ip_network(part))
+        except ValueError:
+            raise ValueError(f'"{part}" is not a CIDR such as 10.96.0.0/12') from None
+    return tuple(found)
+
+
+def cluster_address_problem(value: str, ranges: Sequence[AddressRange]) -> str | None:
+    """Why ``value`` may not be a joined network's coordinator: it lies in one of ``ranges``
+    (the cluster's own Service and pod ranges); None when it does not (or is not an IP)."""
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return None
+    for cidr in ranges:
+        if address.version == cidr.version and address in cidr:
+            return (
+                f"{value} is in the cluster's own range {cidr}: give an address outside the cluster"
+            )
     return None

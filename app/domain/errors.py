@@ -24,6 +24,7 @@ class ErrorCode(enum.StrEnum):
     NAME_TAKEN = "NAME_TAKEN"
     NOT_FOUND = "NOT_FOUND"
     INVALID_IP = "INVALID_IP"
+    CLUSTER_ADDRESS = "CLUSTER_ADDRESS"  # an address inside the cluster's own ranges
     BEING_DELETED = "BEING_DELETED"
     COORDINATOR = "COORDINATOR"
     HAS_PEERS = "HAS_PEERS"

@@ -1,7 +1,8 @@
 """What the API layer (GraphQL over HTTP and WebSocket) is handed by the composition root
 (``app.server``), and nothing else of the app's wiring: settings, the database's units of work,
 the event bus, the reconciler's wake-up call, the mutation rate limiter, the cluster's health
-and its pods' logs.
+and its pods' logs, the open WebSockets (``connections``) and the record of tokens' last use
+(``token_use``); ``close`` stops the last two, before the database goes.
 
 Example::
 
@@ -19,7 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.events.bus import EventBus
+from app.services.connections import Connections
 from app.services.ratelimit import RateLimiter
+from app.services.token_use import TokenUse
 from app.store.unit import UnitOfWork
 
 
@@ -37,6 +40,23 @@ class ApiDeps:
     limiter: RateLimiter = field(default_factory=lambda: RateLimiter(60, 20))
     # Reads a node pod's log (see app.services.logs.PodLogReader); None until connected.
     pod_log: Callable[[str, str, int, int], Awaitable[str | None]] | None = None
+    connections: Connections = field(init=False)
+    token_use: TokenUse = field(init=False)
+
+    def __post_init__(self) -> None:
+        settings = self.settings
+        self.connections = Connections(
+            self.sessions,
+            per_token=settings.max_ws_per_token,
+            per_address=settings.max_ws_per_address,
+            recheck_seconds=settings.token_recheck_seconds,
+        )
+        self.token_use = TokenUse(self.sessions, settings.token_touch_seconds)
+
+    async def close(self) -> None:
+        """Stop checking open WebSockets' tokens and write the pending last uses."""
+        await self.connections.stop()
+        await self.token_use.stop()
 
     def unit_of_work(self) -> contextlib.AbstractAsyncContextManager[UnitOfWork]:
         """One transaction: committed at the end unless discarded or failed."""

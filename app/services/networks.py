@@ -14,7 +14,15 @@ Example::
 
 from __future__ import annotations
 
-from app.domain.addresses import dialable_ip_problem
+from collections.abc import Sequence
+
+from app.config import Settings
+from app.domain.addresses import (
+    AddressRange,
+    address_ranges,
+    cluster_address_problem,
+    dialable_ip_problem,
+)
 from app.domain.enums import Consensus, Desired, NodeRole, OperationKind
 from app.domain.errors import ErrorCode, UserError
 from app.domain.names import (
@@ -76,13 +84,17 @@ async def join_network(
     start_deadline: float,
     node_name: str = DEFAULT_JOIN_NODE_NAME,
     storage: Storage | None = None,
+    refused_ranges: Sequence[AddressRange] = (),
 ) -> Result:
+    """``refused_ranges``: where the coordinator may not be (``refused_join_ranges``)."""
     name, node_name, coordinator_ip = tidy(name), tidy(node_name), tidy(coordinator_ip)
     errors = name_refusal("name", name, network_name_problem(name, joined=True))
     if not errors:
         errors = name_refusal("nodeName", node_name, node_name_problem(name, node_name))
     if problem := dialable_ip_problem(coordinator_ip):
         errors.append(UserError(("input", "coordinatorIp"), problem, ErrorCode.INVALID_IP))
+    elif problem := cluster_address_problem(coordinator_ip, refused_ranges):
+        errors.append(UserError(("input", "coordinatorIp"), problem, ErrorCode.CLUSTER_ADDRESS))
     if errors:
         return Result(errors=errors)
     network = Network(
@@ -93,6 +105,14 @@ async def join_network(
     return await _open_network(
         work, network, node_name, NodeRole.PEER, OperationKind.NETWORK_JOIN, start_deadline
     )
+
+
+def refused_join_ranges(settings: Settings) -> tuple[AddressRange, ...]:
+    """The cluster's own Service and pod ranges, unless the administrator allows joining a
+    coordinator there (``QAAS_JOIN_ALLOW_CLUSTER_ADDRESSES``)."""
+    if settings.join_allow_cluster_addresses:
+        return ()
+    return address_ranges(settings.cluster_cidrs)
 
 
 async def _open_network(

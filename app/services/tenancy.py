@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
@@ -45,6 +46,7 @@ class Principal:
     namespace: str
     role: Role
     token_id: str
+    expires_at: datetime.datetime | None = None  # the token's
 
 
 def hash_secret(secret: str) -> str:
@@ -190,7 +192,13 @@ class AuthError(Exception):
     """The request carries no usable token. The message is safe to show the caller."""
 
 
-async def authenticate(sessions: async_sessionmaker[AsyncSession], secret: str | None) -> Principal:
+async def authenticate(
+    sessions: async_sessionmaker[AsyncSession],
+    secret: str | None,
+    used: Callable[[str], None] | None = None,
+) -> Principal:
+    """Who ``secret`` is; AuthError if no one. ``used`` is told the token's id on success (to
+    record ``last_used_at``: see app/services/token_use.py)."""
     if not secret:
         raise AuthError("authentication required: send `Authorization: Bearer <token>`")
     async with sessions() as session:
@@ -203,7 +211,11 @@ async def authenticate(sessions: async_sessionmaker[AsyncSession], secret: str |
             raise AuthError("this token was revoked")
         if token.expires_at is not None and token.expires_at <= now:
             raise AuthError("this token has expired")
-        return Principal(tenant.id, tenant.name, tenant.namespace, token.role, token.id)
+    if used is not None:
+        used(token.id)
+    return Principal(
+        tenant.id, tenant.name, tenant.namespace, token.role, token.id, token.expires_at
+    )
 
 
 def bearer(header: str | None) -> str | None:

@@ -37,6 +37,8 @@ def settings(
         chain_probe_backoff_max=2,
         # The sandbox's pod addresses (all slots): on its own bridge, or unreachable routes.
         chain_probe_networks="10.244.0.0/16",
+        # A peer joins a sandbox address on purpose (a coordinator that is not there).
+        join_allow_cluster_addresses=True,
     )
 
 

@@ -9,14 +9,22 @@ import ssl
 from pathlib import Path
 
 import httpx
+import pytest
 import yaml
 
+from app.config import Settings
 from tests.live.conftest import LiveServer
 from tests.live.test_subscriptions_gql import CREATE, post
 from tests.live.wsclient import Subscriber
 
 WATCH_LINE = re.compile(r"^apiserver_longrunning_gauge\{(?P<labels>[^}]*)\} (?P<value>\S+)$")
 QUERY = "subscription($id: ID) { nodeStatusChanged(networkId: $id) { id status } }"
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """A hundred connections of one token from one address: over the default caps."""
+    return settings.model_copy(update={"max_ws_per_token": 100, "max_ws_per_address": 100})
 
 
 async def pod_watches(kubeconfig: Path) -> int:

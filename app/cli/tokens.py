@@ -45,9 +45,10 @@ async def _list(args: argparse.Namespace, settings: Settings) -> int:
     try:
         async with make_sessionmaker(engine)() as session:
             for token, state in await tokens_of(session, args.tenant):
-                print(
-                    f"{token.id}  {token.hint}...  {token.role.value:<6}  {state:<7}  {token.name}"
-                )
+                used = token.last_used_at
+                last = f"used {used:%Y-%m-%d %H:%M}Z" if used else "never used"
+                print(f"{token.id}  {token.hint}...  {token.role.value:<6}  {state:<7}  "
+                      f"{last:<22}  {token.name}")  # fmt: skip
     finally:
         await engine.dispose()
     return 0

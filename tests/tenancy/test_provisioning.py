@@ -5,6 +5,7 @@ be provisioned; a deleted tenant stopping nothing."""
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -29,6 +30,7 @@ from app.domain.enums import Consensus, NodeStatus, Role
 from app.events.bus import InProcessBus
 from app.services.tenancy import create_token
 from app.services.tenant_admin import delete_tenant
+from app.services.token_use import TokenUse
 from app.store import tenants
 from app.store.models import ApiToken, Network, Node, Tenant
 from tests.conftest import CallerTenant
@@ -132,6 +134,14 @@ async def test_tenant_lifecycle_through_the_command_line(
         code, out, err = await qaas(capsys, "token", "create", "--tenant", name, "--role",
                                     "member")  # fmt: skip
         assert code == 0, err
+        token_id = out.split("; token ")[1].split(",")[0]
+        code, out, _ = await qaas(capsys, "token", "list", "--tenant", name)
+        assert (code, "MEMBER  active   never used" in out) == (0, True), out
+        use = TokenUse(sessions, every=60)
+        use.used(token_id)  # what authenticating with it records
+        await use.stop()
+        code, out, _ = await qaas(capsys, "token", "list", "--tenant", name)
+        assert re.search(r"MEMBER  active   used 20\d\d-\d\d-\d\d \d\d:\d\dZ", out), out
 
         # Limits: update changes the row and the namespace's quota; not below what it has.
         async with sessions() as session:

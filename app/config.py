@@ -28,6 +28,10 @@
 ``QAAS_MAX_SUBSCRIPTIONS``         per WebSocket connection (default 20)
 ``QAAS_MAX_BODY_BYTES``            largest GraphQL request body over HTTP (1048576, 1 MiB):
                                    a larger one is answered 413 unread
+``QAAS_RESPONSE_CACHE_ENTRIES``    query answers kept in memory (1000; 0: no cache), at most
+                                   ``QAAS_RESPONSE_CACHE_BYTES`` (64 MiB) in all, each at most
+                                   ``QAAS_RESPONSE_CACHE_TTL`` seconds (5): how late a change
+                                   made by another process (``qaas`` CLI, replica) may show
 ``QAAS_MAX_WS_PER_TOKEN``          open WebSockets per token (20) and per client address
                                    (``QAAS_MAX_WS_PER_ADDRESS``, 50); over either: closed 4429
 ``QAAS_TOKEN_RECHECK_SECONDS``     how often open WebSockets' tokens are checked against the
@@ -113,6 +117,11 @@ class Settings(BaseSettings):
     introspection: bool | None = None  # default: on, except in production
     max_subscriptions: int = Field(default=20, ge=1, le=1000)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Answers to queries kept in memory (schema/response_cache.py): how many (0 = off), how
+    # many bytes in all, and how long at most (changes by other processes are seen after that).
+    response_cache_entries: int = Field(default=1000, ge=0)
+    response_cache_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
+    response_cache_ttl: float = Field(default=5.0, gt=0)
     # Open WebSockets (app/services/connections.py) and token use (app/services/token_use.py).
     max_ws_per_token: int = Field(default=20, ge=1)
     max_ws_per_address: int = Field(default=50, ge=1)

@@ -374,6 +374,7 @@ def create_app(settings: Settings) -> Starlette:
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.deps = deps
+    app.state.response_cache = graphql.cache
     app.state.startup = startup
     return app
 

@@ -65,6 +65,7 @@ from schema.graphiql import graphiql_html
 from schema.http import principal_of, request_error
 from schema.mutations import Mutation
 from schema.queries import Query
+from schema.response_cache import ResponseCache
 from schema.subscriptions import Subscription
 from schema.tokens import TokenMutation, TokenQuery
 from schema.types import Network, Node, Operation
@@ -169,18 +170,19 @@ class QaasGraphQL(GraphQL[Context, None]):
             max_subscriptions_per_connection=deps.settings.max_subscriptions,
         )
         self.deps = deps
+        self.cache = ResponseCache(
+            entries=settings.response_cache_entries,
+            max_bytes=settings.response_cache_bytes,
+            ttl=settings.response_cache_ttl,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """HTTP: strawberry's own refusals answered as JSON. A WebSocket takes a place among its
+        """HTTP: through the response cache (schema/response_cache.py), strawberry's own
+        refusals answered as JSON. A WebSocket takes a place among its
         address's connections (or is closed with 4429) and gives it back when it ends, however
         it ends."""
         if scope["type"] == "http":
-            try:
-                response = await self.run(Request(scope, receive))
-            except HTTPException as refused:  # strawberry's own refusals, as JSON
-                code = HTTP_CODES.get(refused.status_code, "BAD_REQUEST")
-                response = request_error(refused.status_code, refused.reason, code)
-            await response(scope, receive, send)
+            await self.cache.serve(scope, receive, send, self.answer)
             return
         if scope["type"] != "websocket":
             await super().__call__(scope, receive, send)
@@ -199,6 +201,15 @@ class QaasGraphQL(GraphQL[Context, None]):
             await self.run(websocket)
         finally:
             self.deps.connections.release(connection)
+
+    async def answer(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """An HTTP request, run by Strawberry (what the response cache runs on a miss)."""
+        try:
+            response = await self.run(Request(scope, receive))
+        except HTTPException as refused:  # strawberry's own refusals, as JSON
+            code = HTTP_CODES.get(refused.status_code, "BAD_REQUEST")
+            response = request_error(refused.status_code, refused.reason, code)
+        await response(scope, receive, send)
 
     def parse_json(self, data: str | bytes) -> Any:
         """JSON of a query parameter (str), or the request body (bytes): that must be UTF-8

@@ -28,6 +28,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+import app.store.changes  # noqa: F401  (counts committed changes of every session)
+
 SQLITE_BUSY_TIMEOUT_MS = 5000
 CONNECT_TIMEOUT_SECONDS = 10  # for reach(): a host that drops packets is a fault, not a hang
 

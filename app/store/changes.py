@@ -1,0 +1,196 @@
+"""Which tenants' data changed, counted in this process once each change has committed.
+
+Every ORM session of the process reports here, whatever code path wrote (mutations, the node
+writer of the observer and the reconciler, the chain recorder, operations, tenants, tokens and
+their last use): a flush notes the tenants of its new, changed and deleted rows, an UPDATE,
+DELETE or INSERT statement run through a session notes the tenants its WHERE clause names (a
+``tenant_id``, or the id of a tenant, network, node, operation or token; a statement that names
+none counts as a change of every tenant). A commit then moves the clock forward for those
+tenants; a rollback forgets them. Nothing is counted before the commit.
+
+A reader takes ``ticket()`` before it reads and may keep what it read only while
+``changed_since(tenant_id, ticket)`` is false: a change committed during its read makes it
+true. Writes made by other processes (the ``qaas`` CLI, another replica) or outside an ORM
+session are not seen here; readers bound those with a time limit.
+
+Example::
+
+    ticket = changes.ticket()
+    page = await reads.networks_page(session, tenant_id, 50, None)
+    if not changes.changed_since(tenant_id, ticket):
+        keep(page)
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Table, event, select
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, UOWTransaction
+from sqlalchemy.sql import visitors
+from sqlalchemy.sql.elements import BinaryExpression, BindParameter, ColumnElement
+from sqlalchemy.sql.schema import Column
+
+from app.store.models import ApiToken, Network, Node, NodeStatusChange, Operation, Tenant
+
+EVERYONE = "*"  # a change no tenant could be found for: it counts for all of them
+# An execution option for a write readers may see late: a token's last use, itself written
+# up to QAAS_TOKEN_TOUCH_SECONDS late (counting it would drop a tenant's answers for nothing).
+SEEN_LATE = "qaas_seen_late"
+PENDING = "qaas.changed_tenants"  # in Session.info: tenants changed by the open transaction
+OWNERS_MAX = 100_000  # remembered network and node owners (ids are never reused)
+
+
+class Changes:
+    """A clock of committed changes per tenant (O(1) to read, safe within one event loop)."""
+
+    def __init__(self) -> None:
+        self._clock = itertools.count(1)
+        self._now = 0
+        self._changed: dict[str, int] = {}  # tenant id (or EVERYONE) -> clock of its last change
+        # Which tenant owns a network or node id: they never change owner.
+        self._owners: dict[str, str] = {}
+
+    def ticket(self) -> int:
+        return self._now
+
+    def changed_since(self, tenant_id: str, ticket: int) -> bool:
+        changed = self._changed
+        return changed.get(tenant_id, 0) > ticket or changed.get(EVERYONE, 0) > ticket
+
+    def committed(self, tenant_ids: Iterable[str]) -> None:
+        now = self._now = next(self._clock)
+        for tenant_id in tenant_ids:
+            self._changed[tenant_id] = now
+
+    def owner(self, object_id: str) -> str | None:
+        return self._owners.get(object_id)
+
+    def remember(self, object_id: str, tenant_id: str) -> None:
+        if len(self._owners) >= OWNERS_MAX:
+            self._owners.clear()
+        self._owners[object_id] = tenant_id
+
+
+changes = Changes()  # the process's
+
+
+def _pending(session: Session) -> set[str]:
+    found: set[str] | None = session.info.get(PENDING)
+    if found is None:
+        found = session.info[PENDING] = set()
+    return found
+
+
+def _owners_of(session: Session, kind: type[Network] | type[Node], ids: set[str]) -> set[str]:
+    """The tenants owning these networks or nodes: remembered, or looked up in the open
+    transaction; EVERYONE if one cannot be found (a row already deleted)."""
+    found = {owner for i in ids if (owner := changes.owner(i)) is not None}
+    unknown = [i for i in ids if changes.owner(i) is None]
+    if not unknown:
+        return found
+    if kind is Network:
+        query = select(Network.id, Network.tenant_id).where(Network.id.in_(unknown))
+    else:
+        query = select(Node.id, Network.tenant_id).join(Network).where(Node.id.in_(unknown))
+    rows = session.connection().execute(query).all()
+    for object_id, tenant_id in rows:
+        changes.remember(object_id, tenant_id)
+        found.add(tenant_id)
+    if len(rows) < len(unknown):
+        found.add(EVERYONE)
+    return found
+
+
+def _tenants_of_rows(session: Session, rows: Iterable[object]) -> set[str]:
+    tenants: set[str] = set()
+    networks: set[str] = set()
+    nodes: set[str] = set()
+    for row in rows:
+        if isinstance(row, Tenant):
+            tenants.add(row.id)
+        elif isinstance(row, Network | Operation | ApiToken):
+            tenants.add(row.tenant_id)
+            if isinstance(row, Network):
+                changes.remember(row.id, row.tenant_id)
+        elif isinstance(row, Node):
+            networks.add(row.network_id)
+        elif isinstance(row, NodeStatusChange):
+            nodes.add(row.node_id)
+        else:
+            tenants.add(EVERYONE)
+    if networks:
+        tenants |= _owners_of(session, Network, networks)
+    if nodes:
+        tenants |= _owners_of(session, Node, nodes)
+    return tenants
+
+
+def _named(where: ColumnElement[Any] | None) -> dict[tuple[str, str], set[str]]:
+    """The values ``table.column = value`` (or ``IN (...)``) comparisons in a WHERE clause
+    name, by (table, column)."""
+    named: dict[tuple[str, str], set[str]] = {}
+    if where is None:
+        return named
+    for element in visitors.iterate(where):
+        if not isinstance(element, BinaryExpression):
+            continue
+        column, value = element.left, element.right
+        if not (isinstance(column, Column) and isinstance(value, BindParameter)):
+            continue
+        if not isinstance(column.table, Table):
+            continue
+        values = value.value if isinstance(value.value, list | tuple) else [value.value]
+        key = (column.table.name, column.name)
+        named.setdefault(key, set()).update(str(v) for v in values if v is not None)
+    return named
+
+
+def _tenants_of_statement(session: Session, state: ORMExecuteState) -> set[str]:
+    named = _named(getattr(state.statement, "whereclause", None))
+    for (_, column), values in named.items():
+        if column == "tenant_id":
+            return set(values)
+    if ids := named.get(("tenants", "id")):
+        return set(ids)
+    if ids := named.get(("networks", "id")):
+        return _owners_of(session, Network, ids)
+    if ids := named.get(("nodes", "id")) or named.get(("node_status_changes", "node_id")):
+        return _owners_of(session, Node, ids)
+    if ids := named.get(("nodes", "network_id")):
+        return _owners_of(session, Network, ids)
+    for table, model in (("operations", Operation), ("api_tokens", ApiToken)):
+        if ids := named.get((table, "id")):
+            query = select(model.tenant_id).where(model.id.in_(ids))
+            return set(session.connection().execute(query).scalars()) or {EVERYONE}
+    return {EVERYONE}
+
+
+@event.listens_for(Session, "after_flush")
+def _flushed(session: Session, _flush: UOWTransaction) -> None:
+    rows = [*session.new, *session.dirty, *session.deleted]
+    if rows:
+        _pending(session).update(_tenants_of_rows(session, rows))
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _executing(state: ORMExecuteState) -> None:
+    if (state.is_update or state.is_delete or state.is_insert) and not state.execution_options.get(
+        SEEN_LATE
+    ):
+        _pending(state.session).update(_tenants_of_statement(state.session, state))
+
+
+@event.listens_for(Session, "after_commit")
+def _committed(session: Session) -> None:
+    tenants = session.info.pop(PENDING, None)
+    if tenants:
+        changes.committed(tenants)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _ended(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # the outermost: committed (counted above) or rolled back
+        session.info.pop(PENDING, None)

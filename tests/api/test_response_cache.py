@@ -62,17 +62,25 @@ async def test_a_status_write_by_the_node_writer_invalidates(served: Served) -> 
     async with served.sessions() as session:
         node_id = await session.scalar(select(Node.id).where(Node.network_id == result.network.id))
     assert node_id is not None
-    assert statuses(await api.data(LIST)) == [NodeStatus.PENDING.value]
+    writer = NodeWriter(served.sessions, InProcessBus())
 
     async def running(_: AsyncSession, node: Node) -> bool:
         node.has_service = node.has_deployment = True
         node.pod_phase, node.pod_ready = "Running", True
         return True
 
-    # The writer the pod observer and the reconciler write through; published after commit.
-    view = await NodeWriter(served.sessions, InProcessBus()).write(node_id, running)
-    assert view is not None and view.status is NodeStatus.RUNNING
+    async def crashed(_: AsyncSession, node: Node) -> bool:
+        node.pod_ready, node.restart_count = False, node.restart_count + 1
+        node.pod_reason = "CrashLoopBackOff"
+        return True
+
+    # The writer the pod observer and the reconciler write through. The first write also
+    # finishes the network's operation; the second changes nothing but the node.
+    assert await writer.write(node_id, running) is not None
     assert statuses(await api.data(LIST)) == [NodeStatus.RUNNING.value]
+    view = await writer.write(node_id, crashed)
+    assert view is not None and view.status is not NodeStatus.RUNNING
+    assert statuses(await api.data(LIST)) == [view.status.value]
 
 
 async def test_another_tenants_writes_keep_the_entries(

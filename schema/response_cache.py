@@ -89,6 +89,7 @@ class ResponseCache:
         self._documents: OrderedDict[str, tuple[str, dict[str | None, OperationType]] | None]
         self._documents = OrderedDict()
         self.hits = self.misses = 0
+        self.joined = 0  # requests that waited for an identical one's answer
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -120,6 +121,7 @@ class ResponseCache:
             self._drop(key)
         flight = self._flights.get(key)
         if flight is not None and self._fresh(tenant, flight.ticket, flight.started, now):
+            self.joined += 1
             answer = await asyncio.shield(flight.done)
             if answer is not None:
                 self.hits += 1

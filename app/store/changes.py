@@ -1,12 +1,15 @@
 """Which tenants' data changed, counted in this process once each change has committed.
 
 Every ORM session of the process reports here, whatever code path wrote (mutations, the node
-writer of the observer and the reconciler, the chain recorder, operations, tenants, tokens and
-their last use): a flush notes the tenants of its new, changed and deleted rows, an UPDATE,
+writer of the observer and the reconciler, the chain recorder, operations, tenants, tokens): a
+flush notes the tenants of its new, changed and deleted rows, an UPDATE,
 DELETE or INSERT statement run through a session notes the tenants its WHERE clause names (a
-``tenant_id``, or the id of a tenant, network, node, operation or token; a statement that names
-none counts as a change of every tenant). A commit then moves the clock forward for those
-tenants; a rollback forgets them. Nothing is counted before the commit.
+``tenant_id``, a ``network_id`` or ``node_id``, or the id of a tenant, network, node, operation
+or token; a statement that names none counts as a change of every tenant). SQL text is not
+looked at: write through the models or ``update()``/``delete()``/``insert()``. A commit then
+moves the clock forward for those tenants; a rollback forgets them. Nothing is counted before
+the commit. A statement run with the execution option ``SEEN_LATE`` is not counted (a token's
+last use).
 
 A reader takes ``ticket()`` before it reads and may keep what it read only while
 ``changed_since(tenant_id, ticket)`` is false: a change committed during its read makes it
@@ -29,6 +32,7 @@ from typing import Any
 
 from sqlalchemy import Table, event, select
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, UOWTransaction
+from sqlalchemy.orm.util import identity_key
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.elements import BinaryExpression, BindParameter, ColumnElement
 from sqlalchemy.sql.schema import Column
@@ -87,6 +91,11 @@ def _pending(session: Session) -> set[str]:
 def _owners_of(session: Session, kind: type[Network] | type[Node], ids: set[str]) -> set[str]:
     """The tenants owning these networks or nodes: remembered, or looked up in the open
     transaction; EVERYONE if one cannot be found (a row already deleted)."""
+    if kind is Network:  # loaded in this session already?
+        for network_id in ids:
+            loaded = session.identity_map.get(identity_key(Network, network_id))
+            if isinstance(loaded, Network):
+                changes.remember(network_id, loaded.tenant_id)
     found = {owner for i in ids if (owner := changes.owner(i)) is not None}
     unknown = [i for i in ids if changes.owner(i) is None]
     if not unknown:
@@ -150,19 +159,16 @@ def _named(where: ColumnElement[Any] | None) -> dict[tuple[str, str], set[str]]:
 
 def _tenants_of_statement(session: Session, state: ORMExecuteState) -> set[str]:
     named = _named(getattr(state.statement, "whereclause", None))
-    for (_, column), values in named.items():
-        if column == "tenant_id":
+    for (table, column), values in named.items():
+        if column == "tenant_id" or (table, column) == ("tenants", "id"):
             return set(values)
-    if ids := named.get(("tenants", "id")):
-        return set(ids)
-    if ids := named.get(("networks", "id")):
-        return _owners_of(session, Network, ids)
-    if ids := named.get(("nodes", "id")) or named.get(("node_status_changes", "node_id")):
-        return _owners_of(session, Node, ids)
-    if ids := named.get(("nodes", "network_id")):
-        return _owners_of(session, Network, ids)
-    for table, model in (("operations", Operation), ("api_tokens", ApiToken)):
-        if ids := named.get((table, "id")):
+    for (table, column), values in named.items():
+        if column == "network_id" or (table, column) == ("networks", "id"):
+            return _owners_of(session, Network, values)
+        if column == "node_id" or (table, column) == ("nodes", "id"):
+            return _owners_of(session, Node, values)
+    for model in (Operation, ApiToken):
+        if ids := named.get((model.__tablename__, "id")):
             query = select(model.tenant_id).where(model.id.in_(ids))
             return set(session.connection().execute(query).scalars()) or {EVERYONE}
     return {EVERYONE}

@@ -79,7 +79,8 @@ async def test_a_status_write_by_the_node_writer_invalidates(served: Served) -> 
     assert await writer.write(node_id, running) is not None
     assert statuses(await api.data(LIST)) == [NodeStatus.RUNNING.value]
     view = await writer.write(node_id, crashed)
-    assert view is not None and view.status is not NodeStatus.RUNNING
+    assert view is not None
+    assert view.status is not NodeStatus.RUNNING
     assert statuses(await api.data(LIST)) == [view.status.value]
 
 

@@ -13,7 +13,7 @@ from starlette.types import Receive, Scope, Send
 
 from app.domain.enums import Consensus
 from tests.api.cache_fixtures import LIST, Served, served
-from tests.helpers import Writes
+from tests.helpers import GraphQLClient, Writes, eventually
 
 __all__ = ["served"]  # fixture
 
@@ -46,6 +46,65 @@ async def test_a_write_committed_during_a_read_leaves_no_stale_answer(served: Se
     assert names(await api.data(LIST)) == ["before"]  # computed before the write
     assert paused
     assert names(await api.data(LIST)) == ["before", "during"]
+
+
+class Held:
+    """Wraps the view: each computation, once it has answered from the database, waits until
+    the test lets it hand its answer to the cache."""
+
+    def __init__(self, served: Served) -> None:
+        self.view, self.runs = served.graphql.answer, 0
+        self.entered, self.release = asyncio.Event(), asyncio.Event()
+        served.graphql.answer = self  # type: ignore[method-assign]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.view(scope, receive, send)
+        self.runs += 1
+        self.entered.set()
+        await self.release.wait()
+
+    async def ran(self, times: int) -> bool:
+        return self.runs == times
+
+
+async def listed(api: GraphQLClient) -> list[str]:
+    return names(await api.data(LIST))
+
+
+async def test_identical_requests_share_one_computation(served: Served) -> None:
+    tenant_id, api = await served.client("acme")
+    await Writes(served.sessions).create_network(tenant_id, "one", Consensus.RAFT)
+    held = Held(served)
+    first = asyncio.create_task(listed(api))
+    await held.entered.wait()
+    second = asyncio.create_task(listed(api))
+
+    async def joined() -> bool:
+        return served.graphql.cache.joined == 1
+
+    await eventually(joined)
+    held.release.set()
+    assert await first == await second == ["one"]
+    assert held.runs == 1
+
+
+async def test_a_request_after_a_write_does_not_join_an_older_computation(
+    served: Served,
+) -> None:
+    tenant_id, api = await served.client("acme")
+    writes = Writes(served.sessions)
+    await writes.create_network(tenant_id, "one", Consensus.RAFT)
+    held = Held(served)
+    first = asyncio.create_task(listed(api))
+    await held.entered.wait()  # computed from the database before the write
+    await writes.create_network(tenant_id, "two", Consensus.RAFT)
+    second = asyncio.create_task(listed(api))  # starts after the write: must see it
+    await eventually(lambda: held.ran(2))
+    held.release.set()
+    assert await first == ["one"]
+    assert await second == ["one", "two"]
+    assert served.graphql.cache.joined == 0
+    assert await listed(api) == ["one", "two"]
 
 
 async def test_another_processs_write_shows_within_the_ttl(served: Served) -> None:

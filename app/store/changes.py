@@ -1,15 +1,14 @@
 """Which tenants' data changed, counted in this process once each change has committed.
 
 Every ORM session of the process reports here, whatever code path wrote (mutations, the node
-writer of the observer and the reconciler, the chain recorder, operations, tenants, tokens): a
-flush notes the tenants of its new, changed and deleted rows, an UPDATE,
+writer of the observer and the reconciler, the chain recorder, operations, tenants, tokens and
+their last use): a flush notes the tenants of its new, changed and deleted rows, an UPDATE,
 DELETE or INSERT statement run through a session notes the tenants its WHERE clause names (a
 ``tenant_id``, a ``network_id`` or ``node_id``, or the id of a tenant, network, node, operation
 or token; a statement that names none counts as a change of every tenant). SQL text is not
 looked at: write through the models or ``update()``/``delete()``/``insert()``. A commit then
 moves the clock forward for those tenants; a rollback forgets them. Nothing is counted before
-the commit. A statement run with the execution option ``SEEN_LATE`` is not counted (a token's
-last use).
+the commit.
 
 A reader takes ``ticket()`` before it reads and may keep what it read only while
 ``changed_since(tenant_id, ticket)`` is false: a change committed during its read makes it
@@ -40,9 +39,6 @@ from sqlalchemy.sql.schema import Column
 from app.store.models import ApiToken, Network, Node, NodeStatusChange, Operation, Tenant
 
 EVERYONE = "*"  # a change no tenant could be found for: it counts for all of them
-# An execution option for a write readers may see late: a token's last use, itself written
-# up to QAAS_TOKEN_TOUCH_SECONDS late (counting it would drop a tenant's answers for nothing).
-SEEN_LATE = "qaas_seen_late"
 PENDING = "qaas.changed_tenants"  # in Session.info: tenants changed by the open transaction
 OWNERS_MAX = 100_000  # remembered network and node owners (ids are never reused)
 
@@ -183,9 +179,7 @@ def _flushed(session: Session, _flush: UOWTransaction) -> None:
 
 @event.listens_for(Session, "do_orm_execute")
 def _executing(state: ORMExecuteState) -> None:
-    if (state.is_update or state.is_delete or state.is_insert) and not state.execution_options.get(
-        SEEN_LATE
-    ):
+    if state.is_update or state.is_delete or state.is_insert:
         _pending(state.session).update(_tenants_of_statement(state.session, state))
 
 

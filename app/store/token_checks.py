@@ -15,7 +15,6 @@ from collections.abc import Collection, Mapping
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.store.changes import SEEN_LATE
 from app.store.models import ApiToken
 
 # Bound parameters per statement, well under SQLite's and asyncpg's limits.
@@ -46,5 +45,5 @@ async def mark_used(session: AsyncSession, used: Mapping[str, datetime.datetime]
             update(ApiToken)
             .where(ApiToken.id == token_id)
             .values(last_used_at=when)
-            .execution_options(synchronize_session=False, **{SEEN_LATE: True})
+            .execution_options(synchronize_session=False)
         )

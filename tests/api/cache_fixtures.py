@@ -36,18 +36,23 @@ query($first: Int! = 50) {
 class Served:
     settings: Settings
     sessions: async_sessionmaker[AsyncSession]
+    deps: ApiDeps
     graphql: QaasGraphQL
     app: HttpGuard
 
     async def client(self, tenant: str, role: Role = Role.ADMIN) -> tuple[str, GraphQLClient]:
-        """A client calling as a new token of ``tenant`` (made if needed); and its tenant id."""
+        """A client calling as a new token of ``tenant`` (made if needed); and its tenant id.
+        Its token has been used once and that use written (a change of the tenant's data)."""
         row, _, secret = await create_token(self.sessions, tenant, role, self.settings, "t")
         http = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=self.app),
             base_url="http://qaas.test",
             headers={"Authorization": f"Bearer {secret}"},
         )
-        return row.id, GraphQLClient(http)
+        api = GraphQLClient(http)
+        await api.data("{ __typename }")
+        await self.deps.token_use.stop()
+        return row.id, api
 
 
 @pytest.fixture
@@ -57,7 +62,7 @@ async def served(
     settings = load_settings(database_url=database_url, namespace="cache", chain_probe="off")
     deps = ApiDeps(settings=settings, sessions=sessions, bus=InProcessBus())
     graphql = QaasGraphQL(deps)
-    yield Served(settings, sessions, graphql, HttpGuard(graphql, deps))
+    yield Served(settings, sessions, deps, graphql, HttpGuard(graphql, deps))
     await deps.close()
 
 

@@ -161,8 +161,9 @@ class QaasGraphQL(GraphQL[Context, None]):
 
     def __init__(self, deps: ApiDeps) -> None:
         settings = deps.settings
+        schema = build_schema(introspection=introspection_enabled(settings))
         super().__init__(
-            build_schema(introspection=introspection_enabled(settings)),
+            schema,
             graphql_ide="graphiql" if graphiql_enabled(settings) else None,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
             keep_alive=True,
@@ -174,13 +175,13 @@ class QaasGraphQL(GraphQL[Context, None]):
             entries=settings.response_cache_entries,
             max_bytes=settings.response_cache_bytes,
             ttl=settings.response_cache_ttl,
+            schema=schema._schema,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """HTTP: through the response cache (schema/response_cache.py), strawberry's own
-        refusals answered as JSON. A WebSocket takes a place among its
-        address's connections (or is closed with 4429) and gives it back when it ends, however
-        it ends."""
+        refusals answered as JSON. A WebSocket takes a place among its address's connections
+        (or is closed with 4429) and gives it back when it ends, however it ends."""
         if scope["type"] == "http":
             await self.cache.serve(scope, receive, send, self.answer)
             return

@@ -1,8 +1,9 @@
 """Answers to GraphQL queries over HTTP, kept in memory until what they show changes.
 
 ``ResponseCache.serve`` stands in front of the GraphQL view for an authenticated HTTP request.
-A query (never a mutation, nor a streamed or multipart answer) is keyed by the caller's tenant
-and role, the query document (parsed and printed again, so spacing and comments do not matter),
+A query (never a mutation, nor a streamed or multipart answer, nor one that selects a field not
+read from the database: ``LIVE_FIELDS``, a node's log) is keyed by the caller's tenant and role,
+the query document (parsed and printed again, so spacing and comments do not matter),
 the operation name and the variables. The first request of a key runs the view; its answer is
 kept as the bytes it sent, if it was a 200 JSON answer without errors. The next identical
 requests are answered with those bytes, running no GraphQL and no SQL beyond the token check.
@@ -19,7 +20,7 @@ Bounded by ``QAAS_RESPONSE_CACHE_ENTRIES`` (0 turns the cache off) and
 
 Example::
 
-    cache = ResponseCache(entries=1000, max_bytes=64 << 20, ttl=5.0)
+    cache = ResponseCache(entries=1000, max_bytes=64 << 20, ttl=5.0, schema=graphql_schema)
     await cache.serve(scope, receive, send, view)   # view: the ASGI app run on a miss
 """
 
@@ -33,7 +34,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from graphql import GraphQLError, OperationDefinitionNode, OperationType, parse, print_ast
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    GraphQLError,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    OperationType,
+    TypeInfo,
+    TypeInfoVisitor,
+    Visitor,
+    parse,
+    print_ast,
+    visit,
+)
 from starlette.datastructures import Headers, QueryParams
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -43,6 +57,9 @@ from schema.http import principal_of
 DOCUMENTS = 512  # query texts remembered with their normalized form
 MAX_DOCUMENT_CHARS = 64 * 1024  # longer query texts are not cached
 MAX_TOKENS = 5000
+# Fields whose value does not come from the database (no commit tells when it changes): a
+# query that selects one is never kept. A new field of that kind must be listed here.
+LIVE_FIELDS = frozenset({("Node", "logs")})
 
 Key = tuple[str, str, str, str | None, str]
 RawHeaders = list[tuple[bytes, bytes]]
@@ -79,9 +96,11 @@ class ResponseCache:
         entries: int,
         max_bytes: int,
         ttl: float,
+        schema: GraphQLSchema,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_entries, self.max_bytes, self.ttl, self.clock = entries, max_bytes, ttl, clock
+        self.schema = schema
         self.on = entries > 0 and max_bytes > 0
         self._entries: OrderedDict[Key, Entry] = OrderedDict()
         self._bytes = 0
@@ -213,7 +232,7 @@ class ResponseCache:
 
     def _document(self, query: str) -> tuple[str, dict[str | None, OperationType]] | None:
         """The query printed in a normal form and its operations' types; None if it does not
-        parse (the view answers that)."""
+        parse (the view answers that) or selects a field in ``LIVE_FIELDS``."""
         if query in self._documents:
             self._documents.move_to_end(query)
             return self._documents[query]
@@ -223,7 +242,7 @@ class ResponseCache:
                 ast = parse(query, no_location=True, max_tokens=MAX_TOKENS)
             except GraphQLError:
                 ast = None
-            if ast is not None:
+            if ast is not None and not _selects_live_fields(self.schema, ast):
                 operations = {
                     d.name.value if d.name else None: d.operation
                     for d in ast.definitions
@@ -234,6 +253,25 @@ class ResponseCache:
         if len(self._documents) > DOCUMENTS:
             self._documents.popitem(last=False)
         return found
+
+
+class _LiveFieldFinder(Visitor):
+    def __init__(self, types: TypeInfo) -> None:
+        super().__init__()
+        self.types, self.found = types, False
+
+    def enter_field(self, node: FieldNode, *_: object) -> None:
+        parent = self.types.get_parent_type()
+        if parent is not None and (parent.name, node.name.value) in LIVE_FIELDS:
+            self.found = True
+
+
+def _selects_live_fields(schema: GraphQLSchema, document: DocumentNode) -> bool:
+    """Whether ``document`` selects a field of ``LIVE_FIELDS`` (in fragments too)."""
+    types = TypeInfo(schema)
+    finder = _LiveFieldFinder(types)
+    visit(document, TypeInfoVisitor(types, finder))
+    return finder.found
 
 
 class _Capture:

@@ -132,3 +132,19 @@ async def test_errors_are_not_kept(served: Served) -> None:
         body = await api.execute(wrong)
         assert body["errors"], body
     assert (len(cache), cache.hits) == (kept, hits)
+
+
+async def test_a_query_of_a_live_field_is_not_kept(served: Served) -> None:
+    tenant_id, api = await served.client("acme")
+    await Writes(served.sessions).create_network(tenant_id, "logged", Consensus.RAFT)
+    # A node's log is read from its pod, not from the database: no commit says it changed.
+    through_a_fragment = """
+    { networks { edges { node { nodes { edges { node { ...Tail } } } } } } }
+    fragment Tail on Node { name logs(tail: 5) }
+    """
+    cache = served.graphql.cache
+    kept = len(cache)
+    for _ in range(2):
+        data = await api.data(through_a_fragment)
+        assert data["networks"]["edges"][0]["node"]["nodes"]["edges"][0]["node"]["logs"] == []
+    assert len(cache) == kept

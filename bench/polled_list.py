@@ -25,6 +25,7 @@ How to read the figures
 Usage::
 
     python bench/polled_list.py [--networks 50] [--nodes 4] [--changes 10] [--seconds 10]
+                                [--profile FILE]
 
 Needs ``wrk``. Bounded by ``--timeout`` seconds (180); exits 2 when out of time. Only 127.0.0.1
 is contacted (the sandbox's apiserver listens there too).
@@ -259,6 +260,18 @@ async def wrk(url: str, headers: dict[str, str], args: argparse.Namespace, folde
     return requests / seconds
 
 
+async def profile(args: argparse.Namespace, pid: int) -> asyncio.subprocess.Process | None:
+    """py-spy recording the server through the first QaaS run (raw collapsed stacks)."""
+    if args.profile is None:
+        return None
+    spy = Path(sys.executable).with_name("py-spy")
+    return await asyncio.create_subprocess_exec(
+        str(spy), "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
+        "--duration", str(args.seconds), "--output", str(args.profile), "--nonblocking",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+
+
 async def bench(args: argparse.Namespace, workdir: Path, kubeconfig: Path) -> str:
     token = await populate(workdir, args.networks, args.nodes)
     headers = {"Authorization": f"Bearer {token}"}
@@ -278,12 +291,15 @@ async def bench(args: argparse.Namespace, workdir: Path, kubeconfig: Path) -> st
             for index in range(args.rounds):
                 stream, stop_at = ChangeStream(api, args.changes), asyncio.Event()
                 changing = asyncio.create_task(stream.run(stop_at))
+                spy = await profile(args, server.pid) if index == 0 else None
                 started = time.monotonic()
                 try:
                     qaas.append(await wrk(qaas_url, headers, args, workdir))
                 finally:
                     stop_at.set()
                     await changing
+                    if spy is not None:
+                        await spy.wait()
                 spent += time.monotonic() - started
                 made += stream.made
                 ref.append(await wrk(ref_url, {}, args, workdir))
@@ -309,6 +325,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=int, default=10, help="each wrk run")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=180.0, help="overall bound, seconds")
+    parser.add_argument(
+        "--profile", type=Path, default=None,
+        help="record the server with py-spy during the first QaaS run into this file (raw "
+        "collapsed stacks); the sampling slows the server, so that run's figure is not one",
+    )  # fmt: skip
     return parser.parse_args(argv)
 
 

@@ -172,7 +172,10 @@ def _tenants_of_statement(session: Session, state: ORMExecuteState) -> set[str]:
 
 @event.listens_for(Session, "after_flush")
 def _flushed(session: Session, _flush: UOWTransaction) -> None:
-    rows = [*session.new, *session.dirty, *session.deleted]
+    # A row is dirty once an attribute was set, even to the value it had: only a real change
+    # counts (the observer and the reconciler set facts they may already have).
+    changed = [row for row in session.dirty if session.is_modified(row)]
+    rows = [*session.new, *changed, *session.deleted]
     if rows:
         _pending(session).update(_tenants_of_rows(session, rows))
 

@@ -107,6 +107,28 @@ async def test_another_tenants_writes_keep_the_entries(
     assert statements.count == ran, "another tenant's write dropped this tenant's answer"
 
 
+async def test_a_write_that_changes_nothing_keeps_the_answers(
+    served: Served, statements: Statements
+) -> None:
+    tenant_id, api = await served.client("acme")
+    result = await Writes(served.sessions).create_network(tenant_id, "calm", Consensus.RAFT)
+    assert result.network is not None
+    async with served.sessions() as session:
+        node_id = await session.scalar(select(Node.id).where(Node.network_id == result.network.id))
+    assert node_id is not None
+    first = await api.data(LIST)
+
+    async def same_facts(_: AsyncSession, node: Node) -> bool:
+        node.pod_phase, node.restart_count = node.pod_phase, node.restart_count
+        return False
+
+    # The observer and the reconciler set facts the row may have already; committed, unchanged.
+    assert await NodeWriter(served.sessions, InProcessBus()).write(node_id, same_facts) is None
+    ran = statements.count
+    assert await api.data(LIST) == first
+    assert statements.count == ran, "an unchanged row dropped the answers"
+
+
 async def test_variables_and_roles_make_different_entries(served: Served) -> None:
     tenant_id, admin = await served.client("acme", Role.ADMIN)
     _, viewer = await served.client("acme", Role.VIEWER)

@@ -1,8 +1,10 @@
 """Subscription root: live node status, a snapshot first and then every change.
 
 The per-event work is done once: the pod observer reads the node from the database once and
-the bus hands that same immutable snapshot to every subscriber, whose only work is rendering
-the fields it selected. A subscriber that falls behind gets the latest state of each node.
+the bus hands that same immutable change to every subscriber; the selection is then executed
+and serialised once per group of subscribers with the same tenant, role, document and
+variables (schema/fanout.py). Each subscriber's snapshot is read and rendered for it alone.
+A subscriber that falls behind gets the latest state of each node.
 Once the connection's token is revoked or expired, no further change is rendered (and the
 connection sends nothing more: see app/services/connections.py).
 """
@@ -10,6 +12,8 @@ connection sends nothing more: see app/services/connections.py).
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from functools import partial
+from typing import cast
 
 import strawberry
 from strawberry.types import Info
@@ -19,6 +23,7 @@ from app.store.read_models import NodeView
 from schema.auth import caller
 from schema.context import Context
 from schema.errors import ClientError
+from schema.fanout import SharedEvent
 from schema.ids import raw_id_of
 from schema.types import Node
 
@@ -37,6 +42,10 @@ async def _snapshot(
                 raise ClientError("no such network")
             return await reads.nodes_of_network(session, tenant_id, network_id)
         return await reads.all_nodes(session, tenant_id)
+
+
+def _node(view: NodeView, context: Context) -> Node:
+    return Node.of(view, context.fresh_loaders())
 
 
 @strawberry.type
@@ -79,4 +88,5 @@ class Subscription:
                 if latest.revision <= sent.get(latest.id, -1):
                     continue
                 sent[latest.id] = latest.revision
-                yield Node.of(latest, context.fresh_loaders())
+                # The executor renders it once for the group (schema/fanout.py).
+                yield cast("Node", SharedEvent(change, partial(_node, latest, context)))

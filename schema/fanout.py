@@ -1,0 +1,115 @@
+"""A node change rendered once for all subscribers whose selection is identical.
+
+How Strawberry runs a subscription over graphql-transport-ws: each ``subscribe`` message starts
+a task running ``schema.stream``: parsing and validation (both cached), then graphql-core's
+``subscribe`` calls our resolver (schema/subscriptions.py) for a source stream and, for every
+value it yields, copies the operation's executor (``build_per_event_executor``) and executes the
+whole selection with that value as the root; the handler then serialises the message
+``{"id", "type": "next", "payload"}`` and sends it. With N subscribers one change was executed
+N times (field resolvers, loaders, their SQL) and serialised N times.
+
+The design keeps that pipeline as it is (guards, error masking, completion, each subscriber's
+own mailbox that coalesces a slow subscriber, the token checks on delivery) and shares its two
+costly steps:
+
+- Execution. The bus hands every subscriber the same ``NodeChange`` object; the resolver yields
+  it as a ``SharedEvent``. The per-event executor (``schema.build.PerEventExecutionContext``)
+  looks the result up in that change's ``renders`` memo under the group key: tenant, role, the
+  parsed operation (the parser cache gives equal texts one document) and the coerced variables.
+  The first subscriber of a group executes; the others take its result (or await it while it
+  runs). The memo lives as long as the change. Snapshots are never shared: each subscriber's
+  first messages are read fresh for it.
+- Serialisation. A shared result's data is a ``SharedData`` dict that keeps the JSON text of
+  ``{"data": ...}``, made once; ``schema.build.TransportWSHandler`` builds each ``next`` message
+  around that text (only the subscription id differs).
+
+Results with errors are not shared with the serialisation shortcut: they go through the usual
+per-subscriber formatting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from graphql import ExecutionResult
+
+from app.events.bus import NodeChange
+
+
+@dataclass(frozen=True, eq=False)
+class SharedEvent:
+    """One published change, as a subscriber's generator yields it; ``root`` builds the root
+    value (the ``Node``) when this subscriber's group has not rendered the change yet."""
+
+    change: NodeChange
+    root: Callable[[], Any]
+
+
+class SharedData(dict[str, Any]):
+    """The ``data`` of a shared result, with the ``payload`` JSON text made once."""
+
+    __slots__ = ("_text",)
+
+    def payload_text(self, encode: Callable[[object], str | bytes]) -> str:
+        text: str | None = getattr(self, "_text", None)
+        if text is None:
+            encoded = encode({"data": self})
+            text = encoded.decode() if isinstance(encoded, bytes) else encoded
+            self._text = text
+        return text
+
+
+def group_key(executor: Any) -> tuple[object, ...]:
+    """Who would see the same rendering: tenant, role, operation and variables."""
+    principal = getattr(executor.context_value, "principal", None)
+    tenant = principal.tenant_id if principal is not None else None
+    role = principal.role if principal is not None else None
+    variables = json.dumps(executor.variable_values.coerced, sort_keys=True, default=str)
+    return (tenant, role, id(executor.operation), variables)
+
+
+@dataclass(eq=False)
+class _Render:
+    operation: object  # held so that its id in the key is not reused while the entry lives
+    result: asyncio.Task[ExecutionResult] | ExecutionResult
+
+
+def _shared(result: ExecutionResult) -> ExecutionResult:
+    if result.errors or not isinstance(result.data, dict):
+        return result
+    return ExecutionResult(SharedData(result.data), None, result.extensions)
+
+
+def render_shared(
+    executor: Any, event: SharedEvent, execute: Callable[[Any], Any]
+) -> ExecutionResult | asyncio.Task[ExecutionResult]:
+    """The result of executing ``event`` for ``executor``'s group: taken from the change's
+    memo, or made by ``execute(root)`` (a result or an awaitable) and kept there. A failed
+    execution is not kept: the group's next subscriber executes again."""
+    renders: dict[tuple[object, ...], _Render] = event.change.renders
+    key = group_key(executor)
+    found = renders.get(key)
+    if found is not None and found.operation is executor.operation:
+        return found.result
+    outcome = execute(event.root())
+    if not executor.is_awaitable(outcome):
+        result = _shared(outcome)
+        renders[key] = _Render(executor.operation, result)
+        return result
+
+    async def finish() -> ExecutionResult:
+        try:
+            result = _shared(await outcome)
+        except BaseException:
+            renders.pop(key, None)
+            raise
+        renders[key] = _Render(executor.operation, result)
+        return result
+
+    task = asyncio.ensure_future(finish())
+    renders[key] = _Render(executor.operation, task)
+    return task

@@ -31,13 +31,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 from graphql import ExecutionResult
 
 from app.events.bus import NodeChange
+
+K = TypeVar("K", bound=Hashable)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,3 +116,48 @@ def render_shared(
     task = asyncio.ensure_future(finish())
     renders[key] = _Render(executor.operation, task)
     return task
+
+
+class ReadQueue(Generic[K, T]):
+    """Reads with the same key share one read, never one that began before they asked.
+
+    ``read(key, fetch)`` joins the read of ``key`` that has not started yet, or queues one
+    (started at the next turn of the loop, or once the read of ``key`` in flight ends). So at
+    most one read per key runs at a time and every caller gets data read after its call: a
+    subscriber that subscribed to the bus before asking misses no change. The read runs in its
+    own task: a caller that goes away does not cancel it for the others.
+    """
+
+    def __init__(self) -> None:
+        self._queued: dict[K, asyncio.Task[T]] = {}
+        self._running: dict[K, asyncio.Task[T]] = {}
+
+    def read(self, key: K, fetch: Callable[[], Awaitable[T]]) -> Awaitable[T]:
+        task = self._queued.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._run(key, fetch, self._running.get(key)))
+            task.add_done_callback(_retrieve)
+            self._queued[key] = task
+        return asyncio.shield(task)
+
+    async def _run(
+        self, key: K, fetch: Callable[[], Awaitable[T]], previous: asyncio.Task[T] | None
+    ) -> T:
+        if previous is not None:
+            await asyncio.wait([previous])
+        else:
+            await asyncio.sleep(0)  # the callers of this same turn join
+        this = asyncio.current_task()
+        if self._queued.get(key) is this:
+            del self._queued[key]  # from now on, callers queue the next read
+        self._running[key] = cast("asyncio.Task[T]", this)
+        try:
+            return await fetch()
+        finally:
+            if self._running.get(key) is this:
+                del self._running[key]
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # each caller gets it through its shield; none left is no warning

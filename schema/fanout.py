@@ -67,7 +67,8 @@ class SharedData(dict[str, Any]):
 
 
 def group_key(executor: Any) -> tuple[object, ...]:
-    """Who would see the same rendering: tenant, role, operation and variables."""
+    """Who would see the same rendering: tenant, role, operation and variables (made once per
+    subscription: the per-event executors are copies of its executor)."""
     principal = getattr(executor.context_value, "principal", None)
     tenant = principal.tenant_id if principal is not None else None
     role = principal.role if principal is not None else None
@@ -81,6 +82,29 @@ class _Render:
     result: asyncio.Task[ExecutionResult] | ExecutionResult
 
 
+class Rendered:
+    """Stands in for a per-event executor when the group already rendered the change: no
+    copy of the executor is made, its ``execute_operation`` hands out the shared result."""
+
+    __slots__ = ("result",)
+
+    def __init__(self, result: asyncio.Task[ExecutionResult] | ExecutionResult) -> None:
+        self.result = result
+
+    def execute_operation(
+        self, serially: bool | None = None
+    ) -> asyncio.Task[ExecutionResult] | ExecutionResult:
+        return self.result
+
+
+def rendered(event: SharedEvent, key: tuple[object, ...], operation: object) -> Rendered | None:
+    """The group's rendering of ``event``, if one was made or is under way."""
+    found: _Render | None = event.change.renders.get(key)
+    if found is None or found.operation is not operation:
+        return None
+    return Rendered(found.result)
+
+
 def _shared(result: ExecutionResult) -> ExecutionResult:
     if result.errors or not isinstance(result.data, dict):
         return result
@@ -88,16 +112,15 @@ def _shared(result: ExecutionResult) -> ExecutionResult:
 
 
 def render_shared(
-    executor: Any, event: SharedEvent, execute: Callable[[Any], Any]
+    executor: Any, key: tuple[object, ...], event: SharedEvent, execute: Callable[[Any], Any]
 ) -> ExecutionResult | asyncio.Task[ExecutionResult]:
-    """The result of executing ``event`` for ``executor``'s group: taken from the change's
-    memo, or made by ``execute(root)`` (a result or an awaitable) and kept there. A failed
-    execution is not kept: the group's next subscriber executes again."""
-    renders: dict[tuple[object, ...], _Render] = event.change.renders
-    key = group_key(executor)
-    found = renders.get(key)
-    if found is not None and found.operation is executor.operation:
+    """Execute ``event`` for ``executor``'s group (``key``) with ``execute(root)`` (a result
+    or an awaitable) and keep the result in the change's memo for the rest of the group. A
+    failed execution is not kept: the group's next subscriber executes again."""
+    found = rendered(event, key, executor.operation)
+    if found is not None:
         return found.result
+    renders: dict[tuple[object, ...], _Render] = event.change.renders
     outcome = execute(event.root())
     if not executor.is_awaitable(outcome):
         result = _shared(outcome)

@@ -123,7 +123,7 @@ class PerEventExecutionContext(StrawberryGraphQLCoreExecutionContext):
 
 class QaasMaskErrors(MaskErrors):
     """MaskErrors without its isinstance check against a runtime Protocol on every result
-    (the costliest step of delivering a change to a subscriber, measured with py-spy)."""
+    (a tenth of the server's time to deliver a change to a subscriber, measured with py-spy)."""
 
     def _process_result(self, result: object) -> None:
         errors = getattr(result, "errors", None)

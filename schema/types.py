@@ -53,6 +53,7 @@ class Entity:
 @strawberry.type(description="A Quorum network: a coordinator and its dynamic peers.")
 class Network(Entity):
     view: strawberry.Private[NetworkView]
+    loaders: strawberry.Private[Loaders | None]  # a subscription event's own (see Node)
 
     name: str
     consensus: ConsensusEnum  # type: ignore[valid-type]
@@ -63,10 +64,11 @@ class Network(Entity):
     )
 
     @classmethod
-    def of(cls, view: NetworkView) -> Network:
+    def of(cls, view: NetworkView, loaders: Loaders | None = None) -> Network:
         return cls(
             id=strawberry.ID(to_global_id("Network", view.id)),
             view=view,
+            loaders=loaders,
             name=view.name,
             consensus=view.consensus,
             status=view.status,
@@ -77,9 +79,12 @@ class Network(Entity):
     @strawberry.field(description="The address peers dial: the coordinator's ClusterIP, or the "
                       "external coordinator's IP for a joined network.")  # fmt: skip
     async def coordinator_ip(self, info: Info[Context, None]) -> str | None:
-        if self.view.external_coordinator_ip:
-            return self.view.external_coordinator_ip
-        coordinator = await _coordinator(info, self.view.id)
+        view = self.view
+        if view.external_coordinator_ip:
+            return view.external_coordinator_ip
+        if view.coordinator_known:  # read with the network (reads.network_views)
+            return view.coordinator_ip
+        coordinator = await (self.loaders or info.context.loaders).coordinator.load(view.id)
         return coordinator.service_ip if coordinator else None
 
     @strawberry.field(description="What each node's data claim asks for.")
@@ -98,9 +103,9 @@ class Network(Entity):
         after: str | None = None,
     ) -> NodeConnection:
         limit = page_args(first)
-        try:
-            async with info.context.deps.sessions() as session:
-                page = await reads.nodes_page(session, self.view.id, limit, after)
+        try:  # batched with the other networks' pages (Loaders.node_page)
+            loader = (self.loaders or info.context.loaders).node_page
+            page = await loader.load((self.view.id, limit, after))
         except reads.BadCursor as error:
             raise ClientError(str(error)) from None
         pairs = zip(page.items, page.cursors, strict=True)
@@ -120,14 +125,6 @@ class NetworkStorage:
     storage_class: str | None = strawberry.field(
         description="The StorageClass; null: the cluster's default class."
     )
-
-
-async def _coordinator(info: Info[Context, None], network_id: str) -> NodeView | None:
-    principal = info.context.principal
-    assert principal is not None  # the field's parent was resolved for this tenant
-    async with info.context.deps.sessions() as session:
-        nodes = await reads.nodes_of_network(session, principal.tenant_id, network_id)
-    return next((n for n in nodes if n.role is NodeRole.COORDINATOR), None)
 
 
 @strawberry.type(description="What the pod running a node reports.")
@@ -218,8 +215,9 @@ class Node(Entity):
 
     @strawberry.field
     async def network(self, info: Info[Context, None]) -> Network | None:
-        view = await self._loaders(info).network.load(self.view.network_id)
-        return Network.of(view) if view else None
+        loaders = self._loaders(info)
+        view = await loaders.network.load(self.view.network_id)
+        return Network.of(view, loaders) if view else None
 
     @strawberry.field
     def pod(self) -> PodState | None:

@@ -120,9 +120,19 @@ class NetworkView:
     created_at: datetime.datetime
     storage_size: str | None = None  # None: the installation's settings
     storage_class: str | None = None  # "": the cluster's default class; None: the settings'
+    # Its coordinator's ClusterIP, read with its nodes' statuses (``reads.network_views``);
+    # with ``coordinator_known`` False (a view a mutation built) it was not read.
+    coordinator_ip: str | None = None
+    coordinator_known: bool = False
 
     @classmethod
-    def of(cls, network: Network, node_statuses: list[NodeStatus]) -> NetworkView:
+    def of(
+        cls,
+        network: Network,
+        node_statuses: list[NodeStatus],
+        coordinator_ip: str | None = None,
+        coordinator_known: bool = False,
+    ) -> NetworkView:
         deleting = network.desired is Desired.ABSENT
         return cls(
             id=network.id,
@@ -134,6 +144,8 @@ class NetworkView:
             created_at=network.created_at,
             storage_size=network.storage_size,
             storage_class=network.storage_class,
+            coordinator_ip=coordinator_ip,
+            coordinator_known=coordinator_known,
         )
 
 

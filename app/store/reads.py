@@ -15,9 +15,10 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.domain.enums import NodeRole, NodeStatus
 from app.store.models import ApiToken, Network, Node, NodeStatusChange, Operation, Tenant
 from app.store.pages import BadCursor, Page, after, encode_cursor
 from app.store.read_models import NetworkView, NodeView, OperationView, StatusChangeView
@@ -25,19 +26,25 @@ from app.store.read_models import NetworkView, NodeView, OperationView, StatusCh
 __all__ = ["BadCursor", "Page"]
 
 
-async def _statuses(session: AsyncSession, network_ids: Sequence[str]) -> dict[str, list[Node]]:
-    by_network: dict[str, list[Node]] = defaultdict(list)
-    if network_ids:
-        for node in await session.scalars(
-            select(Node).where(Node.network_id.in_(network_ids)).order_by(Node.created_at, Node.id)
-        ):
-            by_network[node.network_id].append(node)
-    return by_network
-
-
 async def network_views(session: AsyncSession, networks: Sequence[Network]) -> list[NetworkView]:
-    nodes = await _statuses(session, [n.id for n in networks])
-    return [NetworkView.of(n, [node.status for node in nodes[n.id]]) for n in networks]
+    """Views of ``networks``: their status and coordinator IP from one statement over their
+    nodes' status, role and IP (plain rows: no ORM objects)."""
+    facts: dict[str, list[Row[str, NodeStatus, NodeRole, str | None]]] = defaultdict(list)
+    if networks:
+        query = (
+            select(Node.network_id, Node.status, Node.role, Node.service_ip)
+            .where(Node.network_id.in_([n.id for n in networks]))
+            .order_by(Node.created_at, Node.id)
+        )
+        for row in await session.execute(query):
+            facts[row.network_id].append(row)
+    views = []
+    for network in networks:
+        nodes = facts[network.id]
+        coordinator = next((r for r in nodes if r.role is NodeRole.COORDINATOR), None)
+        ip = coordinator.service_ip if coordinator else None
+        views.append(NetworkView.of(network, [r.status for r in nodes], ip, True))
+    return views
 
 
 M = TypeVar("M", Network, ApiToken)
@@ -96,7 +103,8 @@ async def networks_by_ids(
 async def nodes_page(
     session: AsyncSession, network_id: str, first: int, cursor: str | None
 ) -> Page[NodeView]:
-    """The nodes of a network the caller already resolved within its tenant."""
+    """A page of the nodes of a network the caller already resolved within its tenant (for
+    first pages of many networks at once, see ``first_node_pages``)."""
     query = after(
         select(Node, Network).join(Network).where(Node.network_id == network_id),
         Node,
@@ -111,6 +119,70 @@ async def nodes_page(
         has_next=len(rows) > first,
         total=total,
     )
+
+
+async def first_node_pages(
+    session: AsyncSession, tenant_id: str, network_ids: Sequence[str], first: int
+) -> dict[str, Page[NodeView]]:
+    """The first page (``first`` nodes, oldest first) of each of ``tenant_id``'s networks in
+    ``network_ids``, with each network's exact node count: one statement whatever their number
+    (ROW_NUMBER and COUNT over a window per network). A network with no nodes, or not the
+    tenant's, gets an empty page."""
+    place = (
+        func.row_number()
+        .over(partition_by=Node.network_id, order_by=(Node.created_at, Node.id))
+        .label("place")
+    )
+    total = func.count().over(partition_by=Node.network_id).label("total")
+    ranked = (
+        select(Node.id, place, total)
+        .join(Network)
+        .where(Network.tenant_id == tenant_id, Node.network_id.in_(network_ids))
+        .subquery()
+    )
+    query = (
+        select(Node, Network, ranked.c.total)
+        .join(ranked, ranked.c.id == Node.id)
+        .join(Network, Network.id == Node.network_id)
+        .where(ranked.c.place <= first + 1)
+        .order_by(Node.network_id, Node.created_at, Node.id)
+    )
+    rows: dict[str, list[tuple[Node, Network]]] = defaultdict(list)
+    totals: dict[str, int] = {}
+    for node, network, count in await session.execute(query):
+        rows[node.network_id].append((node, network))
+        totals[node.network_id] = count
+    pages = {}
+    for network_id in network_ids:
+        page = rows[network_id][:first]
+        pages[network_id] = Page(
+            items=[NodeView.of(node, network) for node, network in page],
+            cursors=[encode_cursor(node.created_at, node.id) for node, _ in page],
+            has_next=len(rows[network_id]) > first,
+            total=totals.get(network_id, 0),
+        )
+    return pages
+
+
+async def coordinators(
+    session: AsyncSession, tenant_id: str, network_ids: Sequence[str]
+) -> dict[str, NodeView]:
+    """The coordinator (the oldest, were there several) of each of ``tenant_id``'s networks in
+    ``network_ids`` that has one: one statement."""
+    rows = await session.execute(
+        select(Node, Network)
+        .join(Network)
+        .where(
+            Network.tenant_id == tenant_id,
+            Node.network_id.in_(network_ids),
+            Node.role == NodeRole.COORDINATOR,
+        )
+        .order_by(Node.created_at, Node.id)
+    )
+    found: dict[str, NodeView] = {}
+    for node, network in rows:
+        found.setdefault(node.network_id, NodeView.of(node, network))
+    return found
 
 
 async def nodes_by_ids(

@@ -112,17 +112,23 @@ class QaasSchema(strawberry.Schema):
 
 
 def build_schema(*, introspection: bool = True) -> strawberry.Schema:
+    # The guards' validation rules are classes made once here: the validation cache is keyed
+    # by the rule classes too, and QueryDepthLimiter and MaxAliasesLimiter make new ones each
+    # time they are built (once per operation), so with them as factories it never hit.
+    rules = [
+        *QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
+    ]
+    if not introspection:
+        rules.append(NoSchemaIntrospectionCustomRule)
     # Factories, not instances: Strawberry builds fresh extension objects per operation.
     extensions: list[Callable[[], SchemaExtension]] = [
         partial(ParserCache, maxsize=CACHE_SIZE),
         partial(ValidationCache, maxsize=CACHE_SIZE),
-        partial(QueryDepthLimiter, max_depth=MAX_DEPTH),
-        partial(MaxAliasesLimiter, max_alias_count=MAX_ALIASES),
+        partial(AddValidationRules, rules),
         partial(MaxTokensLimiter, max_token_count=MAX_TOKENS),
         partial(MaskErrors, should_mask_error=should_mask),
     ]
-    if not introspection:
-        extensions.append(partial(AddValidationRules, [NoSchemaIntrospectionCustomRule]))
     return QaasSchema(
         query=merge_types("Query", (Query, TokenQuery)),
         mutation=merge_types("Mutation", (Mutation, TokenMutation)),

@@ -1,6 +1,7 @@
-"""A dashboard's list of N networks with their nodes, coordinator IPs and statuses costs the
-same number of SQL statements whatever N is (the first node pages of all networks come from one
-statement; the coordinator IP is read with the statuses).
+"""What a read costs per request: a dashboard's list of N networks with their nodes,
+coordinator IPs and statuses costs the same number of SQL statements whatever N is (the first
+node pages of all networks come from one statement; the coordinator IP is read with the
+statuses), and a repeated document is parsed and validated once.
 
 The service here is the real HTTP path (the guard, then the GraphQL view) on the test
 database, without the control loop: the networks are seeded as rows, and no reconciler may
@@ -10,7 +11,7 @@ add statements of its own while they are counted.
 from __future__ import annotations
 
 import datetime
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ import httpx
 import pytest
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from strawberry.extensions import ParserCache, ValidationCache
 
 from app.config import load_settings
 from app.domain.enums import Consensus, NodeRole, NodeStatus, Role
@@ -26,7 +28,7 @@ from app.services.api_deps import ApiDeps
 from app.services.tenancy import create_token
 from app.store.engine import make_engine, make_sessionmaker
 from app.store.models import Network, Node, utcnow
-from schema.build import QaasGraphQL
+from schema.build import CACHE_SIZE, QaasGraphQL
 from schema.http import HttpGuard
 from tests.helpers import GraphQLClient
 
@@ -186,3 +188,23 @@ async def test_batched_pages_are_exact(service: Service) -> None:
     bad = await service.api.execute(NEXT_NODES, first=1, nodes=3, after="garbage")
     assert "cursor" in bad["errors"][0]["message"]
     assert bad["data"] is None
+
+
+def hits_and_misses(cached: Callable[..., Any]) -> tuple[int, int]:
+    """Of a function wrapped by functools.lru_cache, as Strawberry's caches are."""
+    info = cached.cache_info()  # type: ignore[attr-defined]
+    return info.hits, info.misses
+
+
+async def test_a_repeated_document_is_parsed_and_validated_once(service: Service) -> None:
+    caches = [
+        ParserCache(maxsize=CACHE_SIZE).cached_parse_document,
+        ValidationCache(maxsize=CACHE_SIZE).cached_validate_document,
+    ]
+    query = "query Repeated { networks(first: 3) { totalCount } }"  # no other test sends it
+    before = [hits_and_misses(cache) for cache in caches]
+    for _ in range(3):
+        await service.api.data(query)
+    for cache, (hits, misses) in zip(caches, before, strict=True):
+        hits_now, misses_now = hits_and_misses(cache)
+        assert (hits_now - hits, misses_now - misses) in ((2, 1), (3, 0)), cache

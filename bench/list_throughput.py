@@ -223,10 +223,27 @@ async def bench(args: argparse.Namespace, workdir: Path, kubeconfig: Path) -> tu
                 log(f"run {round_ + 1} {name}: {run.rate:.0f} req/s, p50 {run.p50:.1f} ms, "
                     f"p99 {run.p99:.1f} ms")  # fmt: skip
                 runs[name].append(run)
+        if args.profile:
+            profile(args, servers[0].pid, qaas_url, token)
     finally:
         for server in servers:
             stop(server, grace=15.0)
     return summary(runs["QaaS"]), summary(runs["reference"])
+
+
+def profile(args: argparse.Namespace, pid: int, url: str, token: str) -> None:
+    """One more QaaS run with py-spy sampling the server (collapsed stacks to the file named
+    by --profile); sampling slows the server, so this run's figures are not figures."""
+    spy = Path(sys.executable).with_name("py-spy")
+    command = [str(spy), "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
+               "--duration", str(args.seconds), "--output", args.profile,
+               "--nonblocking"]  # fmt: skip
+    with subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    ) as recorder:
+        run = wrk(url, token, args.seconds, args.connections)
+        recorder.wait(timeout=30)
+    log(f"profiled run (not a figure): {run.rate:.0f} req/s; stacks in {args.profile}")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -237,6 +254,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--networks", type=int, default=50)
     parser.add_argument("--nodes", type=int, default=4, help="nodes per network")
     parser.add_argument("--timeout", type=float, default=180.0, help="the whole run, seconds")
+    parser.add_argument("--profile", help="also record the server with py-spy to this file")
     return parser.parse_args(argv)
 
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 import datetime
 import json
 from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Row
 
 from app.domain.enums import (
     Consensus,
@@ -40,7 +43,8 @@ class ChainView:
     error: str | None
 
     @classmethod
-    def of(cls, node: Node) -> ChainView | None:
+    def of(cls, node: Node | Row[Any]) -> ChainView | None:
+        """From a node, or a row with its ``chain_*`` columns."""
         if node.chain_probed_at is None:
             return None
         validators = json.loads(node.chain_validators) if node.chain_validators else None
@@ -106,6 +110,34 @@ class NodeView:
             created_at=node.created_at,
             revision=node.revision,
             chain=ChainView.of(node),
+        )
+
+    @classmethod
+    def of_row(cls, row: Row[Any]) -> NodeView:
+        """From a row of ``NodeView.COLUMNS``, the node's chain columns, and its network's
+        ``tenant_id`` and ``name`` labelled ``network_name``: no ORM object is made."""
+        return cls(
+            id=row.id,
+            tenant_id=row.tenant_id,
+            network_id=row.network_id,
+            network_name=row.network_name,
+            name=row.name,
+            role=row.role,
+            status=row.status,
+            status_reason=row.status_reason,
+            status_changed_at=row.status_changed_at,
+            service_ip=row.service_ip,
+            pod_name=row.pod_name,
+            pod_phase=row.pod_phase,
+            pod_ready=row.pod_ready,
+            pod_ip=row.pod_ip,
+            restart_count=row.restart_count,
+            pod_reason=row.pod_reason,
+            pod_message=row.pod_message,
+            pod_started_at=row.pod_started_at,
+            created_at=row.created_at,
+            revision=row.revision,
+            chain=ChainView.of(row),
         )
 
 

@@ -147,18 +147,15 @@ async def first_node_pages(
     )
     total = func.count().over(partition_by=Node.network_id).label("total")
     ranked = (
-        select(Node.id, place, total)
-        .join(Network)
+        select(*NODE_VIEW_COLUMNS, place, total)
+        .join(Network, Network.id == Node.network_id)
         .where(Network.tenant_id == tenant_id, Node.network_id.in_(network_ids))
         .subquery()
     )
     query = (
-        select(*NODE_VIEW_COLUMNS, ranked.c.total)
-        .select_from(Node)
-        .join(ranked, ranked.c.id == Node.id)
-        .join(Network, Network.id == Node.network_id)
+        select(ranked)
         .where(ranked.c.place <= first + 1)
-        .order_by(Node.network_id, Node.created_at, Node.id)
+        .order_by(ranked.c.network_id, ranked.c.created_at, ranked.c.id)
     )
     rows: dict[str, list[Row[*tuple[Any, ...]]]] = defaultdict(list)
     for row in await session.execute(query):

@@ -160,7 +160,7 @@ class NetworkView:
     @classmethod
     def of(
         cls,
-        network: Network,
+        network: Network | Row[Any],  # or a row of its columns (reads.NETWORK_VIEW_COLUMNS)
         node_statuses: list[NodeStatus],
         coordinator_ip: str | None = None,
         coordinator_known: bool = False,

@@ -26,7 +26,9 @@ from app.store.read_models import NetworkView, NodeView, OperationView, StatusCh
 __all__ = ["BadCursor", "Page"]
 
 
-async def network_views(session: AsyncSession, networks: Sequence[Network]) -> list[NetworkView]:
+async def network_views(
+    session: AsyncSession, networks: Sequence[Network | Row[*tuple[Any, ...]]]
+) -> list[NetworkView]:
     """Views of ``networks``: their status and coordinator IP from one statement over their
     nodes' status, role and IP (plain rows: no ORM objects)."""
     facts: dict[str, list[Row[str, NodeStatus, NodeRole, str | None]]] = defaultdict(list)
@@ -78,11 +80,32 @@ async def _tenant_page(
     )
 
 
+NETWORK_VIEW_COLUMNS = (
+    Network.id, Network.tenant_id, Network.name, Network.consensus, Network.desired,
+    Network.external_coordinator_ip, Network.created_at, Network.storage_size,
+    Network.storage_class,
+)  # fmt: skip
+
+
 async def networks_page(
     session: AsyncSession, tenant_id: str, first: int, cursor: str | None
 ) -> Page[NetworkView]:
-    page = await _tenant_page(session, Network, tenant_id, first, cursor)
-    return Page(await network_views(session, page.items), page.cursors, page.has_next, page.total)
+    """A keyset page of the tenant's networks, oldest first, with their count in the same
+    statement (plain rows), and their nodes' statuses in one more."""
+    mine = Network.tenant_id == tenant_id
+    count = select(func.count()).select_from(Network).where(mine).scalar_subquery()
+    query = after(select(*NETWORK_VIEW_COLUMNS, count.label("total")).where(mine), Network, cursor)
+    rows = list(
+        await session.execute(query.order_by(Network.created_at, Network.id).limit(first + 1))
+    )
+    page = rows[:first]
+    total = rows[0].total if rows else await session.scalar(select(count)) or 0
+    return Page(
+        items=await network_views(session, page),
+        cursors=[encode_cursor(row.created_at, row.id) for row in page],
+        has_next=len(rows) > first,
+        total=total,
+    )
 
 
 async def tokens_page(

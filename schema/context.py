@@ -22,6 +22,7 @@ from app.store import reads
 from app.store.read_models import NetworkView, NodeView, OperationView, StatusChangeView
 
 NodePageKey = tuple[str, int, str | None]  # network id, first, after
+NodePages = dict[NodePageKey, reads.Page[NodeView]]
 
 
 class Loaders:

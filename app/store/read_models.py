@@ -114,8 +114,8 @@ class NodeView:
 
     @classmethod
     def of_row(cls, row: Row[Any]) -> NodeView:
-        """From a row of ``NodeView.COLUMNS``, the node's chain columns, and its network's
-        ``tenant_id`` and ``name`` labelled ``network_name``: no ORM object is made."""
+        """From a row of ``reads.NODE_VIEW_COLUMNS`` (the node's columns, its chain columns, its
+        network's ``tenant_id`` and ``name`` labelled ``network_name``): no ORM object."""
         return cls(
             id=row.id,
             tenant_id=row.tenant_id,

@@ -21,6 +21,9 @@ from app.services.tenancy import Principal
 from app.store import reads
 from app.store.read_models import NetworkView, NodeView, OperationView, StatusChangeView
 
+NodePageKey = tuple[str, int, str | None]  # network id, first, after
+NodePages = dict[NodePageKey, reads.Page[NodeView]]
+
 
 class Loaders:
     """DataLoaders that only ever find ``tenant_id``'s objects, each built on first use
@@ -43,6 +46,44 @@ class Loaders:
         async def load(ids: Sequence[str]) -> list[NodeView | None]:
             async with self.sessions() as session:
                 return await reads.nodes_by_ids(session, self.tenant_id, ids)
+
+        return DataLoader(load_fn=load)
+
+    @cached_property
+    def node_page(self) -> DataLoader[NodePageKey, reads.Page[NodeView]]:
+        """Keyed by (network id, first, after): the first pages of all networks in a batch
+        come from one statement per distinct ``first`` (``reads.first_node_pages``); a page
+        ``after`` a cursor costs a statement pair of its own. A bad cursor fails its key."""
+
+        async def load(keys: Sequence[NodePageKey]) -> list[reads.Page[NodeView] | BaseException]:
+            firsts: dict[int, list[str]] = defaultdict(list)
+            for network_id, first, cursor in keys:
+                if cursor is None:
+                    firsts[first].append(network_id)
+            found: dict[NodePageKey, reads.Page[NodeView] | BaseException] = {}
+            async with self.sessions() as session:
+                for first, ids in firsts.items():
+                    pages = await reads.first_node_pages(session, self.tenant_id, ids, first)
+                    found.update(((i, first, None), pages[i]) for i in ids)
+                for key in keys:
+                    if key not in found:
+                        try:
+                            found[key] = await reads.nodes_page(session, *key)
+                        except reads.BadCursor as error:
+                            found[key] = error
+            return [found[key] for key in keys]
+
+        return DataLoader(load_fn=load)
+
+    @cached_property
+    def coordinator(self) -> DataLoader[str, NodeView | None]:
+        """A network's coordinator, by network id (for views whose coordinator was not read
+        with them, see ``NetworkView.coordinator_known``)."""
+
+        async def load(ids: Sequence[str]) -> list[NodeView | None]:
+            async with self.sessions() as session:
+                found = await reads.coordinators(session, self.tenant_id, ids)
+            return [found.get(i) for i in ids]
 
         return DataLoader(load_fn=load)
 

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import strawberry
 from strawberry.types import Info
+from strawberry.types.nodes import SelectedField, Selection
 
 from app.domain.names import name_problem
 from app.store import reads
 from app.store.pages import BadCursor
 from schema.auth import caller
-from schema.context import Context
+from schema.context import Context, NodePages
 from schema.errors import ClientError
 from schema.ids import from_global_id, raw_id_of
-from schema.pagination import PageInfo, page_args
+from schema.pagination import MAX_PAGE, PageInfo, page_args
 from schema.types import Entity, Network, NetworkConnection, NetworkEdge, Node, Operation
 
 
@@ -36,6 +37,31 @@ async def lookup(info: Info[Context, None], global_id: str) -> Entity | None:
     return None
 
 
+def _first_node_pages(info: Info[Context, None]) -> set[int]:
+    """The sizes of the first pages of nodes (`nodes` without `after`) the selection asks of
+    each listed network (edges.node.nodes, fragments included); a size out of bounds is left
+    to the resolver, which refuses it."""
+    sizes: set[int] = set()
+
+    def under(selections: list[Selection], path: tuple[str, ...]) -> None:
+        for selection in selections:
+            if not isinstance(selection, SelectedField):  # a fragment: look inside
+                under(selection.selections, path)
+            elif path and selection.name == path[0]:
+                under(selection.selections, path[1:])
+            elif not path and selection.name == "nodes":
+                first = selection.arguments.get("first", 20)
+                if isinstance(first, str) and first.isdigit():  # a literal comes as its text
+                    first = int(first)
+                wanted = isinstance(first, int) and 1 <= first <= MAX_PAGE
+                if wanted and selection.arguments.get("after") is None:
+                    sizes.add(first)
+
+    for field in info.selected_fields:
+        under(field.selections, ("edges", "node"))
+    return sizes
+
+
 @strawberry.type
 class Query:
     @strawberry.field(description="Any object by its global ID.")
@@ -48,14 +74,19 @@ class Query:
     ) -> NetworkConnection:
         principal = caller(info)
         limit = page_args(first)
+        pages: NodePages = {}
         try:
             async with info.context.deps.sessions() as session:
                 page = await reads.networks_page(session, principal.tenant_id, limit, after)
+                ids = [view.id for view in page.items]
+                for size in _first_node_pages(info) if ids else ():  # read here, in one go
+                    found = await reads.first_node_pages(session, principal.tenant_id, ids, size)
+                    pages.update(((i, size, None), p) for i, p in found.items())
         except BadCursor as error:
             raise ClientError(str(error)) from None
         return NetworkConnection(
             edges=[
-                NetworkEdge(cursor=cursor, node=Network.of(view))
+                NetworkEdge(cursor=cursor, node=Network.of(view, pages=pages))
                 for view, cursor in zip(page.items, page.cursors, strict=True)
             ],
             page_info=PageInfo(

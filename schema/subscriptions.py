@@ -1,8 +1,11 @@
 """Subscription root: live node status, a snapshot first and then every change.
 
 The per-event work is done once: the pod observer reads the node from the database once and
-the bus hands that same immutable snapshot to every subscriber, whose only work is rendering
-the fields it selected. A subscriber that falls behind gets the latest state of each node.
+the bus hands that same immutable change to every subscriber; the selection is then executed
+and serialised once per group of subscribers with the same tenant, role, document and
+variables (schema/fanout.py). Snapshots are rendered for each subscriber; subscribers opening
+at the same time share the snapshot's read (never one older than their subscription).
+A subscriber that falls behind gets the latest state of each node.
 Once the connection's token is revoked or expired, no further change is rendered (and the
 connection sends nothing more: see app/services/connections.py).
 """
@@ -10,8 +13,12 @@ connection sends nothing more: see app/services/connections.py).
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from functools import partial
+from typing import cast
+from weakref import WeakKeyDictionary
 
 import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.types import Info
 
 from app.store import reads
@@ -19,14 +26,36 @@ from app.store.read_models import NodeView
 from schema.auth import caller
 from schema.context import Context
 from schema.errors import ClientError
+from schema.fanout import ReadQueue, SharedEvent
 from schema.ids import raw_id_of
 from schema.types import Node
+
+SnapshotKey = tuple[str, str | None, str | None]  # tenant, network, node
+_snapshot_reads: WeakKeyDictionary[object, ReadQueue[SnapshotKey, list[NodeView]]]
+_snapshot_reads = WeakKeyDictionary()  # per database (its sessionmaker)
 
 
 async def _snapshot(
     info: Info[Context, None], tenant_id: str, network_id: str | None, node_id: str | None
 ) -> list[NodeView]:
-    async with info.context.deps.sessions() as session:
+    """The chosen nodes now. Subscribers asking for the same nodes at the same time share one
+    read that began after they asked (``ReadQueue``): opening many subscriptions at once costs
+    a read per distinct choice, not per subscriber."""
+    sessions = info.context.deps.sessions
+    queue = _snapshot_reads.get(sessions)
+    if queue is None:
+        queue = _snapshot_reads[sessions] = ReadQueue()
+    fetch = partial(_read_snapshot, sessions, tenant_id, network_id, node_id)
+    return await queue.read((tenant_id, network_id, node_id), fetch)
+
+
+async def _read_snapshot(
+    sessions: async_sessionmaker[AsyncSession],
+    tenant_id: str,
+    network_id: str | None,
+    node_id: str | None,
+) -> list[NodeView]:
+    async with sessions() as session:
         if node_id is not None:
             found = await reads.nodes_by_ids(session, tenant_id, [node_id])
             if found[0] is None:
@@ -37,6 +66,10 @@ async def _snapshot(
                 raise ClientError("no such network")
             return await reads.nodes_of_network(session, tenant_id, network_id)
         return await reads.all_nodes(session, tenant_id)
+
+
+def _node(view: NodeView, context: Context) -> Node:
+    return Node.of(view, context.fresh_loaders())
 
 
 @strawberry.type
@@ -79,4 +112,5 @@ class Subscription:
                 if latest.revision <= sent.get(latest.id, -1):
                     continue
                 sent[latest.id] = latest.revision
-                yield Node.of(latest, context.fresh_loaders())
+                # The executor renders it once for the group (schema/fanout.py).
+                yield cast("Node", SharedEvent(change, partial(_node, latest, context)))

@@ -27,7 +27,7 @@ from app.services import logs
 from app.store import reads
 from app.store.read_models import NetworkView, NodeView, OperationView, StatusChangeView
 from schema.auth import caller
-from schema.context import Context, Loaders
+from schema.context import Context, Loaders, NodePageKey, NodePages
 from schema.errors import ClientError, ClusterFailure
 from schema.ids import to_global_id
 from schema.pagination import PageInfo, page_args
@@ -53,6 +53,8 @@ class Entity:
 @strawberry.type(description="A Quorum network: a coordinator and its dynamic peers.")
 class Network(Entity):
     view: strawberry.Private[NetworkView]
+    loaders: strawberry.Private[Loaders | None]  # a subscription event's own (see Node)
+    pages: strawberry.Private[NodePages | None]  # its node pages, if read with it
 
     name: str
     consensus: ConsensusEnum  # type: ignore[valid-type]
@@ -63,10 +65,14 @@ class Network(Entity):
     )
 
     @classmethod
-    def of(cls, view: NetworkView) -> Network:
+    def of(
+        cls, view: NetworkView, loaders: Loaders | None = None, pages: NodePages | None = None
+    ) -> Network:
         return cls(
             id=strawberry.ID(to_global_id("Network", view.id)),
             view=view,
+            loaders=loaders,
+            pages=pages,
             name=view.name,
             consensus=view.consensus,
             status=view.status,
@@ -76,10 +82,18 @@ class Network(Entity):
 
     @strawberry.field(description="The address peers dial: the coordinator's ClusterIP, or the "
                       "external coordinator's IP for a joined network.")  # fmt: skip
-    async def coordinator_ip(self, info: Info[Context, None]) -> str | None:
-        if self.view.external_coordinator_ip:
-            return self.view.external_coordinator_ip
-        coordinator = await _coordinator(info, self.view.id)
+    def coordinator_ip(self, info: Info[Context, None]) -> str | None:
+        # Synchronous when the IP was read with the network (reads.network_views): a list of
+        # networks then awaits nothing for it. Otherwise an awaitable, which graphql-core awaits.
+        view = self.view
+        if view.external_coordinator_ip:
+            return view.external_coordinator_ip
+        if view.coordinator_known:
+            return view.coordinator_ip
+        return self._coordinator_ip(info)  # type: ignore[return-value]
+
+    async def _coordinator_ip(self, info: Info[Context, None]) -> str | None:
+        coordinator = await (self.loaders or info.context.loaders).coordinator.load(self.view.id)
         return coordinator.service_ip if coordinator else None
 
     @strawberry.field(description="What each node's data claim asks for.")
@@ -91,18 +105,31 @@ class Network(Entity):
         return NetworkStorage(size=size, storage_class=storage_class or None)
 
     @strawberry.field
-    async def nodes(
+    def nodes(
         self,
         info: Info[Context, None],
         first: Annotated[int, strawberry.argument(description="1 to 100")] = 20,
         after: str | None = None,
     ) -> NodeConnection:
+        # Synchronous when the list read this page with the networks (Query.networks): a list
+        # of networks then awaits nothing for their nodes. Otherwise the page is loaded: a
+        # resolver may return an awaitable, which graphql-core awaits.
         limit = page_args(first)
-        try:
-            async with info.context.deps.sessions() as session:
-                page = await reads.nodes_page(session, self.view.id, limit, after)
+        key = (self.view.id, limit, after)
+        page = self.pages.get(key) if self.pages else None
+        if page is not None:
+            return self._connection(page, after)
+        return self._load_nodes(info, key)  # type: ignore[return-value]
+
+    async def _load_nodes(self, info: Info[Context, None], key: NodePageKey) -> NodeConnection:
+        try:  # batched with the other networks' pages (Loaders.node_page)
+            page = await (self.loaders or info.context.loaders).node_page.load(key)
         except reads.BadCursor as error:
             raise ClientError(str(error)) from None
+        return self._connection(page, key[2])
+
+    @staticmethod
+    def _connection(page: reads.Page[NodeView], after: str | None) -> NodeConnection:
         pairs = zip(page.items, page.cursors, strict=True)
         return NodeConnection(
             edges=[NodeEdge(cursor=c, node=Node.of(v)) for v, c in pairs],
@@ -120,14 +147,6 @@ class NetworkStorage:
     storage_class: str | None = strawberry.field(
         description="The StorageClass; null: the cluster's default class."
     )
-
-
-async def _coordinator(info: Info[Context, None], network_id: str) -> NodeView | None:
-    principal = info.context.principal
-    assert principal is not None  # the field's parent was resolved for this tenant
-    async with info.context.deps.sessions() as session:
-        nodes = await reads.nodes_of_network(session, principal.tenant_id, network_id)
-    return next((n for n in nodes if n.role is NodeRole.COORDINATOR), None)
 
 
 @strawberry.type(description="What the pod running a node reports.")
@@ -218,8 +237,9 @@ class Node(Entity):
 
     @strawberry.field
     async def network(self, info: Info[Context, None]) -> Network | None:
-        view = await self._loaders(info).network.load(self.view.network_id)
-        return Network.of(view) if view else None
+        loaders = self._loaders(info)
+        view = await loaders.network.load(self.view.network_id)
+        return Network.of(view, loaders) if view else None
 
     @strawberry.field
     def pod(self) -> PodState | None:

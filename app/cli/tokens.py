@@ -19,6 +19,7 @@ from app.domain.enums import Role
 from app.services.tenancy import create_token, revoke_token, tokens_of
 from app.store.engine import make_engine, make_sessionmaker
 from app.store.migrate import prepare
+from schema.ids import raw_id_of
 
 
 async def _create(args: argparse.Namespace, settings: Settings) -> int:
@@ -57,9 +58,11 @@ async def _list(args: argparse.Namespace, settings: Settings) -> int:
 async def _revoke(args: argparse.Namespace, settings: Settings) -> int:
     await prepare(settings.database_url)
     engine = make_engine(settings.database_url)
+    # The id `token list` prints, or the global ID GraphQL gives (`tokens { ... id }`).
+    token_id = raw_id_of(args.token_id, "ApiToken") or args.token_id
     try:
         async with make_sessionmaker(engine).begin() as session:
-            if await revoke_token(session, args.token_id) is None:
+            if await revoke_token(session, token_id) is None:
                 print(f"qaas: no token with id {args.token_id}", file=sys.stderr)
                 return 2
     finally:
@@ -84,5 +87,5 @@ def add_token_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     listing.add_argument("--tenant", required=True)
     listing.set_defaults(handler=run_action, action=_list)
     revoke = actions.add_parser("revoke", help="revoke a token by its id")
-    revoke.add_argument("token_id")
+    revoke.add_argument("token_id", help="as `token list` prints it, or its GraphQL ID")
     revoke.set_defaults(handler=run_action, action=_revoke)

@@ -47,13 +47,14 @@ def dialable_ip_problem(value: str) -> str | None:
 
 
 def address_ranges(text: str) -> tuple[AddressRange, ...]:
-    """Parse comma-separated CIDRs (``10.96.0.0/12,10.244.0.0/16``); ValueError names a bad one."""
+    """Parse comma-separated CIDRs (``10.96.0.0/12,10.244.0.0/16``; host bits are dropped);
+    ValueError names a bad one."""
     found: list[AddressRange] = []
     for part in (p.strip() for p in text.split(",")):
         if not part:
             continue
         try:
-            found.append(ipaddress.ip_network(part))
+            found.append(ipaddress.ip_network(part, strict=False))
         except ValueError:
             raise ValueError(f'"{part}" is not a CIDR such as 10.96.0.0/12') from None
     return tuple(found)

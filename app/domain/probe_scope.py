@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import ipaddress
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+from app.domain.addresses import AddressRange, address_ranges
+
+Network = AddressRange
 
 PRIVATE = tuple(
     ipaddress.ip_network(cidr)
@@ -43,23 +45,16 @@ PRIVATE = tuple(
 
 def probe_networks(text: str) -> tuple[Network, ...]:
     """Parse comma-separated CIDRs; ValueError names one that is malformed or not private."""
-    found: list[Network] = []
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        try:
-            network = ipaddress.ip_network(part, strict=False)
-        except ValueError:
-            raise ValueError(f"{part!r} is not a CIDR range") from None
+    found = address_ranges(text)
+    for network in found:
         if not any(
             network.version == private.version and network.subnet_of(private)  # type: ignore[arg-type]
             for private in PRIVATE
         ):
-            raise ValueError(f"{part} is not private address space: the probe dials pods only")
-        found.append(network)
+            raise ValueError(f"{network} is not private address space: the probe dials pods only")
     if not found:
         raise ValueError("no range given: the probe would dial nothing")
-    return tuple(found)
+    return found
 
 
 def may_dial(address: str, networks: tuple[Network, ...]) -> bool:

@@ -21,19 +21,23 @@ import asyncio
 import contextlib
 from collections import OrderedDict
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
 class NodeChange:
-    """A node's full new state, built once per change and shared by every subscriber."""
+    """A node's full new state, built once per change and shared by every subscriber.
+
+    ``renders`` is where subscribers keep what they derive from the change once for all of
+    them (schema/fanout.py: the rendered selection per group); it goes away with the change."""
 
     node_id: str
     network_id: str
     tenant_id: str
     snapshot: Any  # the read model (app.reconcile.views.NodeView), immutable
     deleted: bool = False
+    renders: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 class Mailbox:

@@ -9,6 +9,9 @@ from __future__ import annotations
 import datetime
 import json
 from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Row
 
 from app.domain.enums import (
     Consensus,
@@ -40,7 +43,8 @@ class ChainView:
     error: str | None
 
     @classmethod
-    def of(cls, node: Node) -> ChainView | None:
+    def of(cls, node: Node | Row[Any]) -> ChainView | None:
+        """From a node, or a row with its ``chain_*`` columns."""
         if node.chain_probed_at is None:
             return None
         validators = json.loads(node.chain_validators) if node.chain_validators else None
@@ -108,6 +112,34 @@ class NodeView:
             chain=ChainView.of(node),
         )
 
+    @classmethod
+    def of_row(cls, row: Row[Any]) -> NodeView:
+        """From a row of ``reads.NODE_VIEW_COLUMNS`` (the node's columns, its chain columns, its
+        network's ``tenant_id`` and ``name`` labelled ``network_name``): no ORM object."""
+        return cls(
+            id=row.id,
+            tenant_id=row.tenant_id,
+            network_id=row.network_id,
+            network_name=row.network_name,
+            name=row.name,
+            role=row.role,
+            status=row.status,
+            status_reason=row.status_reason,
+            status_changed_at=row.status_changed_at,
+            service_ip=row.service_ip,
+            pod_name=row.pod_name,
+            pod_phase=row.pod_phase,
+            pod_ready=row.pod_ready,
+            pod_ip=row.pod_ip,
+            restart_count=row.restart_count,
+            pod_reason=row.pod_reason,
+            pod_message=row.pod_message,
+            pod_started_at=row.pod_started_at,
+            created_at=row.created_at,
+            revision=row.revision,
+            chain=ChainView.of(row),
+        )
+
 
 @dataclass(frozen=True)
 class NetworkView:
@@ -120,9 +152,19 @@ class NetworkView:
     created_at: datetime.datetime
     storage_size: str | None = None  # None: the installation's settings
     storage_class: str | None = None  # "": the cluster's default class; None: the settings'
+    # Its coordinator's ClusterIP, read with its nodes' statuses (``reads.network_views``);
+    # with ``coordinator_known`` False (a view a mutation built) it was not read.
+    coordinator_ip: str | None = None
+    coordinator_known: bool = False
 
     @classmethod
-    def of(cls, network: Network, node_statuses: list[NodeStatus]) -> NetworkView:
+    def of(
+        cls,
+        network: Network | Row[Any],  # or a row of its columns (reads.NETWORK_VIEW_COLUMNS)
+        node_statuses: list[NodeStatus],
+        coordinator_ip: str | None = None,
+        coordinator_known: bool = False,
+    ) -> NetworkView:
         deleting = network.desired is Desired.ABSENT
         return cls(
             id=network.id,
@@ -134,6 +176,8 @@ class NetworkView:
             created_at=network.created_at,
             storage_size=network.storage_size,
             storage_class=network.storage_class,
+            coordinator_ip=coordinator_ip,
+            coordinator_known=coordinator_known,
         )
 
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.domain.enums import NodeRole, NodeStatus
 from app.store.models import ApiToken, Network, Node, NodeStatusChange, Operation, Tenant
 from app.store.pages import BadCursor, Page, after, encode_cursor
 from app.store.read_models import NetworkView, NodeView, OperationView, StatusChangeView
@@ -25,20 +26,39 @@ from app.store.read_models import NetworkView, NodeView, OperationView, StatusCh
 __all__ = ["BadCursor", "Page"]
 
 
-async def _statuses(session: AsyncSession, network_ids: Sequence[str]) -> dict[str, list[Node]]:
-    by_network: dict[str, list[Node]] = defaultdict(list)
-    if network_ids:
-        for node in await session.scalars(
-            select(Node).where(Node.network_id.in_(network_ids)).order_by(Node.created_at, Node.id)
-        ):
-            by_network[node.network_id].append(node)
-    return by_network
+async def network_views(
+    session: AsyncSession, networks: Sequence[Network | Row[*tuple[Any, ...]]]
+) -> list[NetworkView]:
+    """Views of ``networks``: their status and coordinator IP from one statement over their
+    nodes' status, role and IP (plain rows: no ORM objects)."""
+    facts: dict[str, list[Row[str, NodeStatus, NodeRole, str | None]]] = defaultdict(list)
+    if networks:
+        query = (
+            select(Node.network_id, Node.status, Node.role, Node.service_ip)
+            .where(Node.network_id.in_([n.id for n in networks]))
+            .order_by(Node.created_at, Node.id)
+        )
+        for row in await session.execute(query):
+            facts[row.network_id].append(row)
+    views = []
+    for network in networks:
+        nodes = facts[network.id]
+        coordinator = next((r for r in nodes if r.role is NodeRole.COORDINATOR), None)
+        ip = coordinator.service_ip if coordinator else None
+        views.append(NetworkView.of(network, [r.status for r in nodes], ip, True))
+    return views
 
 
-async def network_views(session: AsyncSession, networks: Sequence[Network]) -> list[NetworkView]:
-    nodes = await _statuses(session, [n.id for n in networks])
-    return [NetworkView.of(n, [node.status for node in nodes[n.id]]) for n in networks]
-
+# What a NodeView is made of (NodeView.of_row), for reads of many nodes as plain rows.
+NODE_VIEW_COLUMNS = (
+    Node.id, Node.network_id, Node.name, Node.role, Node.status, Node.status_reason,
+    Node.status_changed_at, Node.service_ip, Node.pod_name, Node.pod_phase, Node.pod_ready,
+    Node.pod_ip, Node.restart_count, Node.pod_reason, Node.pod_message, Node.pod_started_at,
+    Node.created_at, Node.revision, Node.chain_probed_at, Node.chain_block_number,
+    Node.chain_peer_count, Node.chain_syncing, Node.chain_enode, Node.chain_client_version,
+    Node.chain_raft_role, Node.chain_raft_id, Node.chain_validators, Node.chain_error,
+    Network.tenant_id, Network.name.label("network_name"),
+)  # fmt: skip
 
 M = TypeVar("M", Network, ApiToken)
 
@@ -60,11 +80,32 @@ async def _tenant_page(
     )
 
 
+NETWORK_VIEW_COLUMNS = (
+    Network.id, Network.tenant_id, Network.name, Network.consensus, Network.desired,
+    Network.external_coordinator_ip, Network.created_at, Network.storage_size,
+    Network.storage_class,
+)  # fmt: skip
+
+
 async def networks_page(
     session: AsyncSession, tenant_id: str, first: int, cursor: str | None
 ) -> Page[NetworkView]:
-    page = await _tenant_page(session, Network, tenant_id, first, cursor)
-    return Page(await network_views(session, page.items), page.cursors, page.has_next, page.total)
+    """A keyset page of the tenant's networks, oldest first, with their count in the same
+    statement (plain rows), and their nodes' statuses in one more."""
+    mine = Network.tenant_id == tenant_id
+    count = select(func.count()).select_from(Network).where(mine).scalar_subquery()
+    query = after(select(*NETWORK_VIEW_COLUMNS, count.label("total")).where(mine), Network, cursor)
+    rows = list(
+        await session.execute(query.order_by(Network.created_at, Network.id).limit(first + 1))
+    )
+    page = rows[:first]
+    total = rows[0].total if rows else await session.scalar(select(count)) or 0
+    return Page(
+        items=await network_views(session, page),
+        cursors=[encode_cursor(row.created_at, row.id) for row in page],
+        has_next=len(rows) > first,
+        total=total,
+    )
 
 
 async def tokens_page(
@@ -96,7 +137,8 @@ async def networks_by_ids(
 async def nodes_page(
     session: AsyncSession, network_id: str, first: int, cursor: str | None
 ) -> Page[NodeView]:
-    """The nodes of a network the caller already resolved within its tenant."""
+    """A page of the nodes of a network the caller already resolved within its tenant (for
+    first pages of many networks at once, see ``first_node_pages``)."""
     query = after(
         select(Node, Network).join(Network).where(Node.network_id == network_id),
         Node,
@@ -111,6 +153,68 @@ async def nodes_page(
         has_next=len(rows) > first,
         total=total,
     )
+
+
+async def first_node_pages(
+    session: AsyncSession, tenant_id: str, network_ids: Sequence[str], first: int
+) -> dict[str, Page[NodeView]]:
+    """The first page (``first`` nodes, oldest first) of each of ``tenant_id``'s networks in
+    ``network_ids``, with each network's exact node count: one statement whatever their number
+    (ROW_NUMBER and COUNT over a window per network), read as plain rows (no ORM objects: they
+    cost most of the time of a list). A network with no nodes, or not the tenant's, gets an
+    empty page."""
+    place = (
+        func.row_number()
+        .over(partition_by=Node.network_id, order_by=(Node.created_at, Node.id))
+        .label("place")
+    )
+    total = func.count().over(partition_by=Node.network_id).label("total")
+    ranked = (
+        select(*NODE_VIEW_COLUMNS, place, total)
+        .join(Network, Network.id == Node.network_id)
+        .where(Network.tenant_id == tenant_id, Node.network_id.in_(network_ids))
+        .subquery()
+    )
+    query = (
+        select(ranked)
+        .where(ranked.c.place <= first + 1)
+        .order_by(ranked.c.network_id, ranked.c.created_at, ranked.c.id)
+    )
+    rows: dict[str, list[Row[*tuple[Any, ...]]]] = defaultdict(list)
+    for row in await session.execute(query):
+        rows[row.network_id].append(row)
+    pages = {}
+    for network_id in network_ids:
+        found = rows[network_id]
+        page = found[:first]
+        pages[network_id] = Page(
+            items=[NodeView.of_row(row) for row in page],
+            cursors=[encode_cursor(row.created_at, row.id) for row in page],
+            has_next=len(found) > first,
+            total=found[0].total if found else 0,
+        )
+    return pages
+
+
+async def coordinators(
+    session: AsyncSession, tenant_id: str, network_ids: Sequence[str]
+) -> dict[str, NodeView]:
+    """The coordinator (the oldest, were there several) of each of ``tenant_id``'s networks in
+    ``network_ids`` that has one: one statement."""
+    rows = await session.execute(
+        select(Node, Network)
+        .join(Network)
+        .where(
+            Network.tenant_id == tenant_id,
+            Node.network_id.in_(network_ids),
+            Node.role == NodeRole.COORDINATOR,
+        )
+        .order_by(Node.created_at, Node.id)
+    )
+    found: dict[str, NodeView] = {}
+    for node, network in rows:
+        found.setdefault(node.network_id, NodeView.of(node, network))
+    return found
 
 
 async def nodes_by_ids(

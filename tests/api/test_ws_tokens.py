@@ -158,6 +158,7 @@ def _cli_revoke(settings: Settings, token_id: str) -> asyncio.Future[Any]:
     return asyncio.ensure_future(started)
 
 
+@pytest.mark.parametrize("form", ["listed", "graphql"])  # as `token list` prints it, or its ID
 async def test_a_token_revoked_by_another_process_closes_its_sockets(
     live: LiveServer,
     settings: Settings,
@@ -165,8 +166,10 @@ async def test_a_token_revoked_by_another_process_closes_its_sockets(
     member: tuple[str, str],
     network: str,
     socket: Socket,
+    form: str,
 ) -> None:
-    process = await _cli_revoke(settings, member[0])
+    token_id = member[0] if form == "listed" else to_global_id("ApiToken", member[0])
+    process = await _cli_revoke(settings, token_id)
     output, _ = await process.communicate()
     assert process.returncode == 0, output.decode()
     async with asyncio.timeout(CLOSED_WITHIN):

@@ -87,7 +87,8 @@ async def service(
 ) -> AsyncIterator[Service]:
     """The guard and the GraphQL view on an engine of their own, whose statements are counted
     (``sessions`` emptied the database first)."""
-    settings = load_settings(database_url=database_url)
+    # The response cache off: these tests measure what computing an answer costs.
+    settings = load_settings(database_url=database_url, response_cache_entries=0)
     engine: AsyncEngine = make_engine(database_url)
     statements = Statements()
     event.listen(engine.sync_engine, "before_cursor_execute", statements)

@@ -6,7 +6,7 @@ What it does
     three peers), and starts two servers on 127.0.0.1, both pinned to core 0:
     ``qaas serve`` on that database with its response cache off (its reconciler brings the
     nodes up in the sandbox, which has room for 80 pods: the others stay PENDING; the benchmark
-    waits until the statuses stop changing), and the reference, ``bench/list_reference.py``
+    waits until the statuses stop changing), and the reference, ``bench/reference_server.py``
     (Strawberry under uvicorn, the same types and fields, plain Python objects, no database).
     Then ``wrk`` on core 1 (16 connections, one thread) sends the query below as a GET,
     alternating QaaS and reference runs (3 x 10 s each, after a 2 s warm-up of each).
@@ -210,10 +210,9 @@ async def bench(args: argparse.Namespace, workdir: Path, kubeconfig: Path) -> tu
     servers = [
         start([str(qaas), "serve", "--host", HOST, "--port", str(qaas_port)], env,
               workdir / "qaas.log", workdir),
-        start([sys.executable, "-m", "uvicorn", "bench.list_reference:app", "--host", HOST,
-               "--port", str(reference_port), "--no-access-log", "--log-level", "warning"],
-              {**env, "REFERENCE_NETWORKS": str(args.networks),
-               "REFERENCE_NODES": str(args.nodes)}, workdir / "reference.log", workdir),
+        start([sys.executable, str(ROOT / "bench" / "reference_server.py"), "--port",
+               str(reference_port), "--networks", str(args.networks), "--nodes", str(args.nodes)],
+              env, workdir / "reference.log", workdir),
     ]  # fmt: skip
     qaas_url = f"http://{HOST}:{qaas_port}/graphql"
     reference_url = f"http://{HOST}:{reference_port}/graphql"

@@ -267,6 +267,12 @@ async def bench(args: argparse.Namespace, workdir: Path, kubeconfig: Path) -> Fi
                 log(f"profiled the max-rate phase (slowed by it); stacks in {args.profile}")
             log(f"{rate:.0f} req/s; now {rate / 2:.0f}/s on a schedule for {args.seconds:.0f} s")
             half = await open_loop(client, rate / 2, args.seconds)
+    except Exception:
+        log(
+            "the server's log ends with:\n"
+            + "".join((workdir / "qaas.log").open().readlines()[-30:])
+        )
+        raise
     finally:
         stop(server, grace=15.0)
     return Figures(viewer, hit, create, busy, rate, half)

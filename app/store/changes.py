@@ -113,6 +113,7 @@ def _tenants_of_rows(session: Session, rows: Iterable[object]) -> set[str]:
     tenants: set[str] = set()
     networks: set[str] = set()
     nodes: set[str] = set()
+    flushed_nodes: list[Node] = []
     for row in rows:
         if isinstance(row, Tenant):
             tenants.add(row.id)
@@ -122,12 +123,16 @@ def _tenants_of_rows(session: Session, rows: Iterable[object]) -> set[str]:
                 changes.remember(row.id, row.tenant_id)
         elif isinstance(row, Node):
             networks.add(row.network_id)
+            flushed_nodes.append(row)
         elif isinstance(row, NodeStatusChange):
             nodes.add(row.node_id)
         else:
             tenants.add(EVERYONE)
     if networks:
         tenants |= _owners_of(session, Network, networks)
+    for node in flushed_nodes:  # their history entries, flushed next, then cost no query
+        if (owner := changes.owner(node.network_id)) is not None:
+            changes.remember(node.id, owner)
     if nodes:
         tenants |= _owners_of(session, Node, nodes)
     return tenants

@@ -1,0 +1,346 @@
+"""Mutation latency: ``networkCreate`` against an authenticated ``{ viewer { role } }``.
+
+What it does
+    Starts a sandbox (simulated pods, in a temporary folder, tied to this process), makes one
+    ADMIN token in a fresh SQLite database and starts ``qaas serve`` on it (127.0.0.1, pinned
+    to core 0, logging at WARNING, the tenant's limits and the mutation rate limit raised so
+    that nothing is refused). This process, the load, then runs on core 1 and keeps one pool of
+    keep-alive connections (httpx). Three phases, each bounded:
+
+    1. idle round trips: ``--idle`` sequential ``{ viewer { role } }`` (the reference: the same
+       authentication, no write), then ``--idle`` sequential ``networkCreate`` with new names;
+    2. maximum rate: ``--concurrency`` ``networkCreate`` in flight for ``--seconds`` s;
+    3. half that rate, open loop: requests leave on a fixed schedule for ``--seconds`` s
+       whatever the earlier ones are doing; a latency counts from the scheduled start, so a
+       request that had to wait for a free moment counts its wait.
+
+    Each network created makes the reconciler (kicked by the mutation) write its coordinator's
+    Service and Deployment into the sandbox in the background: that work shares core 0 with
+    the answers, as it would in production. Every answer must be a 200 without ``errors`` and
+    with empty ``userErrors``, or the benchmark fails.
+
+How to read the figures
+    p50/p90/p99/max  milliseconds a request, client side, over loopback
+    ratio            networkCreate p50 / viewer p50 on the idle server; goal <= 2
+    max rate         networkCreate answered per second with ``--concurrency`` in flight
+    at half rate     p99 of networkCreate at half the max rate; goal <= 30 ms
+
+Usage::
+
+    flock /tmp/qaas-bench.lock .venv/bin/python bench/mutations.py [--idle 200] [--seconds 10]
+
+Needs 2 cores. Bounded by ``--timeout`` seconds (180); exits 2 when out of time. Only
+127.0.0.1 is contacted (the sandbox's apiserver listens there too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import httpx
+
+from app.config import load_settings
+from app.domain.enums import Role
+from app.sandbox.handle import Sandbox
+from app.sandbox.processes import _die_with_parent, free_ports, stop
+from app.services.tenancy import create_token
+from app.store.engine import make_engine, make_sessionmaker
+from app.store.migrate import upgrade
+
+HOST = "127.0.0.1"
+SERVER_CORE, LOAD_CORE = 0, 1
+READY_TIMEOUT = 60.0
+LIMIT = 100_000  # networks and nodes the tenant may have; mutations a minute
+VIEWER = "{ viewer { role } }"
+CREATE = (
+    "mutation($name: String!) { networkCreate(input: { name: $name }) "
+    "{ network { id status } userErrors { code message } } }"
+)
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def pinned() -> None:
+    """In the server's child process: die with us, run on the server core only."""
+    _die_with_parent()
+    os.sched_setaffinity(0, {SERVER_CORE})
+
+
+async def make_token(url: str) -> str:
+    """The benchmark's tenant (limits raised) and its ADMIN token's secret."""
+    await upgrade(url)
+    engine = make_engine(url)
+    try:
+        settings = load_settings(
+            database_url=url, namespace="default",
+            tenant_max_networks=LIMIT, tenant_max_nodes=LIMIT,
+        )  # fmt: skip
+        _, _, secret = await create_token(
+            make_sessionmaker(engine), "bench", Role.ADMIN, settings, "bench"
+        )
+    finally:
+        await engine.dispose()
+    return secret
+
+
+def start_server(
+    workdir: Path, database: str, kubeconfig: Path
+) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_ports(1)[0]
+    env = {**os.environ, "QAAS_DATABASE_URL": database, "QAAS_KUBECONFIG": str(kubeconfig),
+           "QAAS_CLUSTER": "kubeconfig", "QAAS_NAMESPACE": "default", "QAAS_LOG_LEVEL": "WARNING",
+           "QAAS_CHAIN_PROBE": "off", "QAAS_TENANT_MAX_NETWORKS": str(LIMIT),
+           "QAAS_TENANT_MAX_NODES": str(LIMIT), "QAAS_MUTATIONS_PER_MINUTE": str(LIMIT * 60),
+           "QAAS_MUTATION_BURST": str(LIMIT), "PYTHONPATH": str(ROOT)}  # fmt: skip
+    qaas = Path(sys.executable).with_name("qaas")
+    with (workdir / "qaas.log").open("ab") as out:
+        proc = subprocess.Popen(
+            [str(qaas), "serve", "--host", HOST, "--port", str(port)], stdin=subprocess.DEVNULL,
+            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=workdir, preexec_fn=pinned,
+        )  # fmt: skip
+    return proc, port
+
+
+async def wait_ready(http: httpx.AsyncClient, url: str, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("qaas serve exited during start-up (see qaas.log)")
+        try:
+            if (await http.get(url)).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass  # not listening yet
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"{url}: not ready within {READY_TIMEOUT:.0f}s")
+
+
+class Client:
+    """Timed GraphQL requests; every answer is checked (200, no errors, no userErrors)."""
+
+    def __init__(self, http: httpx.AsyncClient, url: str, token: str) -> None:
+        self.http, self.url = http, url
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.names = (f"m-{n}" for n in itertools.count())
+
+    async def _post(self, body: dict[str, Any]) -> dict[str, Any]:
+        response = await self.http.post(self.url, json=body, headers=self.headers)
+        if response.status_code != 200:
+            raise RuntimeError(f"HTTP {response.status_code}: {response.text[:300]}")
+        answer: dict[str, Any] = response.json()
+        if answer.get("errors"):
+            raise RuntimeError(f"errors: {answer['errors']}")
+        data: dict[str, Any] = answer["data"]
+        return data
+
+    async def viewer(self) -> float:
+        started = time.perf_counter()
+        data = await self._post({"query": VIEWER})
+        took = time.perf_counter() - started
+        if data["viewer"]["role"] != "ADMIN":
+            raise RuntimeError(f"viewer: {data}")
+        return took * 1000
+
+    async def create(self, started: float | None = None) -> float:
+        """One networkCreate; milliseconds from ``started`` (default: now)."""
+        started = time.perf_counter() if started is None else started
+        body = {"query": CREATE, "variables": {"name": next(self.names)}}
+        payload = (await self._post(body))["networkCreate"]
+        took = time.perf_counter() - started
+        if payload["userErrors"] or payload["network"] is None:
+            raise RuntimeError(f"networkCreate refused: {payload['userErrors']}")
+        return took * 1000
+
+
+@dataclass(frozen=True)
+class Latencies:
+    what: str
+    ms: list[float]
+
+    def at(self, percent: float) -> float:
+        """Nearest-rank percentile."""
+        ordered = sorted(self.ms)
+        rank = max(1, -(-len(ordered) * percent // 100))
+        return ordered[int(rank) - 1]
+
+    def row(self) -> str:
+        cells = "".join(f"{self.at(p):>8.1f}" for p in (50, 90, 99, 100))
+        return f"{self.what:<34}{len(self.ms):>6}{cells}"
+
+
+async def max_rate(client: Client, seconds: float, concurrency: int) -> tuple[float, Latencies]:
+    """``concurrency`` workers, each sending its next networkCreate when the last is answered."""
+    stop_at = time.perf_counter() + seconds
+    times: list[float] = []
+
+    async def worker() -> None:
+        while time.perf_counter() < stop_at:
+            times.append(await client.create())
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    rate = len(times) / (time.perf_counter() - started)
+    return rate, Latencies(f"networkCreate, {concurrency} in flight", times)
+
+
+async def open_loop(client: Client, rate: float, seconds: float) -> Latencies:
+    """networkCreate at ``rate`` a second on a fixed schedule, each timed from its slot."""
+    count = max(1, int(rate * seconds))
+    start = time.perf_counter() + 0.1
+    tasks: list[asyncio.Task[float]] = []
+    for i in range(count):
+        slot = start + i / rate
+        await asyncio.sleep(max(0.0, slot - time.perf_counter()))
+        tasks.append(asyncio.create_task(client.create(started=slot)))
+    times = await asyncio.gather(*tasks)
+    return Latencies(f"networkCreate at {rate:.0f}/s (open loop)", list(times))
+
+
+def record(args: argparse.Namespace, pid: int) -> subprocess.Popen[bytes] | None:
+    """py-spy sampling the server for one phase (collapsed stacks to ``--profile``)."""
+    if not args.profile:
+        return None
+    spy = Path(sys.executable).with_name("py-spy")
+    command = [str(spy), "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
+               "--duration", str(int(args.seconds)), "--output", args.profile,
+               "--nonblocking"]  # fmt: skip
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@dataclass(frozen=True)
+class Figures:
+    viewer: Latencies
+    hit: Latencies
+    create: Latencies
+    busy: Latencies
+    rate: float
+    half: Latencies
+
+
+async def bench(args: argparse.Namespace, workdir: Path, kubeconfig: Path) -> Figures:
+    database = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
+    token = await make_token(database)
+    server, port = start_server(workdir, database, kubeconfig)
+    os.sched_setaffinity(0, {LOAD_CORE})  # the load; the server has core 0
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    try:
+        async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+            await wait_ready(http, f"http://{HOST}:{port}/readyz", server)
+            client = Client(http, f"http://{HOST}:{port}/graphql", token)
+            for _ in range(20):  # warm-up: connections, caches, the tenant's namespace
+                await client.viewer()
+                await client.create()
+            log(
+                f"idle: {args.idle} viewer, then {args.idle} networkCreate each followed by "
+                "a viewer, one at a time"
+            )
+            hits = [await client.viewer() for _ in range(args.idle)]
+            create_ms: list[float] = []
+            computed: list[float] = []
+            for _ in range(args.idle):
+                create_ms.append(await client.create())
+                computed.append(await client.viewer())  # the create dropped the cached answer
+            viewer = Latencies("{ viewer { role } }, computed", computed)
+            hit = Latencies("{ viewer { role } }, cached", hits)
+            create = Latencies("networkCreate, idle", create_ms)
+            log(f"maximum rate: {args.concurrency} in flight for {args.seconds:.0f} s")
+            recorder = record(args, server.pid)
+            rate, busy = await max_rate(client, args.seconds, args.concurrency)
+            if recorder is not None:
+                await asyncio.to_thread(recorder.wait, 30)
+                log(f"profiled the max-rate phase (slowed by it); stacks in {args.profile}")
+            log(f"{rate:.0f} req/s; now {rate / 2:.0f}/s on a schedule for {args.seconds:.0f} s")
+            half = await open_loop(client, rate / 2, args.seconds)
+    except Exception:
+        log(
+            "the server's log ends with:\n"
+            + "".join((workdir / "qaas.log").open().readlines()[-30:])
+        )
+        raise
+    finally:
+        stop(server, grace=15.0)
+    return Figures(viewer, hit, create, busy, rate, half)
+
+
+def report(figures: Figures, args: argparse.Namespace) -> str:
+    ratio = figures.create.at(50) / figures.viewer.at(50)
+    header = f"{'':<34}{'n':>6}{'p50':>8}{'p90':>8}{'p99':>8}{'max':>8}  (ms)"
+    rows = [figures.hit, figures.viewer, figures.create, figures.busy, figures.half]
+    return "\n".join([
+        f"\nqaas serve on 1 core, SQLite, load on the other; {os.cpu_count()} cores",
+        header, *(r.row() for r in rows),
+        f"idle: networkCreate p50 {figures.create.at(50):.1f} ms | reference "
+        f"{{ viewer {{ role }} }} computed p50 {figures.viewer.at(50):.1f} ms | ratio "
+        f"{ratio:.2f} | goal <= 2.00 (against the cached viewer: "
+        f"{figures.create.at(50) / figures.hit.at(50):.2f})",
+        f"max rate {figures.rate:.0f} req/s ({args.concurrency} in flight); at half "
+        f"({figures.rate / 2:.0f}/s): p50 {figures.half.at(50):.1f} ms, p99 "
+        f"{figures.half.at(99):.1f} ms | goal p99 <= 30 ms",
+    ])  # fmt: skip
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--idle", type=int, default=200, help="sequential requests of each")
+    parser.add_argument("--seconds", type=float, default=10.0, help="each loaded phase")
+    parser.add_argument("--concurrency", type=int, default=16, help="in flight at max rate")
+    parser.add_argument("--profile", help="record the server with py-spy in the max-rate phase")
+    parser.add_argument("--timeout", type=float, default=180.0, help="the whole run, seconds")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if len(os.sched_getaffinity(0)) < 2:
+        print("needs 2 cores (the server on core 0, the load on core 1)", file=sys.stderr)
+        return 2
+
+    def out_of_time(_signum: int, _frame: FrameType | None) -> None:
+        raise TimeoutError
+
+    signal.signal(signal.SIGALRM, out_of_time)  # a backstop for the blocking parts
+    signal.alarm(int(args.timeout) + 30)
+    started = time.monotonic()
+    try:
+        with tempfile.TemporaryDirectory(prefix="qaas-mutations-") as tmp:
+            workdir = Path(tmp)
+            sandbox = Sandbox(workdir / "sandbox")
+            try:
+                state = sandbox.up(progress=log, detach=False, runtime="simulated", timeout=120)
+                left = args.timeout - (time.monotonic() - started)
+
+                async def bounded() -> Figures:
+                    async with asyncio.timeout(left):
+                        return await bench(args, workdir, state.kubeconfig)
+
+                figures = asyncio.run(bounded())
+            finally:
+                log("stopping the sandbox")
+                sandbox.down()
+    except TimeoutError:
+        print(f"the benchmark did not finish within {args.timeout:.0f}s", file=sys.stderr)
+        return 2
+    finally:
+        signal.alarm(0)
+    print(report(figures, args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""What a mutation's one transaction sends: once it has started writing, it reads nothing more.
+
+The change counter (app/store/changes.py) notes which tenant each flushed row belongs to; a
+node's history entry names only the node, whose tenant is known from the node flushed just
+before it, so finding it must not cost a query inside the write transaction.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.domain.enums import Consensus
+from app.services import networks, nodes
+from app.services.results import commit_unless_refused
+from app.store.changes import changes
+from tests.conftest import CallerTenant
+
+
+async def test_a_new_node_costs_no_owner_lookup(
+    sessions: async_sessionmaker[AsyncSession], tenant: CallerTenant
+) -> None:
+    engine: AsyncEngine = sessions.kw["bind"]
+    sent: list[str] = []
+
+    def record(*args: Any) -> None:
+        sent.append(" ".join(str(args[2]).split()).upper())
+
+    ticket = changes.ticket()
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        made = await commit_unless_refused(sessions, partial(
+            networks.create_network, tenant_id=tenant.id, name="acme", consensus=Consensus.RAFT,
+            start_deadline=300.0))  # fmt: skip
+        assert made.network is not None, made.errors
+        create = sent[:]
+        sent.clear()
+        added = await commit_unless_refused(sessions, partial(
+            nodes.add_node, tenant_id=tenant.id, network_id=made.network.id, name="peer-1",
+            start_deadline=300.0))  # fmt: skip
+        assert added.node is not None, added.errors
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
+    for statements in (create, sent):
+        first_insert = next(i for i, s in enumerate(statements) if s.startswith("INSERT"))
+        reads = [s for s in statements[first_insert:] if s.startswith("SELECT")]
+        assert reads == [], statements
+    # ... and both changes still count for the tenant, and for no one else.
+    assert changes.changed_since(tenant.id, ticket)
+    assert not changes.changed_since("no such tenant", ticket)

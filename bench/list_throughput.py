@@ -31,31 +31,31 @@ import asyncio
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import httpx
 
 from app.config import load_settings
 from app.domain.enums import Consensus, Role
-from app.sandbox.handle import Sandbox
 from app.sandbox.processes import _die_with_parent, free_ports, stop
 from app.services import networks, nodes
 from app.services.results import commit_unless_refused
 from app.services.tenancy import create_token
 from app.store.engine import make_engine, make_sessionmaker
 from app.store.migrate import upgrade
+
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # bench/, as in chaos.py
+
+from bench.harness import bounded_with_sandbox
 
 HOST = "127.0.0.1"
 QUERY = (
@@ -277,25 +277,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("needs 2 cores (servers on core 0, wrk on core 1)", file=sys.stderr)
         return 2
 
-    def out_of_time(_signum: int, _frame: FrameType | None) -> None:
-        raise TimeoutError
-
-    signal.signal(signal.SIGALRM, out_of_time)
-    signal.alarm(int(args.timeout))
-    try:
-        with tempfile.TemporaryDirectory(prefix="qaas-list-") as tmp:
-            workdir = Path(tmp)
-            sandbox = Sandbox(workdir / "sandbox")
-            try:
-                state = sandbox.up(progress=log, detach=False, runtime="simulated", timeout=120)
-                ours, theirs = asyncio.run(bench(args, workdir, state.kubeconfig))
-            finally:
-                sandbox.down()
-    except TimeoutError:
-        print(f"the benchmark did not finish within {args.timeout:.0f}s", file=sys.stderr)
+    measured = bounded_with_sandbox(
+        "qaas-list-",
+        args.timeout,
+        log,
+        lambda workdir, kubeconfig: bench(args, workdir, kubeconfig),
+    )
+    if measured is None:
         return 2
-    finally:
-        signal.alarm(0)
+    ours, theirs = measured
     print(f"\nnetworks(first: {args.networks}) with nodes(first: 10), {args.networks} x "
           f"{args.nodes} nodes, {args.connections} connections, medians of {args.runs} x "
           f"{args.seconds} s, {os.cpu_count()} cores")  # fmt: skip

@@ -39,26 +39,26 @@ import argparse
 import asyncio
 import itertools
 import os
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import httpx
 
 from app.config import load_settings
 from app.domain.enums import Role
-from app.sandbox.handle import Sandbox
 from app.sandbox.processes import _die_with_parent, free_ports, stop
 from app.services.tenancy import create_token
 from app.store.engine import make_engine, make_sessionmaker
 from app.store.migrate import upgrade
+
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # bench/, as in chaos.py
+
+from bench.harness import bounded_with_sandbox
 
 HOST = "127.0.0.1"
 SERVER_CORE, LOAD_CORE = 0, 1
@@ -311,33 +311,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("needs 2 cores (the server on core 0, the load on core 1)", file=sys.stderr)
         return 2
 
-    def out_of_time(_signum: int, _frame: FrameType | None) -> None:
-        raise TimeoutError
-
-    signal.signal(signal.SIGALRM, out_of_time)  # a backstop for the blocking parts
-    signal.alarm(int(args.timeout) + 30)
-    started = time.monotonic()
-    try:
-        with tempfile.TemporaryDirectory(prefix="qaas-mutations-") as tmp:
-            workdir = Path(tmp)
-            sandbox = Sandbox(workdir / "sandbox")
-            try:
-                state = sandbox.up(progress=log, detach=False, runtime="simulated", timeout=120)
-                left = args.timeout - (time.monotonic() - started)
-
-                async def bounded() -> Figures:
-                    async with asyncio.timeout(left):
-                        return await bench(args, workdir, state.kubeconfig)
-
-                figures = asyncio.run(bounded())
-            finally:
-                log("stopping the sandbox")
-                sandbox.down()
-    except TimeoutError:
-        print(f"the benchmark did not finish within {args.timeout:.0f}s", file=sys.stderr)
+    figures = bounded_with_sandbox(
+        "qaas-mutations-",
+        args.timeout,
+        log,
+        lambda workdir, kubeconfig: bench(args, workdir, kubeconfig),
+    )
+    if figures is None:
         return 2
-    finally:
-        signal.alarm(0)
     print(report(figures, args))
     return 0
 

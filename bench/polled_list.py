@@ -41,15 +41,12 @@ import json
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import httpx
@@ -59,7 +56,6 @@ sys.path.append(str(Path(__file__).resolve().parents[1]))  # bench/, as in sandb
 
 from app.config import load_settings
 from app.domain.enums import Consensus, Role
-from app.sandbox.handle import Sandbox
 from app.sandbox.processes import _die_with_parent, free_ports, stop
 from app.services import networks, nodes
 from app.services.results import commit_unless_refused
@@ -67,6 +63,7 @@ from app.services.tenancy import create_token
 from app.store.engine import make_engine, make_sessionmaker
 from app.store.migrate import upgrade
 from bench.fanout import log
+from bench.harness import bounded_with_sandbox
 
 HOST = "127.0.0.1"
 NAMESPACE = "default"
@@ -347,33 +344,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("wrk is needed (apt-get install wrk)", file=sys.stderr)
         return 2
 
-    def out_of_time(_signum: int, _frame: FrameType | None) -> None:
-        raise TimeoutError(f"the benchmark did not finish within {args.timeout:.0f}s")
-
-    signal.signal(signal.SIGALRM, out_of_time)  # a backstop for the blocking parts
-    signal.alarm(int(args.timeout) + 30)
-    started = time.monotonic()
-    try:
-        with tempfile.TemporaryDirectory(prefix="qaas-polled-") as tmp:
-            workdir = Path(tmp)
-            sandbox = Sandbox(workdir / "sandbox")
-            try:
-                state = sandbox.up(progress=log, detach=False, runtime="simulated", timeout=120)
-                left = args.timeout - (time.monotonic() - started)
-
-                async def bounded() -> str:
-                    async with asyncio.timeout(left):
-                        return await bench(args, workdir, state.kubeconfig)
-
-                line = asyncio.run(bounded())
-            finally:
-                log("stopping the sandbox")
-                sandbox.down()
-    except TimeoutError:
-        print(f"the benchmark did not finish within {args.timeout:.0f}s", file=sys.stderr)
+    line = bounded_with_sandbox(
+        "qaas-polled-",
+        args.timeout,
+        log,
+        lambda workdir, kubeconfig: bench(args, workdir, kubeconfig),
+    )
+    if line is None:
         return 2
-    finally:
-        signal.alarm(0)
     print(line)
     return 0
 

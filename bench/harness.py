@@ -1,0 +1,69 @@
+"""What the benchmarks that need a cluster do around their measurement.
+
+``bounded_with_sandbox`` gives the measurement a temporary folder and a sandbox of simulated
+pods tied to this process (they measure QaaS, not Ethereum nodes), and bounds the whole run:
+the measurement is cancelled when ``timeout`` seconds have passed since the start, and a
+SIGALRM a little later stops the blocking parts (the sandbox's start and stop). It returns the
+measurement's result, or None once it has said on stderr that the time ran out.
+
+Example::
+
+    figures = bounded_with_sandbox("qaas-list-", args.timeout, log,
+                                   lambda workdir, kubeconfig: bench(args, workdir, kubeconfig))
+    if figures is None:
+        return 2
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from types import FrameType
+from typing import Any, TypeVar
+
+from app.sandbox.handle import Sandbox
+
+T = TypeVar("T")
+BACKSTOP_SECONDS = 30  # after the timeout: for a sandbox that does not start or stop
+
+
+def bounded_with_sandbox(
+    prefix: str,
+    timeout: float,
+    log: Callable[[str], None],
+    measure: Callable[[Path, Path], Coroutine[Any, Any, T]],
+) -> T | None:
+    """Run ``measure(workdir, kubeconfig)`` within ``timeout`` seconds (see the module)."""
+
+    def out_of_time(_signum: int, _frame: FrameType | None) -> None:
+        raise TimeoutError
+
+    signal.signal(signal.SIGALRM, out_of_time)
+    signal.alarm(int(timeout) + BACKSTOP_SECONDS)
+    started = time.monotonic()
+    try:
+        with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+            workdir = Path(tmp)
+            sandbox = Sandbox(workdir / "sandbox")
+            try:
+                state = sandbox.up(progress=log, detach=False, runtime="simulated", timeout=120)
+                left = timeout - (time.monotonic() - started)
+
+                async def bounded() -> T:
+                    async with asyncio.timeout(left):
+                        return await measure(workdir, state.kubeconfig)
+
+                return asyncio.run(bounded())
+            finally:
+                log("stopping the sandbox")
+                sandbox.down()
+    except TimeoutError:
+        print(f"the benchmark did not finish within {timeout:.0f}s", file=sys.stderr)
+        return None
+    finally:
+        signal.alarm(0)

@@ -88,11 +88,22 @@ class NodeView:
 
     @classmethod
     def of(cls, node: Node, network: Network) -> NodeView:
+        return cls._of(node, network.tenant_id, network.name)
+
+    @classmethod
+    def of_row(cls, row: Row[Any]) -> NodeView:
+        """From a row of ``reads.NODE_VIEW_COLUMNS`` (the node's columns, its chain columns, its
+        network's ``tenant_id`` and ``name`` labelled ``network_name``): no ORM object."""
+        return cls._of(row, row.tenant_id, row.network_name)
+
+    @classmethod
+    def _of(cls, node: Node | Row[Any], tenant_id: str, network_name: str) -> NodeView:
+        """From anything with the node's columns as attributes: an ORM node or a row."""
         return cls(
             id=node.id,
-            tenant_id=network.tenant_id,
+            tenant_id=tenant_id,
             network_id=node.network_id,
-            network_name=network.name,
+            network_name=network_name,
             name=node.name,
             role=node.role,
             status=node.status,
@@ -110,34 +121,6 @@ class NodeView:
             created_at=node.created_at,
             revision=node.revision,
             chain=ChainView.of(node),
-        )
-
-    @classmethod
-    def of_row(cls, row: Row[Any]) -> NodeView:
-        """From a row of ``reads.NODE_VIEW_COLUMNS`` (the node's columns, its chain columns, its
-        network's ``tenant_id`` and ``name`` labelled ``network_name``): no ORM object."""
-        return cls(
-            id=row.id,
-            tenant_id=row.tenant_id,
-            network_id=row.network_id,
-            network_name=row.network_name,
-            name=row.name,
-            role=row.role,
-            status=row.status,
-            status_reason=row.status_reason,
-            status_changed_at=row.status_changed_at,
-            service_ip=row.service_ip,
-            pod_name=row.pod_name,
-            pod_phase=row.pod_phase,
-            pod_ready=row.pod_ready,
-            pod_ip=row.pod_ip,
-            restart_count=row.restart_count,
-            pod_reason=row.pod_reason,
-            pod_message=row.pod_message,
-            pod_started_at=row.pod_started_at,
-            created_at=row.created_at,
-            revision=row.revision,
-            chain=ChainView.of(row),
         )
 
 

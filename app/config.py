@@ -152,6 +152,9 @@ class Settings(BaseSettings):
     kube_retries: int = Field(default=4, ge=0, le=20)
     kube_backoff_seconds: float = Field(default=0.25, gt=0)
     kube_retry_after_max: float = Field(default=10.0, ge=0)
+    # Node changes across replicas: "postgres" (LISTEN/NOTIFY, app/events/pg_bus.py), "memory"
+    # (this process only), "auto": postgres on a PostgreSQL database, else memory.
+    event_bus: Literal["auto", "memory", "postgres"] = "auto"
     # The chain probe (app/chain, app/control/chain.py).
     chain_probe: Literal["on", "off"] = "on"
     chain_probe_interval: float = Field(default=5.0, gt=0)
@@ -204,6 +207,10 @@ def load_settings(**overrides: object) -> Settings:
             f"QAAS_DATABASE_URL={settings.database_url!r} is not supported: use "
             "sqlite+aiosqlite:///path.db or postgresql+asyncpg://user@host/db"
         )
+    if settings.event_bus == "postgres" and not shared_bus(settings):
+        raise ConfigError(
+            "QAAS_EVENT_BUS=postgres needs a PostgreSQL QAAS_DATABASE_URL (postgresql+asyncpg://)"
+        )
     try:
         probe_networks(settings.chain_probe_networks)
     except ValueError as error:
@@ -222,6 +229,12 @@ def load_settings(**overrides: object) -> Settings:
             "(QAAS_NODE_STORAGE_MAX_SIZE)"
         )
     return settings
+
+
+def shared_bus(settings: Settings) -> bool:
+    """Whether node changes and wake-up calls go through PostgreSQL (several replicas)."""
+    postgres = settings.database_url.startswith("postgresql")
+    return postgres and settings.event_bus != "memory"
 
 
 def graphiql_enabled(settings: Settings) -> bool:

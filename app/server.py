@@ -42,16 +42,18 @@ from app.cluster.connect import (
 )
 from app.cluster.errors import KubeError, NotFound
 from app.cluster.objects import CONTAINER
-from app.config import ConfigError, Settings
+from app.config import ConfigError, Settings, shared_bus
 from app.control.loop import ControlLoop
 from app.control.reconciler import Reconciler
 from app.events.bus import EventBus, InProcessBus
+from app.events.pg_bus import PostgresBus
 from app.services.api_deps import ApiDeps
 from app.services.logs import LogsUnavailable, PodLogReader
 from app.services.ratelimit import RateLimiter
 from app.services.tenancy import bootstrap_first_tenant
 from app.store.engine import DatabaseUnavailable, make_engine, make_sessionmaker, ping
 from app.store.migrate import MigrationNeeded, prepare
+from app.store.node_feed import NodeFeed
 from schema.build import ASSETS_PATH, GRAPHQL_PATH, QaasGraphQL
 from schema.graphiql import assets_route
 from schema.http import HttpGuard
@@ -231,6 +233,9 @@ class Startup:
             await _bootstrap_first_tenant(deps.sessions, settings)
         control = ControlLoop(Reconciler(deps.sessions, cluster, settings, self.bus))
         deps.kick = control.kick
+        if isinstance(self.bus, PostgresBus):  # a mutation on any replica wakes this one's too
+            self.bus.on_kick[:] = [control.kick]
+            deps.kick = self.bus.kick
         deps.control_problems = lambda: control.problems(settings.unready_after_seconds)
         if self.state is not None:
             self.state.control = control  # for tests and diagnostics
@@ -324,7 +329,9 @@ async def come_up(app: Starlette) -> None:
 def create_app(settings: Settings) -> Starlette:
     engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine)
-    bus = InProcessBus()
+    shared = shared_bus(settings)
+    pg_bus = PostgresBus(settings.database_url, NodeFeed(sessions)) if shared else None
+    bus: EventBus = pg_bus or InProcessBus()
     limiter = RateLimiter(settings.mutations_per_minute, settings.mutation_burst)
     deps = ApiDeps(settings=settings, sessions=sessions, bus=bus, limiter=limiter)
     graphql = QaasGraphQL(deps)
@@ -334,11 +341,15 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(application: Starlette) -> AsyncIterator[None]:
         startup.state = application.state
         try:
+            if pg_bus is not None:
+                await pg_bus.start()
             await startup.start()
             yield
         finally:
             await deps.close()  # open WebSockets' token checks, tokens' last use
             await startup.stop()
+            if pg_bus is not None:
+                await pg_bus.stop()
 
     async def healthz(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})

@@ -6,7 +6,7 @@ transaction, and bumps the revision by compare-and-set: if another writer (the r
 the pod observer both write nodes) committed the row in between, the attempt is rolled back and
 made again from a fresh read, so no writer overwrites newer facts with an older derivation.
 Revisions are strictly increasing per node, and the new snapshot is published only once its
-transaction has committed.
+transaction has committed (the bus's announcement to other replicas goes out with the commit).
 
 Example::
 
@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.control.progress import refresh_status
 from app.domain.enums import Desired
 from app.events.bus import EventBus, NodeChange
-from app.store import desired
+from app.store import desired, node_feed
 from app.store.models import Node
 from app.store.read_models import NodeView
 from app.store.unit import RowVanished, UnitOfWork
@@ -92,9 +92,15 @@ class NodeWriter:
                 work.discard()  # derived from a row that is no longer current
                 return _LOST
             view = NodeView.of(node, network)
-            work.after_commit(lambda: self.publish(NodeChange(view.id, view.network_id,
-                                                              view.tenant_id, view)))  # fmt: skip
+            change = NodeChange(view.id, view.network_id, view.tenant_id, view)
+            await self.announce(work.session, change)
+            work.after_commit(lambda: self.publish(change))
         return view
+
+    async def announce(self, session: AsyncSession, change: NodeChange) -> None:
+        """Tell other replicas within the writing transaction (delivered on its commit)."""
+        if (note := self.bus.announcement(change)) is not None:
+            await node_feed.announce(session, *note)
 
     def publish(self, change: NodeChange) -> None:
         self.bus.publish(change)

@@ -86,6 +86,7 @@ class Removal:
             await fail_unfinished_starts(work.session, node.id)
             gone = NodeChange(node.id, network.id, network.tenant_id, NodeView.of(node, network),
                               deleted=True)  # fmt: skip
+            await self.writer.announce(work.session, gone)
             work.after_commit(lambda: self.writer.publish(gone))
         log.info("deleted node %s of network %s", node.name, network.name)
 

@@ -4,8 +4,10 @@ Each subscriber has a bounded mailbox keyed by node: a slow subscriber that fall
 the LATEST state of each node, never an ever-growing backlog. Publishing is O(subscribers)
 dictionary writes and never blocks on a subscriber.
 
-This is the in-process bus. A database-backed bus (PostgreSQL LISTEN/NOTIFY) for several
-replicas implements the same two methods, ``publish`` and ``subscribe``.
+This is the in-process bus (one replica). The PostgreSQL bus for several replicas
+(``app/events/pg_bus.py``) implements the same protocol and delivers through one of these.
+``announcement`` is what a writer sends inside its writing transaction so that other replicas
+hear of the change exactly when it commits (None here: nobody else is listening).
 
 Example::
 
@@ -35,7 +37,9 @@ class NodeChange:
     node_id: str
     network_id: str
     tenant_id: str
-    snapshot: Any  # the read model (app.reconcile.views.NodeView), immutable
+    # The read model (app.store.read_models.NodeView), immutable. For a deleted node: its last
+    # state, or None when the deletion was heard from another replica that alone had it.
+    snapshot: Any
     deleted: bool = False
     renders: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -85,6 +89,10 @@ class Mailbox:
 class EventBus(Protocol):
     def publish(self, change: NodeChange) -> None: ...
 
+    def announcement(self, change: NodeChange) -> tuple[str, str] | None:
+        """(channel, payload) to NOTIFY within the transaction that makes ``change``, or None."""
+        ...
+
     def subscribe(
         self,
         network_id: str | None = None,
@@ -103,6 +111,13 @@ class InProcessBus:
     @property
     def subscribers(self) -> int:
         return len(self._mailboxes)
+
+    def wanted(self, change: NodeChange) -> bool:
+        """Whether any subscriber wants this change."""
+        return any(mailbox.wants(change) for mailbox in self._mailboxes)
+
+    def announcement(self, change: NodeChange) -> tuple[str, str] | None:
+        return None
 
     def publish(self, change: NodeChange) -> None:
         for mailbox in self._mailboxes:

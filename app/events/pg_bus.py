@@ -1,0 +1,324 @@
+"""The event bus across replicas: PostgreSQL LISTEN/NOTIFY (one listening connection per process).
+
+A writer NOTIFYs inside its writing transaction (``announcement``: ids and the revision, never
+the node itself, so far below PostgreSQL's 8000-byte payload limit); PostgreSQL delivers it to
+every listening replica when, and only if, the transaction commits, in commit order. The writing
+replica also publishes its snapshot locally at once (``publish``); whichever of the two arrives
+second is dropped by its revision.
+
+Each replica turns notifications into ``NodeChange``s by reading the nodes, once per change for
+all of its subscribers: notified ids wait in one ordered set (a burst of changes of a node is
+one read, of its latest state) and one reader takes them in batches. A change no subscriber of
+this replica wants is not read at all (a new subscriber reads its own snapshot first). A
+deletion is not read (the row is gone): its notification carries the ids, and the change has
+``deleted=True`` with the last state this replica delivered, or None.
+
+Per node, a subscriber sees strictly increasing revisions, and the latest state wins.
+
+If the listening connection drops (or stops answering the heartbeat) the bus reconnects with
+backoff and jitter, LISTENs again, then catches up: it reads every node's revision in one
+statement and reads the nodes whose revision is newer than what it delivered; a node it knew
+that is gone is delivered as deleted. So a subscriber never misses a final state. A reconnect
+also wakes the local reconciler (a kick may have been missed).
+
+``kick`` runs this replica's ``on_kick`` handlers (its reconciler's wake-up call) and NOTIFYs
+the wake-up channel: every other replica runs its own (the sender ignores its own NOTIFY).
+
+Example::
+
+    bus = PostgresBus(settings.database_url, NodeFeed(sessions))
+    await bus.start()
+    bus.on_kick.append(control.kick)
+    async with bus.subscribe(network_id="n1") as mailbox:
+        change = await mailbox.get()
+    await bus.stop()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import asyncpg
+
+from app.events.bus import InProcessBus, Mailbox, NodeChange
+
+log = logging.getLogger("qaas.events")
+
+NODES = "qaas_nodes"  # node changes: {"n": node, "w": network, "t": tenant, "r": revision, "d"}
+KICK = "qaas_kick"  # wake the reconciler: the payload is the sender's instance id
+DELETED_KEPT = 10_000  # deleted nodes remembered (to drop late notifications about them)
+LOST = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, ConnectionError)
+
+
+class Snapshot(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def network_id(self) -> str: ...
+    @property
+    def tenant_id(self) -> str: ...
+    @property
+    def revision(self) -> int: ...
+
+
+class NodeSource(Protocol):
+    """What the bus reads (app/store/node_feed.py: NodeFeed)."""
+
+    async def views(self, node_ids: Sequence[str]) -> Sequence[Snapshot]: ...
+    async def revisions(self) -> Sequence[tuple[str, str, str, int]]: ...
+    async def notify(self, channel: str, payload: str) -> None: ...
+
+
+@dataclass
+class _Known:
+    """The newest revision of a node this replica delivered (or skipped: nobody wanted it)."""
+
+    revision: int
+    network_id: str
+    tenant_id: str
+    stamp: int  # when it was last set (catch-up only deletes what it knew before its read)
+    last: Any = None  # the last snapshot delivered
+    deleted: bool = False
+
+
+class PostgresBus:
+    def __init__(
+        self,
+        dsn: str,
+        source: NodeSource,
+        *,
+        mailbox_limit: int = 1000,
+        batch: int = 500,
+        heartbeat_seconds: float = 5.0,
+        retry_first_seconds: float = 0.1,
+        retry_max_seconds: float = 5.0,
+    ) -> None:
+        # asyncpg's own DSN: SQLAlchemy's URL without the "+asyncpg" driver name.
+        self.dsn = dsn.replace("postgresql+asyncpg://", "postgresql://", 1)
+        self.source, self.batch = source, batch
+        self.heartbeat_seconds = heartbeat_seconds
+        self.retry_first_seconds, self.retry_max_seconds = retry_first_seconds, retry_max_seconds
+        self.local = InProcessBus(mailbox_limit)
+        self.instance = uuid.uuid4().hex
+        self.on_kick: list[Callable[[], None]] = []
+        self.connected = asyncio.Event()  # set while LISTENing and caught up
+        # Counters, for tests and benchmarks.
+        self.reads = 0  # node reads (each one for a batch of changes)
+        self.notifications = 0
+        self.reconnects = 0
+        self._known: dict[str, _Known] = {}
+        self._deleted: OrderedDict[str, None] = OrderedDict()
+        self._clock = 0
+        self._pending: OrderedDict[str, None] = OrderedDict()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._kicking: asyncio.Task[None] | None = None
+        self._kick_again = False
+
+    # -- the EventBus protocol ------------------------------------------------------------------
+
+    @property
+    def subscribers(self) -> int:
+        return self.local.subscribers
+
+    def subscribe(
+        self,
+        network_id: str | None = None,
+        node_id: str | None = None,
+        tenant_id: str | None = None,
+    ) -> contextlib.AbstractAsyncContextManager[Mailbox]:
+        return self.local.subscribe(network_id, node_id, tenant_id)
+
+    def announcement(self, change: NodeChange) -> tuple[str, str] | None:
+        note: dict[str, Any] = {"n": change.node_id, "w": change.network_id,
+                                "t": change.tenant_id, "r": change.snapshot.revision}  # fmt: skip
+        if change.deleted:
+            note["d"] = 1
+        return NODES, json.dumps(note, separators=(",", ":"))
+
+    def publish(self, change: NodeChange) -> None:
+        """A change this replica committed (its notification, arriving later, is dropped)."""
+        self._deliver(change, change.snapshot.revision)
+
+    # -- the reconciler's wake-up call -----------------------------------------------------------
+
+    def kick(self) -> None:
+        """Wake this replica's reconciler now and every other one's (their NOTIFYs coalesced)."""
+        for kick in self.on_kick:
+            kick()
+        if self._kicking is not None and not self._kicking.done():
+            self._kick_again = True
+            return
+        self._kicking = asyncio.get_running_loop().create_task(self._send_kicks())
+
+    async def _send_kicks(self) -> None:
+        while True:
+            self._kick_again = False
+            try:
+                await self.source.notify(KICK, self.instance)
+            except Exception as error:  # the resync timer covers a lost kick
+                log.warning("cannot send the reconciler's wake-up call: %s", error)
+            if not self._kick_again:
+                return
+
+    # -- running ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start listening (in the background: a database not there yet is retried)."""
+        if not self._tasks:
+            loop = asyncio.get_running_loop()
+            self._tasks = [loop.create_task(self._listen(), name="event-bus-listener"),
+                           loop.create_task(self._read(), name="event-bus-reader")]  # fmt: skip
+
+    async def stop(self) -> None:
+        tasks = [*self._tasks, *([self._kicking] if self._kicking else [])]
+        self._tasks, self._kicking = [], None
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _listen(self) -> None:
+        delay = self.retry_first_seconds
+        while True:
+            try:
+                connection = await asyncpg.connect(self.dsn, timeout=10)
+            except (*LOST, asyncpg.InterfaceError) as error:
+                log.warning("event bus: cannot connect to listen: %s", error)
+            else:
+                try:
+                    await self._serve(connection)
+                    delay = self.retry_first_seconds  # it was up: start the backoff afresh
+                except LOST as error:
+                    log.warning("event bus: the listening connection was lost: %s", error)
+                finally:
+                    self.connected.clear()
+                    connection.terminate()
+                self.reconnects += 1
+            await asyncio.sleep(random.uniform(delay / 2, delay))
+            delay = min(delay * 2, self.retry_max_seconds)
+
+    async def _serve(self, connection: asyncpg.Connection[Any]) -> None:
+        """LISTEN, catch up, then hold the connection until it is lost."""
+        lost = asyncio.Event()
+        connection.add_termination_listener(lambda _connection: lost.set())
+        await connection.add_listener(NODES, self._heard)
+        await connection.add_listener(KICK, self._heard)
+        await self._catch_up()
+        self.connected.set()
+        for kick in self.on_kick:
+            kick()  # a wake-up call may have been sent while nobody listened
+        while not lost.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(lost.wait(), self.heartbeat_seconds)
+            if not lost.is_set():
+                await asyncio.wait_for(connection.execute("SELECT 1"), self.heartbeat_seconds)
+        raise ConnectionError("the server closed it")
+
+    async def _catch_up(self) -> None:
+        """Deliver what changed while nobody listened; the LISTEN is on already."""
+        before = self._clock
+        present: set[str] = set()
+        for node_id, network_id, tenant_id, revision in await self.source.revisions():
+            present.add(node_id)
+            self._note(node_id, network_id, tenant_id, revision)
+        for node_id, known in list(self._known.items()):
+            if not known.deleted and known.stamp <= before and node_id not in present:
+                gone = NodeChange(node_id, known.network_id, known.tenant_id, known.last, True)
+                self._deliver(gone, known.revision)
+
+    # -- notifications to changes ----------------------------------------------------------------
+
+    def _heard(self, _connection: object, _pid: int, channel: str, payload: object) -> None:
+        self.notifications += 1
+        if not isinstance(payload, str):
+            return
+        if channel == KICK:
+            if payload != self.instance:
+                for kick in self.on_kick:
+                    kick()
+            return
+        try:
+            note = json.loads(payload)
+            node_id, network_id, tenant_id, revision = note["n"], note["w"], note["t"], note["r"]
+        except (ValueError, KeyError, TypeError):
+            log.warning("event bus: ignored a malformed notification %r", payload[:200])
+            return
+        if note.get("d"):
+            known = self._known.get(node_id)
+            last = known.last if known is not None else None
+            self._deliver(NodeChange(node_id, network_id, tenant_id, last, True), revision)
+        else:
+            self._note(node_id, network_id, tenant_id, revision)
+
+    def _note(self, node_id: str, network_id: str, tenant_id: str, revision: int) -> None:
+        """Revision ``revision`` of the node committed: read it if a subscriber wants it."""
+        known = self._known.get(node_id)
+        if known is not None and (known.deleted or revision <= known.revision):
+            return  # delivered already (by our own publish, or a read of a later revision)
+        if not self.local.wanted(NodeChange(node_id, network_id, tenant_id, None)):
+            self._remember(node_id, network_id, tenant_id, revision, None)
+            return
+        self._pending[node_id] = None
+        self._wake.set()
+
+    async def _read(self) -> None:
+        delay = self.retry_first_seconds
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                ids = list(self._pending)[: self.batch]
+                for node_id in ids:
+                    del self._pending[node_id]
+                try:
+                    views = await self.source.views(ids)
+                except Exception as error:  # put them back and try again
+                    log.warning("event bus: cannot read %d changed nodes: %s", len(ids), error)
+                    for node_id in ids:
+                        self._pending[node_id] = None
+                    await asyncio.sleep(random.uniform(delay / 2, delay))
+                    delay = min(delay * 2, self.retry_max_seconds)
+                    continue
+                delay = self.retry_first_seconds
+                self.reads += 1
+                for view in views:  # a node not found was deleted: its own notification says so
+                    change = NodeChange(view.id, view.network_id, view.tenant_id, view)
+                    self._deliver(change, view.revision)
+
+    def _deliver(self, change: NodeChange, revision: int) -> None:
+        known = self._known.get(change.node_id)
+        if known is not None and (known.deleted or (revision <= known.revision
+                                                    and not change.deleted)):  # fmt: skip
+            return
+        self._remember(change.node_id, change.network_id, change.tenant_id, revision,
+                       change.snapshot, deleted=change.deleted)  # fmt: skip
+        self.local.publish(change)
+
+    def _remember(
+        self,
+        node_id: str,
+        network_id: str,
+        tenant_id: str,
+        revision: int,
+        last: Any,
+        *,
+        deleted: bool = False,
+    ) -> None:
+        self._clock += 1
+        self._known[node_id] = _Known(revision, network_id, tenant_id, self._clock, last, deleted)
+        if deleted:
+            self._deleted[node_id] = None
+            if len(self._deleted) > DELETED_KEPT:
+                oldest, _ = self._deleted.popitem(last=False)
+                self._known.pop(oldest, None)

@@ -118,9 +118,10 @@ class PostgresBus:
         self._known: dict[str, _Known] = {}
         self._deleted: OrderedDict[str, None] = OrderedDict()
         self._clock = 0
-        self._pending: OrderedDict[str, None] = OrderedDict()
+        self._pending: OrderedDict[str, int] = OrderedDict()  # node -> newest revision heard
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._connection: asyncpg.Connection[Any] | None = None
         self._kicking: asyncio.Task[None] | None = None
         self._kick_again = False
 
@@ -203,13 +204,21 @@ class PostgresBus:
                     log.warning("event bus: the listening connection was lost: %s", error)
                 finally:
                     self.connected.clear()
+                    self._connection = None
                     connection.terminate()
                 self.reconnects += 1
             await asyncio.sleep(random.uniform(delay / 2, delay))
             delay = min(delay * 2, self.retry_max_seconds)
 
+    @property
+    def listener_pid(self) -> int | None:
+        """The server process of the listening connection (None while there is none)."""
+        connection = self._connection
+        return None if connection is None else connection.get_server_pid()
+
     async def _serve(self, connection: asyncpg.Connection[Any]) -> None:
         """LISTEN, catch up, then hold the connection until it is lost."""
+        self._connection = connection
         lost = asyncio.Event()
         connection.add_termination_listener(lambda _connection: lost.set())
         await connection.add_listener(NODES, self._heard)
@@ -266,10 +275,12 @@ class PostgresBus:
         known = self._known.get(node_id)
         if known is not None and (known.deleted or revision <= known.revision):
             return  # delivered already (by our own publish, or a read of a later revision)
-        if not self.local.wanted(NodeChange(node_id, network_id, tenant_id, None)):
+        # Revision 0: made by a mutation and never written since, which no bus announces (a
+        # subscriber's snapshot shows it); unwanted: a later subscriber's snapshot shows it.
+        if revision == 0 or not self.local.wanted(NodeChange(node_id, network_id, tenant_id, None)):
             self._remember(node_id, network_id, tenant_id, revision, None)
             return
-        self._pending[node_id] = None
+        self._pending[node_id] = max(revision, self._pending.get(node_id, 0))
         self._wake.set()
 
     async def _read(self) -> None:
@@ -278,15 +289,15 @@ class PostgresBus:
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
-                ids = list(self._pending)[: self.batch]
-                for node_id in ids:
-                    del self._pending[node_id]
+                taken = [self._pending.popitem(last=False) for _ in range(
+                    min(self.batch, len(self._pending)))]  # fmt: skip
+                ids = [node_id for node_id, _ in taken]
                 try:
                     views = await self.source.views(ids)
                 except Exception as error:  # put them back and try again
                     log.warning("event bus: cannot read %d changed nodes: %s", len(ids), error)
-                    for node_id in ids:
-                        self._pending[node_id] = None
+                    for node_id, revision in taken:
+                        self._pending[node_id] = max(revision, self._pending.get(node_id, 0))
                     await asyncio.sleep(random.uniform(delay / 2, delay))
                     delay = min(delay * 2, self.retry_max_seconds)
                     continue
@@ -295,6 +306,9 @@ class PostgresBus:
                 for view in views:  # a node not found was deleted: its own notification says so
                     change = NodeChange(view.id, view.network_id, view.tenant_id, view)
                     self._deliver(change, view.revision)
+                    # Changes heard during the read that it covered need no read of their own.
+                    if self._pending.get(view.id, view.revision + 1) <= view.revision:
+                        del self._pending[view.id]
 
     def _deliver(self, change: NodeChange, revision: int) -> None:
         known = self._known.get(change.node_id)

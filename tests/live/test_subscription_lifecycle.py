@@ -11,6 +11,7 @@ import websockets
 
 from app.config import Settings
 from app.events.bus import InProcessBus
+from app.events.pg_bus import PostgresBus
 from tests.helpers import eventually
 from tests.live.conftest import LiveServer
 from tests.live.test_subscriptions_gql import CREATE, post
@@ -29,9 +30,9 @@ def auth(live: LiveServer) -> dict[str, str]:
     return {"Authorization": f"Bearer {live.token}"}
 
 
-def bus_of(live: LiveServer) -> InProcessBus:
+def bus_of(live: LiveServer) -> InProcessBus | PostgresBus:
     bus = live.app.state.deps.bus
-    assert isinstance(bus, InProcessBus)
+    assert isinstance(bus, InProcessBus | PostgresBus)
     return bus
 
 

@@ -1,0 +1,241 @@
+"""The PostgreSQL event bus: two replicas (two buses, each with its own listening connection and
+its own reads) on one real database. A change written through one reaches the other's
+subscribers once committed, in revision order, latest state winning; a deletion too; a replica
+whose listening connection was killed catches up from the database; a wake-up call crosses."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.config import load_settings
+from app.control.node_writer import Apply, NodeWriter
+from app.domain.enums import Consensus, Role
+from app.events.bus import Mailbox, NodeChange
+from app.events.pg_bus import PostgresBus
+from app.services.tenancy import create_token
+from app.store import desired
+from app.store.models import Node
+from app.store.node_feed import NodeFeed
+from app.store.read_models import NodeView
+from app.store.unit import UnitOfWork
+from tests.helpers import Writes, eventually
+
+
+@dataclass
+class Net:
+    tenant_id: str
+    network_id: str
+    node_ids: list[str]
+
+
+@pytest.fixture
+async def pg(
+    sessions: async_sessionmaker[AsyncSession], database_url: str
+) -> async_sessionmaker[AsyncSession]:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
+    return sessions
+
+
+class GatedFeed(NodeFeed):
+    """The real reads, held at a gate while ``hold`` is set (to let changes pile up)."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        super().__init__(sessions)
+        self.hold = False
+        self.opened = asyncio.Event()
+        self.waiting = 0
+        self.calls = 0
+
+    async def views(self, node_ids: Sequence[str]) -> list[NodeView]:
+        self.calls += 1
+        if self.hold:
+            self.waiting += 1
+            await self.opened.wait()
+        return await super().views(node_ids)
+
+
+@pytest.fixture
+async def replicas(
+    pg: async_sessionmaker[AsyncSession], database_url: str
+) -> AsyncIterator[tuple[PostgresBus, PostgresBus]]:
+    one = PostgresBus(database_url, NodeFeed(pg))
+    # The second reconnects slowly: long enough for changes to fall in its gap.
+    two = PostgresBus(database_url, GatedFeed(pg), retry_first_seconds=2.0)
+    for bus in (one, two):
+        await bus.start()
+    for bus in (one, two):
+        await asyncio.wait_for(bus.connected.wait(), 10)
+    yield one, two
+    for bus in (one, two):
+        await bus.stop()
+
+
+async def _network(sessions: async_sessionmaker[AsyncSession], nodes: int = 1) -> Net:
+    settings = load_settings(database_url="sqlite+aiosqlite:///unused.db", namespace="bus")
+    tenant, _, _ = await create_token(sessions, "bus", Role.ADMIN, settings)
+    writes = Writes(sessions)
+    result = await writes.create_network(tenant.id, "relay", Consensus.RAFT)
+    assert result.network is not None, result.errors
+    for i in range(1, nodes):
+        added = await writes.add_node(tenant.id, result.network.id, f"extra-{i}")
+        assert not added.errors, added.errors
+    async with sessions() as session:
+        ids = list(await session.scalars(select(Node.id).where(
+            Node.network_id == result.network.id).order_by(Node.name)))  # fmt: skip
+    return Net(tenant.id, result.network.id, ids)
+
+
+def restarts(count: int) -> Apply:
+    async def apply(_: AsyncSession, row: Node) -> bool:
+        row.restart_count = count
+        return True
+
+    return apply
+
+
+async def _delete(writer: NodeWriter, net: Net, node_id: str) -> None:
+    """What app/control/removal.py does once a node's objects are gone."""
+    async with UnitOfWork.begin(writer.sessions) as work:
+        found = await desired.node_with_network(work.session, node_id)
+        assert found is not None
+        gone = NodeChange(node_id, net.network_id, net.tenant_id, NodeView.of(*found), True)
+        await desired.delete_node(work.session, node_id)
+        await writer.announce(work.session, gone)
+        work.after_commit(lambda: writer.publish(gone))
+
+
+async def _next(mailbox: Mailbox) -> NodeChange:
+    return await asyncio.wait_for(mailbox.get(), 10)
+
+
+async def test_a_change_written_on_one_replica_reaches_the_other_once(
+    pg: async_sessionmaker[AsyncSession], replicas: tuple[PostgresBus, PostgresBus]
+) -> None:
+    one, two = replicas
+    net = await _network(pg)
+    node_id = net.node_ids[0]
+    writer = NodeWriter(pg, one)
+    async with (
+        one.subscribe(network_id=net.network_id) as here,
+        two.subscribe(network_id=net.network_id) as there,
+    ):
+        written = await writer.write(node_id, restarts(3))
+        assert written is not None
+        heard = await _next(there)
+        assert (heard.node_id, heard.snapshot.revision, heard.snapshot.restart_count) == (
+            node_id, written.revision, 3)  # fmt: skip
+        assert (await _next(here)).snapshot.revision == written.revision
+        # The writer's own replica hears its notification too, and drops it (same revision).
+        await eventually(lambda: _true(one.notifications >= 1))
+        assert len(here) == 0
+        assert len(there) == 0
+        assert two.reads == 1
+        assert one.reads == 0  # the writer's replica never reads its own changes
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def test_a_burst_is_one_read_of_the_latest_state_in_revision_order(
+    pg: async_sessionmaker[AsyncSession], replicas: tuple[PostgresBus, PostgresBus]
+) -> None:
+    one, two = replicas
+    feed = two.source
+    assert isinstance(feed, GatedFeed)
+    net = await _network(pg)
+    node_id = net.node_ids[0]
+    writer = NodeWriter(pg, one)
+    async with two.subscribe(node_id=node_id) as there:
+        feed.hold = True
+        first = await writer.write(node_id, restarts(1))
+        assert first is not None
+        await eventually(lambda: _true(feed.waiting == 1))  # its read is under way, held
+        for count in range(2, 21):
+            await writer.write(node_id, restarts(count))
+        await eventually(lambda: _true(two.notifications >= 20))
+        feed.hold = False
+        feed.opened.set()
+        seen = [await _next(there)]
+        while seen[-1].snapshot.restart_count != 20:
+            seen.append(await _next(there))
+    revisions = [change.snapshot.revision for change in seen]
+    assert revisions == sorted(set(revisions)), revisions
+    # One read: the held one returned the latest state, which covers the nineteen changes
+    # heard while it was held (a second read would have started before we got here).
+    assert feed.calls == 1
+
+
+async def test_a_deletion_reaches_the_other_replica_with_the_last_state(
+    pg: async_sessionmaker[AsyncSession], replicas: tuple[PostgresBus, PostgresBus]
+) -> None:
+    one, two = replicas
+    net = await _network(pg)
+    node_id = net.node_ids[0]
+    writer = NodeWriter(pg, one)
+    async with two.subscribe(network_id=net.network_id) as there:
+        await writer.write(node_id, restarts(5))
+        last = await _next(there)
+        await _delete(writer, net, node_id)
+        gone = await _next(there)
+    assert gone.deleted
+    assert gone.node_id == node_id
+    assert gone.snapshot is last.snapshot
+
+
+async def test_a_replica_that_lost_its_connection_catches_up(
+    pg: async_sessionmaker[AsyncSession],
+    replicas: tuple[PostgresBus, PostgresBus],
+    database_url: str,
+) -> None:
+    one, two = replicas
+    net = await _network(pg, nodes=3)
+    changed, deleted, unchanged = net.node_ids
+    writer = NodeWriter(pg, one)
+    async with two.subscribe(network_id=net.network_id) as there:
+        await writer.write(deleted, restarts(1))  # seen by both: "two" knows it exists
+        assert (await _next(there)).node_id == deleted
+        assert two.listener_pid is not None
+        async with pg() as session:
+            await session.execute(text("SELECT pg_terminate_backend(:pid)"),
+                                  {"pid": two.listener_pid})  # fmt: skip
+        await eventually(lambda: _true(not two.connected.is_set()))
+        heard = two.notifications
+        # Meanwhile (it waits at least a second before reconnecting):
+        for count in range(1, 6):
+            final = await writer.write(changed, restarts(count))
+        assert final is not None
+        await _delete(writer, net, deleted)
+        states: dict[str, NodeChange] = {}
+        while deleted not in states or states.get(changed) is None or (
+                states[changed].snapshot.restart_count != 5):  # fmt: skip
+            change = await _next(there)
+            states[change.node_id] = change
+        assert two.notifications == heard  # none of it was heard: it came from the catch-up
+    assert two.reconnects == 1
+    assert states[changed].snapshot.revision == final.revision
+    assert states[changed].snapshot.restart_count == 5
+    assert states[deleted].deleted
+    assert unchanged not in states
+
+
+async def test_a_wake_up_call_on_one_replica_wakes_the_other(
+    replicas: tuple[PostgresBus, PostgresBus],
+) -> None:
+    one, two = replicas
+    woken = {"one": 0, "two": 0}
+    one.on_kick.append(lambda: woken.__setitem__("one", woken["one"] + 1))
+    two.on_kick.append(lambda: woken.__setitem__("two", woken["two"] + 1))
+    heard = one.notifications
+    one.kick()
+    assert woken["one"] == 1  # at once, locally
+    await eventually(lambda: _true(woken["two"] == 1))
+    await eventually(lambda: _true(one.notifications > heard))  # its own NOTIFY came back
+    assert woken == {"one": 1, "two": 1}  # and was not taken as another call

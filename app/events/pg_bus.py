@@ -3,8 +3,8 @@
 A writer NOTIFYs inside its writing transaction (``announcement``: ids and the revision, never
 the node itself, so far below PostgreSQL's 8000-byte payload limit); PostgreSQL delivers it to
 every listening replica when, and only if, the transaction commits, in commit order. The writing
-replica also publishes its snapshot locally at once (``publish``); whichever of the two arrives
-second is dropped by its revision.
+replica publishes its snapshot locally right after the commit (``publish``) and never reads its
+own change: it remembers what it announced, and its own notification is dropped.
 
 Each replica turns notifications into ``NodeChange``s by reading the nodes, once per change for
 all of its subscribers: notified ids wait in one ordered set (a burst of changes of a node is
@@ -117,6 +117,7 @@ class PostgresBus:
         self.reconnects = 0
         self._known: dict[str, _Known] = {}
         self._deleted: OrderedDict[str, None] = OrderedDict()
+        self._announced: dict[str, int] = {}  # written here, not yet published here
         self._clock = 0
         self._pending: OrderedDict[str, int] = OrderedDict()  # node -> newest revision heard
         self._wake = asyncio.Event()
@@ -144,11 +145,16 @@ class PostgresBus:
                                 "t": change.tenant_id, "r": change.snapshot.revision}  # fmt: skip
         if change.deleted:
             note["d"] = 1
+        else:  # its notification may overtake our own publish after the commit: not read
+            self._announced[change.node_id] = change.snapshot.revision
         return NODES, json.dumps(note, separators=(",", ":"))
 
     def publish(self, change: NodeChange) -> None:
-        """A change this replica committed (its notification, arriving later, is dropped)."""
-        self._deliver(change, change.snapshot.revision)
+        """A change this replica committed (its notification is dropped, unread)."""
+        revision = change.snapshot.revision
+        if self._announced.get(change.node_id, revision + 1) <= revision:
+            del self._announced[change.node_id]
+        self._deliver(change, revision)
 
     # -- the reconciler's wake-up call -----------------------------------------------------------
 
@@ -275,6 +281,8 @@ class PostgresBus:
         known = self._known.get(node_id)
         if known is not None and (known.deleted or revision <= known.revision):
             return  # delivered already (by our own publish, or a read of a later revision)
+        if self._announced.get(node_id, -1) >= revision:
+            return  # ours: published here after the commit
         # Revision 0: made by a mutation and never written since, which no bus announces (a
         # subscriber's snapshot shows it); unwanted: a later subscriber's snapshot shows it.
         if revision == 0 or not self.local.wanted(NodeChange(node_id, network_id, tenant_id, None)):

@@ -4,7 +4,7 @@ A writer NOTIFYs inside its writing transaction (``announcement``: ids and the r
 the node itself, so far below PostgreSQL's 8000-byte payload limit); PostgreSQL delivers it to
 every listening replica when, and only if, the transaction commits, in commit order. The writing
 replica publishes its snapshot locally right after the commit (``publish``) and never reads its
-own change: it remembers what it announced, and its own notification is dropped.
+own change: a notification names its sender, and a replica drops its own.
 
 Each replica turns notifications into ``NodeChange``s by reading the nodes, once per change for
 all of its subscribers: notified ids wait in one ordered set (a burst of changes of a node is
@@ -53,7 +53,8 @@ from app.events.bus import InProcessBus, Mailbox, NodeChange
 
 log = logging.getLogger("qaas.events")
 
-NODES = "qaas_nodes"  # node changes: {"n": node, "w": network, "t": tenant, "r": revision, "d"}
+# Node changes: {"n": node, "w": network, "t": tenant, "r": revision, "i": sender, "d": deleted}
+NODES = "qaas_nodes"
 KICK = "qaas_kick"  # wake the reconciler: the payload is the sender's instance id
 DELETED_KEPT = 10_000  # deleted nodes remembered (to drop late notifications about them)
 LOST = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, ConnectionError)
@@ -117,7 +118,6 @@ class PostgresBus:
         self.reconnects = 0
         self._known: dict[str, _Known] = {}
         self._deleted: OrderedDict[str, None] = OrderedDict()
-        self._announced: dict[str, int] = {}  # written here, not yet published here
         self._clock = 0
         self._pending: OrderedDict[str, int] = OrderedDict()  # node -> newest revision heard
         self._wake = asyncio.Event()
@@ -141,20 +141,15 @@ class PostgresBus:
         return self.local.subscribe(network_id, node_id, tenant_id)
 
     def announcement(self, change: NodeChange) -> tuple[str, str] | None:
-        note: dict[str, Any] = {"n": change.node_id, "w": change.network_id,
-                                "t": change.tenant_id, "r": change.snapshot.revision}  # fmt: skip
+        note: dict[str, Any] = {"n": change.node_id, "w": change.network_id, "t": change.tenant_id,
+                                "r": change.snapshot.revision, "i": self.instance}  # fmt: skip
         if change.deleted:
             note["d"] = 1
-        else:  # its notification may overtake our own publish after the commit: not read
-            self._announced[change.node_id] = change.snapshot.revision
         return NODES, json.dumps(note, separators=(",", ":"))
 
     def publish(self, change: NodeChange) -> None:
-        """A change this replica committed (its notification is dropped, unread)."""
-        revision = change.snapshot.revision
-        if self._announced.get(change.node_id, revision + 1) <= revision:
-            del self._announced[change.node_id]
-        self._deliver(change, revision)
+        """A change this replica committed (its own notification is dropped, unread)."""
+        self._deliver(change, change.snapshot.revision)
 
     # -- the reconciler's wake-up call -----------------------------------------------------------
 
@@ -269,6 +264,8 @@ class PostgresBus:
         except (ValueError, KeyError, TypeError):
             log.warning("event bus: ignored a malformed notification %r", payload[:200])
             return
+        if note.get("i") == self.instance:
+            return  # ours: committed, so published here right after (it may overtake that)
         if note.get("d"):
             known = self._known.get(node_id)
             last = known.last if known is not None else None
@@ -281,8 +278,6 @@ class PostgresBus:
         known = self._known.get(node_id)
         if known is not None and (known.deleted or revision <= known.revision):
             return  # delivered already (by our own publish, or a read of a later revision)
-        if self._announced.get(node_id, -1) >= revision:
-            return  # ours: published here after the commit
         # Revision 0: made by a mutation and never written since, which no bus announces (a
         # subscriber's snapshot shows it); unwanted: a later subscriber's snapshot shows it.
         if revision == 0 or not self.local.wanted(NodeChange(node_id, network_id, tenant_id, None)):

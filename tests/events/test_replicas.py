@@ -53,7 +53,7 @@ async def test_a_mutation_on_one_replica_is_carried_out_by_the_other_and_seen_on
             ) as http,
         ):
             await create_network(GraphQLClient(http), "relayed")
-            statuses = []
+            statuses: list[NodeStatus] = []
             while not statuses or statuses[-1] is not NodeStatus.RUNNING:
                 change = await asyncio.wait_for(mailbox.get(), 60)
                 statuses.append(change.snapshot.status)

@@ -195,15 +195,18 @@ class PostgresBus:
         while True:
             try:
                 connection = await asyncpg.connect(self.dsn, timeout=10)
-            except (*LOST, asyncpg.InterfaceError) as error:
+            except Exception as error:  # unreachable, refused, not there yet: try again
                 log.warning("event bus: cannot connect to listen: %s", error)
             else:
                 try:
                     await self._serve(connection)
-                    delay = self.retry_first_seconds  # it was up: start the backoff afresh
                 except LOST as error:
                     log.warning("event bus: the listening connection was lost: %s", error)
+                except Exception:  # e.g. the catch-up's read (tables not migrated yet)
+                    log.exception("event bus: listening failed; trying again")
                 finally:
+                    if self.connected.is_set():  # it was up: start the backoff afresh
+                        delay = self.retry_first_seconds
                     self.connected.clear()
                     self._connection = None
                     connection.terminate()

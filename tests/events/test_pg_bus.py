@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
@@ -20,10 +21,13 @@ from app.events.bus import Mailbox, NodeChange
 from app.events.pg_bus import PostgresBus
 from app.services.tenancy import create_token
 from app.store import desired
+from app.store.engine import make_engine, make_sessionmaker
+from app.store.migrate import upgrade
 from app.store.models import Node
 from app.store.node_feed import NodeFeed
 from app.store.read_models import NodeView
 from app.store.unit import UnitOfWork
+from tests.conftest import DATABASES, empty_database
 from tests.helpers import Writes, eventually
 
 
@@ -260,3 +264,24 @@ async def test_a_wake_up_call_on_one_replica_wakes_the_other(
     await eventually(lambda: _true(woken["two"] == 1))
     await eventually(lambda: _true(one.notifications > heard))  # its own NOTIFY came back
     assert woken == {"one": 1, "two": 1}  # and was not taken as another call
+
+
+async def test_a_bus_started_before_its_database_is_ready_connects_once_it_is(
+    tmp_path: Path,
+) -> None:
+    if "postgresql" not in DATABASES:
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
+    async with empty_database("postgresql", tmp_path) as url:
+        engine = make_engine(url)
+        bus = PostgresBus(url, NodeFeed(make_sessionmaker(engine)), retry_first_seconds=0.05,
+                          retry_max_seconds=0.2)  # fmt: skip
+        await bus.start()
+        try:
+            # It can connect and LISTEN, but its catch-up cannot read: no tables yet.
+            await eventually(lambda: _true(bus.reconnects >= 2))
+            assert not bus.connected.is_set()
+            await upgrade(url)
+            await asyncio.wait_for(bus.connected.wait(), 10)
+        finally:
+            await bus.stop()
+            await engine.dispose()

@@ -347,9 +347,9 @@ def create_app(settings: Settings) -> Starlette:
             yield
         finally:
             await deps.close()  # open WebSockets' token checks, tokens' last use
-            await startup.stop()
             if pg_bus is not None:
-                await pg_bus.stop()
+                await pg_bus.stop()  # before the engine goes: it reads through it
+            await startup.stop()
 
     async def healthz(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})

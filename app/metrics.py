@@ -23,9 +23,16 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+disable_created_metrics()  # no "_created" series: one timestamp per series that nobody reads
 REGISTRY = CollectorRegistry()
 
 RECONCILE_PASSES = Counter(

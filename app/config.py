@@ -145,6 +145,7 @@ class Settings(BaseSettings):
     startup_retry: bool | None = None  # default: on in a cluster (in-cluster config), else off
     unready_after_seconds: float = Field(default=60.0, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"  # json: one object a line (app/cli/logformat.py)
     # The client's manners toward the Kubernetes API (app/cluster/retry.py).
     kube_qps: float = Field(default=20.0, gt=0)
     kube_burst: int = Field(default=40, ge=1)

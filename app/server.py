@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 from starlette.datastructures import State
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -47,6 +47,7 @@ from app.control.loop import ControlLoop
 from app.control.reconciler import Reconciler
 from app.events.bus import EventBus, InProcessBus
 from app.events.pg_bus import PostgresBus
+from app.metrics import exposition
 from app.services.api_deps import ApiDeps
 from app.services.logs import LogsUnavailable, PodLogReader
 from app.services.ratelimit import RateLimiter
@@ -369,6 +370,10 @@ def create_app(settings: Settings) -> Starlette:
         ready = startup.done and all(v == "ok" for v in checks.values())
         return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
 
+    async def metrics(_: Request) -> Response:
+        body, content_type = exposition()  # no token: no tenant's name or id is in a label
+        return Response(body, headers={"Content-Type": content_type})
+
     async def root(_: Request) -> RedirectResponse:
         return RedirectResponse(GRAPHQL_PATH)
 
@@ -379,6 +384,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/", root),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        Route("/metrics", metrics),
         Route(GRAPHQL_PATH, when_ready, methods=["GET", "POST"]),
         WebSocketRoute(GRAPHQL_PATH, when_ready),
         assets_route(ASSETS_PATH),

@@ -58,6 +58,7 @@ from strawberry.types import ExecutionContext
 from strawberry.types.unset import UNSET, UnsetType
 
 from app.config import graphiql_enabled, introspection_enabled
+from app.metrics import graphql_request
 from app.services.api_deps import ApiDeps
 from app.services.connections import FORBIDDEN, Connection, Refused
 from app.services.tenancy import AuthError, Principal, authenticate, bearer
@@ -66,6 +67,7 @@ from schema.errors import is_client_error, should_mask, summary
 from schema.fanout import ReadQueue, SharedData, SharedEvent, group_key, render_shared, rendered
 from schema.graphiql import graphiql_html
 from schema.http import principal_of, request_error
+from schema.metrics import OperationMetrics
 from schema.mutations import Mutation
 from schema.queries import Query
 from schema.response_cache import ResponseCache
@@ -165,6 +167,7 @@ def build_schema(*, introspection: bool = True) -> strawberry.Schema:
         partial(AddValidationRules, rules),
         partial(MaxTokensLimiter, max_token_count=MAX_TOKENS),
         partial(QaasMaskErrors, should_mask_error=should_mask),
+        OperationMetrics,  # after MaskErrors: it sees the errors before they are masked
     ]
     return QaasSchema(
         query=merge_types("Query", (Query, TokenQuery)),
@@ -268,6 +271,7 @@ class QaasGraphQL(GraphQL[Context, None]):
         try:
             response = await self.run(Request(scope, receive))
         except HTTPException as refused:  # strawberry's own refusals, as JSON
+            graphql_request("unknown", "client_error")
             code = HTTP_CODES.get(refused.status_code, "BAD_REQUEST")
             response = request_error(refused.status_code, refused.reason, code)
         await response(scope, receive, send)

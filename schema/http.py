@@ -25,6 +25,7 @@ from starlette.datastructures import Headers, QueryParams
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.metrics import graphql_request
 from app.services.api_deps import ApiDeps
 from app.services.tenancy import AuthError, Principal, authenticate, bearer
 
@@ -64,12 +65,14 @@ class HttpGuard:
         headers = Headers(scope=scope)
         refusal = _declared_size_problem(headers.get("content-length"), self.limit)
         if refusal is not None:
+            graphql_request("unknown", "client_error")
             await refusal(scope, receive, send)
             return
         token = bearer(headers.get("authorization"))
         try:
             principal = await authenticate(self.deps.sessions, token, self.deps.token_use.used)
         except AuthError as problem:
+            graphql_request("unknown", "unauthenticated")
             challenge = "Bearer" if token is None else 'Bearer error="invalid_token"'
             refused = request_error(
                 401, str(problem), "UNAUTHENTICATED", {"WWW-Authenticate": challenge}
@@ -80,6 +83,7 @@ class HttpGuard:
         if body is None:  # the client went away while sending
             return
         if isinstance(body, JSONResponse):
+            graphql_request("unknown", "client_error")
             await body(scope, receive, send)
             return
         scope.setdefault("state", {})[PRINCIPAL] = principal

@@ -51,6 +51,7 @@ from graphql import (
 from starlette.datastructures import Headers, QueryParams
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.metrics import cached_answer
 from app.store.changes import changes
 from schema.http import principal_of
 
@@ -116,6 +117,7 @@ class ResponseCache:
     async def serve(self, scope: Scope, receive: Receive, send: Send, view: ASGIApp) -> None:
         """Answer an HTTP request from the cache, or run ``view`` (keeping its answer if it
         may be kept)."""
+        started = time.perf_counter()
         principal = principal_of(scope)
         if not self.on or principal is None:
             await view(scope, receive, send)
@@ -136,6 +138,7 @@ class ResponseCache:
                 self._entries.move_to_end(key)
                 self.hits += 1
                 await _send(entry.answer, send)
+                cached_answer(started)
                 return
             self._drop(key)
         flight = self._flights.get(key)
@@ -145,6 +148,7 @@ class ResponseCache:
             if answer is not None:
                 self.hits += 1
                 await _send(answer, send)
+                cached_answer(started)
                 return
         self.misses += 1
         await self._compute(key, tenant, scope, receive, send, view)

@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import logging
 import sys
 from collections.abc import Callable
 
+from app.cli.logformat import configure_logging
 from app.cli.render import CLI_HELP as RENDER_HELP
 from app.cli.sandbox import add_sandbox_commands
 from app.cli.tenants import add_tenant_commands
@@ -33,10 +33,6 @@ from app.store.engine import DatabaseUnavailable
 from app.store.migrate import MigrationNeeded
 
 STARTUP_FAULT_EXIT = 69  # a dependency cannot be used: database, kubeconfig, cluster
-
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
 
 
 GC_THRESHOLDS = (10_000, 20, 100)  # CPython's defaults are (700, 10, 10)
@@ -58,7 +54,7 @@ def _serve(args: argparse.Namespace) -> int:
     from app.server import come_up, create_app
 
     settings = load_settings()
-    _configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
     config = uvicorn.Config(
         app, host=args.host, port=args.port, log_config=None,
@@ -85,7 +81,7 @@ def _migrate(_: argparse.Namespace) -> int:
     from app.store.migrate import upgrade
 
     settings = load_settings()
-    _configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     asyncio.run(upgrade(settings.database_url))
     print(f"database at the latest revision: {_safe_url(settings.database_url)}")
     return 0

@@ -24,6 +24,7 @@ from kubernetes_asyncio import client
 
 from app.cluster.errors import ClusterUnavailable, Conflict, KubeError, NotFound, from_status
 from app.cluster.retry import Caller, ClusterStats, KubeLimits, unavailable
+from app.metrics import cluster_object
 
 Obj = dict[str, Any]
 
@@ -73,6 +74,7 @@ class Resource:
             "create",
             lambda t: method(self.namespace, body, _preload_content=False, _request_timeout=t),
         )
+        cluster_object(self.kind.kind, "created")
         return result
 
     async def get(self, name: str) -> Obj:
@@ -91,6 +93,7 @@ class Resource:
                 name, self.namespace, body, _preload_content=False, _request_timeout=t
             ),
         )
+        cluster_object(self.kind.kind, "replaced")
         return result
 
     async def delete(self, name: str, uid: str | None = None) -> None:
@@ -105,6 +108,7 @@ class Resource:
                 name, self.namespace, body=options, _preload_content=False, _request_timeout=t
             ),
         )
+        cluster_object(self.kind.kind, "deleted")
 
     async def list(self, label_selector: str = "") -> tuple[list[Obj], str]:
         """All matching objects and the list's resourceVersion (to watch from)."""
@@ -201,6 +205,7 @@ class Cluster:
             )
         except Conflict:
             return False
+        cluster_object("Namespace", "created")
         return True
 
     async def delete_namespace(self, name: str) -> bool:
@@ -214,6 +219,7 @@ class Cluster:
             )
         except NotFound:
             return False
+        cluster_object("Namespace", "deleted")
         return True
 
     async def pod_log(

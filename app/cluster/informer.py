@@ -26,6 +26,7 @@ from typing import Any
 
 from app.cluster.client import Resource
 from app.cluster.errors import ClusterUnavailable, Gone, KubeError
+from app.metrics import INFORMER_RELISTS, INFORMER_WATCH_RESTARTS
 
 log = logging.getLogger("qaas.informer")
 Obj = dict[str, Any]
@@ -101,6 +102,7 @@ class Informer:
                 self._breaks += 1
                 failures = self._breaks
                 self.rewatches += 1
+                INFORMER_WATCH_RESTARTS.inc()
                 self._failed(f"the watch broke: {error}")
                 delay = min(self.max_backoff, 0.2 * 2**failures) * random.uniform(0.5, 1.0)
                 log.info("watch of %s broke (%s); watching again from %s in %.1fs",
@@ -128,6 +130,7 @@ class Informer:
     async def _relist(self) -> str:
         items, version = await self.resource.list(self.label_selector)
         self.relists += 1
+        INFORMER_RELISTS.inc()
         fresh = {o["metadata"]["uid"]: o for o in items}
         gone = [self.cache[uid] for uid in self.cache.keys() - fresh.keys()]
         changed = [

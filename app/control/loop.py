@@ -29,6 +29,7 @@ from app.cluster.objects import selector_for
 from app.control.chain import ChainRecorder
 from app.control.observer import PodObserver
 from app.control.reconciler import Reconciler
+from app.metrics import set_leader
 
 log = logging.getLogger("qaas.control")
 
@@ -124,6 +125,7 @@ class ControlLoop:
 
     async def start(self) -> None:
         self._running = True
+        set_leader(True)
         self._spawn(self.reconciler, "reconciler")
         if self.chain is not None:
             self._spawn(self.chain, "chain-probe")
@@ -131,6 +133,7 @@ class ControlLoop:
     async def stop(self, grace: float = 10.0) -> None:
         """Let the reconciler finish its pass and the observer its writes, then stop."""
         self._running = False
+        set_leader(False)
         self.reconciler.stop()
         if self.chain is not None:
             self.chain.stop()

@@ -49,6 +49,7 @@ from app.control.removal import Removal
 from app.domain.enums import Desired, NodeRole
 from app.domain.status import node_status
 from app.events.bus import EventBus
+from app.metrics import reconcile_error, reconcile_pass
 from app.store import desired, tenants
 from app.store.models import Network, Node, Tenant, utcnow
 
@@ -102,7 +103,8 @@ class Reconciler:
         while not self._stopping:
             self._wake.clear()
             try:
-                await self.reconcile_once()
+                with reconcile_pass():
+                    await self.reconcile_once()
                 failures, self.failing_since, self.last_error = 0, None, None
                 delay = self.settings.resync_seconds
             except Exception as error:
@@ -150,9 +152,11 @@ class Reconciler:
                 if tenant.namespace not in self._unprovisioned:
                     log.warning("tenant %s: %s", tenant.name, waiting)
                 self._unprovisioned.add(tenant.namespace)
+                reconcile_error(waiting)
                 await self._record_tenant_failure(by_tenant[tenant.id], waiting)
             except Exception as error:
                 self.namespaces.forget(tenant.namespace)
+                reconcile_error(error)
                 failed.append(f"{tenant.name} ({_describe(error)})")
                 log.warning(
                     "tenant %s (namespace %s): %s", tenant.name, tenant.namespace,
@@ -204,6 +208,7 @@ class Reconciler:
         await self.removal.delete_orphans(observed, known)
 
     async def _node_failed(self, node: Node, error: Exception) -> None:
+        reconcile_error(error)
         if isinstance(error, (SQLAlchemyError, WriteConflict)):
             log.warning("node %s: %s; the next pass tries again", node.name, _describe(error))
             return  # the database is what failed: nothing can be recorded now
@@ -248,13 +253,16 @@ class Reconciler:
                 )  # fmt: skip
                 has_deployment = True
         except ForeignObject as foreign:
+            reconcile_error(foreign)
             error = str(foreign)
         except Invalid as invalid:
+            reconcile_error(invalid)
             error = f"the Kubernetes API rejected its objects: {invalid}"
         except (NotFound, Conflict):
             self.kick()  # deleted or changed while we worked: the next pass converges it
             return None
         except KubeError as failed:  # what was made so far is recorded, with why it stopped
+            reconcile_error(failed)
             log.warning("node %s: %s", node.name, _describe(failed))
             retrying = retry_reason(failed)
         await self._record(node, has_service=ip is not None, has_deployment=has_deployment,

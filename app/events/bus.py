@@ -26,6 +26,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from app.metrics import COALESCED, SUBSCRIBERS
+
 
 @dataclass(frozen=True)
 class NodeChange:
@@ -68,10 +70,12 @@ class Mailbox:
     def offer(self, change: NodeChange) -> None:
         if change.node_id in self._pending:
             self.dropped += 1
+            COALESCED.inc()
             self._pending.pop(change.node_id)
         elif len(self._pending) >= self.limit:
             self._pending.popitem(last=False)  # the oldest node's state: memory stays bounded
             self.dropped += 1
+            COALESCED.inc()
         self._pending[change.node_id] = change
         self._ready.set()
 
@@ -133,7 +137,9 @@ class InProcessBus:
     ) -> AsyncIterator[Mailbox]:
         mailbox = Mailbox(tenant_id, network_id, node_id, self.mailbox_limit)
         self._mailboxes.add(mailbox)
+        SUBSCRIBERS.inc()
         try:
             yield mailbox
         finally:
             self._mailboxes.discard(mailbox)
+            SUBSCRIBERS.dec()

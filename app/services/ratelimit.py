@@ -14,6 +14,8 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 
+from app.metrics import RATE_LIMITED
+
 
 class RateLimiter:
     def __init__(self, per_minute: float, burst: int, max_keys: int = 100_000) -> None:
@@ -33,6 +35,7 @@ class RateLimiter:
         else:
             self._buckets[key] = (tokens, now)
             wait = (1.0 - tokens) / self.rate
+            RATE_LIMITED.inc()
         while len(self._buckets) > self.max_keys:  # forget the least recently seen
             self._buckets.popitem(last=False)
         return wait

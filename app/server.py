@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 from starlette.datastructures import State
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse
+from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -53,6 +53,7 @@ from app.services.tenancy import bootstrap_first_tenant
 from app.store.engine import DatabaseUnavailable, make_engine, make_sessionmaker, ping
 from app.store.migrate import MigrationNeeded, prepare
 from schema.build import ASSETS_PATH, GRAPHQL_PATH, QaasGraphQL
+from schema.dashboard import dashboard_routes
 from schema.graphiql import assets_route
 from schema.http import HttpGuard
 
@@ -358,14 +359,11 @@ def create_app(settings: Settings) -> Starlette:
         ready = startup.done and all(v == "ok" for v in checks.values())
         return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
 
-    async def root(_: Request) -> RedirectResponse:
-        return RedirectResponse(GRAPHQL_PATH)
-
     # Before start-up is done WhenReady answers alone; then the guard bounds the body and
     # authenticates before the view reads or parses anything.
     when_ready = WhenReady(HttpGuard(graphql, deps), startup)
     routes = [
-        Route("/", root),
+        *dashboard_routes(GRAPHQL_PATH, f"{ASSETS_PATH}/graphql-ws.min.js"),  # /, /dashboard
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route(GRAPHQL_PATH, when_ready, methods=["GET", "POST"]),

@@ -134,7 +134,8 @@ def dashboard_routes(graphql_path: str, graphql_ws_url: str) -> list[Route]:
         media_type = _OWN_ASSETS.get(name)
         if media_type is None:  # looked up, never joined onto a path
             return PlainTextResponse("Not Found\n", status_code=404)
-        return FileResponse(_WEB / name, media_type=media_type, headers={"Cache-Control": "no-cache"})
+        headers = {"Cache-Control": "no-cache"}  # small, and changes with the code
+        return FileResponse(_WEB / name, media_type=media_type, headers=headers)
 
     return [
         Route("/", serve_home, methods=["GET", "HEAD"]),

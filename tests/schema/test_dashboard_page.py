@@ -33,10 +33,12 @@ async def test_the_page_asks_for_a_token_and_loads_only_its_own_origin() -> None
     assert re.search(r'<label for="token">', page)
     # Every script and style comes from QaaS itself; nothing inline, no CDN.
     sources = re.findall(r'(?:src|href)="([^"]+)"', page)
-    assert sources and all(source.startswith("/") for source in sources), sources
+    assert sources
+    assert all(source.startswith("/") for source in sources), sources
     assert "<script>" not in page
     policy = response.headers["content-security-policy"]
-    assert "script-src 'self'" in policy and "connect-src 'self'" in policy
+    assert "script-src 'self'" in policy
+    assert "connect-src 'self'" in policy
     # A form submitted without the script would put the token in a URL: the policy forbids it.
     assert "form-action 'none'" in policy
 
@@ -47,10 +49,13 @@ async def test_its_assets_are_served_and_nothing_else() -> None:
         style = await http.get("/dashboard/assets/dashboard.css")
         other = await http.get("/dashboard/assets/..%2Fdashboard.py")
         missing = await http.get("/dashboard/assets/app.js")
-    assert script.status_code == 200 and script.headers["content-type"].startswith(
-        "text/javascript"
-    )
-    assert "networkChanged" in script.text and "sessionStorage" in script.text
-    assert "localStorage" not in script.text and "document.cookie" not in script.text
-    assert style.status_code == 200 and style.headers["content-type"].startswith("text/css")
-    assert other.status_code == 404 and missing.status_code == 404
+    assert script.status_code == 200
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert "networkChanged" in script.text
+    assert "sessionStorage" in script.text
+    assert "localStorage" not in script.text
+    assert "document.cookie" not in script.text
+    assert style.status_code == 200
+    assert style.headers["content-type"].startswith("text/css")
+    assert other.status_code == 404
+    assert missing.status_code == 404

@@ -363,8 +363,10 @@
       },
       error: function (error) {
         if (error && error.code === 4403) return; // handled by "closed"
-        showAlert("The live updates stopped: " + (error.message || error.reason || error) +
-          ". Reload the page to try again.");
+        var said = Array.isArray(error)
+          ? error.map(function (e) { return e.message; }).join("; ")
+          : (error && (error.message || error.reason)) || String(error);
+        showAlert("The live updates stopped: " + said + ". Reload the page to try again.");
         setConn("Not live", "lost");
       },
       complete: function () {},

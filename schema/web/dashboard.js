@@ -131,6 +131,7 @@
       addForm,
     ]);
     section.setAttribute("aria-label", "Network " + data.name);
+    remove.setAttribute("aria-label", "Delete network " + data.name);
     entry = { data: data, el: section, nodes: new Map() };
     networks.set(id, entry);
     $("networks").appendChild(section);
@@ -180,7 +181,7 @@
     if (!chain) return "";
     var parts = [];
     if (chain.blockNumber != null) parts.push("block " + chain.blockNumber);
-    if (chain.peerCount != null) parts.push(chain.peerCount + " peers");
+    if (chain.peerCount != null) parts.push(chain.peerCount + (chain.peerCount === 1 ? " peer" : " peers"));
     if (chain.raftRole) parts.push("raft " + chain.raftRole);
     if (chain.syncing) parts.push("syncing");
     if (chain.error) parts.push("probe: " + chain.error);
@@ -210,6 +211,7 @@
       logs,
       el("p", { class: "error", role: "alert" }),
     ]);
+    remove.setAttribute("aria-label", "Delete node " + data.name);
     entry = { data: data, el: item, logs: logs };
     network.nodes.set(id, entry);
     network.el.querySelector(".nodes").appendChild(item);

@@ -85,6 +85,7 @@ async def test_the_dashboard_follows_a_network_live(
     context = await browser.new_context(viewport={"width": 1280, "height": 860})
     page = await context.new_page()
     page.set_default_timeout(WAIT_MS)
+    expect.set_options(timeout=WAIT_MS)
     problems: list[str] = []
     page.on("pageerror", lambda error: problems.append(str(error)))
 
@@ -135,7 +136,7 @@ async def test_the_dashboard_follows_a_network_live(
         await page.wait_for_function(
             "([selector, text]) => document.querySelector(selector).textContent.includes(text)",
             arg=[shown, f"{restarts} restart"],
-            polling="mutation",  # checked on each DOM change, not on a timer
+            polling="raf",  # checked on each animation frame (about 16 ms), not on a timer
         )
         delays.append(time.perf_counter() - started)
     print(
@@ -143,6 +144,7 @@ async def test_the_dashboard_follows_a_network_live(
         f"{statistics.median(delays) * 1000:.0f} ms, max {max(delays) * 1000:.0f} ms"
     )
 
+    await network.locator("li.node").first.get_by_text("Status history").click()
     await screenshots(page, DOCS if os.environ.get("QAAS_DASHBOARD_SCREENSHOTS") else tmp_path)
 
     # Delete the node (confirmed): it disappears.

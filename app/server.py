@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 from starlette.datastructures import State
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -56,6 +56,7 @@ from app.store.engine import DatabaseUnavailable, make_engine, make_sessionmaker
 from app.store.migrate import MigrationNeeded, prepare
 from app.store.node_feed import NodeFeed
 from schema.build import ASSETS_PATH, GRAPHQL_PATH, QaasGraphQL
+from schema.dashboard import dashboard_routes
 from schema.graphiql import assets_route
 from schema.http import HttpGuard
 
@@ -374,14 +375,11 @@ def create_app(settings: Settings) -> Starlette:
         body, content_type = exposition()  # no token: no tenant's name or id is in a label
         return Response(body, headers={"Content-Type": content_type})
 
-    async def root(_: Request) -> RedirectResponse:
-        return RedirectResponse(GRAPHQL_PATH)
-
     # Before start-up is done WhenReady answers alone; then the guard bounds the body and
     # authenticates before the view reads or parses anything.
     when_ready = WhenReady(HttpGuard(graphql, deps), startup)
     routes = [
-        Route("/", root),
+        *dashboard_routes(GRAPHQL_PATH, f"{ASSETS_PATH}/graphql-ws.min.js"),  # /, /dashboard
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),

@@ -13,6 +13,7 @@ from strawberry.types import Info
 from app.domain.enums import Consensus
 from app.domain.errors import ErrorCode
 from app.domain.storage import Storage
+from app.events.bus import EventBus, NetworkChange, NodeChange
 from app.services import networks, nodes
 from app.services.results import Result, commit_unless_refused, refused
 from app.store.unit import UnitOfWork
@@ -137,12 +138,23 @@ async def _run(
     info: Info[Context, None], change: Callable[[UnitOfWork], Awaitable[Result]]
 ) -> Result:
     """Run one service in its own unit of work: committed unless it refused, and then the
-    reconciler is woken to converge the cluster."""
+    network and node it made or changed are published (``networkChanged`` tells of a network
+    created or marked for deletion and of a node added at once) and the reconciler is woken
+    to converge the cluster."""
     deps = info.context.deps
     result = await commit_unless_refused(deps.sessions, change)
     if not result.errors:
+        _publish(deps.bus, result)
         deps.kick()
     return result
+
+
+def _publish(bus: EventBus, result: Result) -> None:
+    if result.network is not None:
+        bus.publish(NetworkChange(result.network.id, result.network.tenant_id, result.network))
+    if result.node is not None:
+        node = result.node
+        bus.publish(NodeChange(node.id, node.network_id, node.tenant_id, node))
 
 
 @strawberry.type

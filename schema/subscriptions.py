@@ -21,6 +21,7 @@ import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.types import Info
 
+from app.events.bus import NodeChange
 from app.store import reads
 from app.store.read_models import NodeView
 from schema.auth import caller
@@ -28,6 +29,7 @@ from schema.context import Context
 from schema.errors import ClientError
 from schema.fanout import ReadQueue, SharedEvent
 from schema.ids import raw_id_of
+from schema.network_events import network_changed
 from schema.types import Node
 
 SnapshotKey = tuple[str, str | None, str | None]  # tenant, network, node
@@ -74,6 +76,13 @@ def _node(view: NodeView, context: Context) -> Node:
 
 @strawberry.type
 class Subscription:
+    network_changed = strawberry.subscription(
+        resolver=network_changed,
+        description="The chosen networks now (one, or all of the tenant's), each as a "
+        "NETWORK_UPDATED event, then an event for every change to one of them or to one of "
+        "their nodes: created, updated, deleted; a node added, updated, removed.",
+    )
+
     @strawberry.subscription(
         description="The current state of the chosen nodes (one node, one network's, or all), "
         "then the full node each time it changes."
@@ -104,6 +113,7 @@ class Subscription:
                 change = await mailbox.get()
                 if not context.still_open():
                     return  # the token ended: the socket is being closed
+                assert isinstance(change, NodeChange)  # no network changes were asked for
                 if change.deleted:
                     if node_raw is not None:
                         return  # the node is gone: the subscription is complete

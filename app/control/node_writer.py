@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.control.progress import refresh_status
 from app.domain.enums import Desired
-from app.events.bus import EventBus, NodeChange
+from app.events.bus import Change, EventBus, NodeChange
 from app.store import desired, node_feed
 from app.store.models import Node
 from app.store.read_models import NodeView
@@ -102,7 +102,7 @@ class NodeWriter:
         if (note := self.bus.announcement(change)) is not None:
             await node_feed.announce(session, *note)
 
-    def publish(self, change: NodeChange) -> None:
+    def publish(self, change: Change) -> None:
         self.bus.publish(change)
 
 

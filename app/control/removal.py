@@ -27,10 +27,10 @@ from app.control.node_writer import NodeWriter
 from app.control.progress import fail_unfinished_starts, finish_operations
 from app.control.raft import Done, RaftRemoval, needs_raft_step, skip_message
 from app.domain.enums import Desired, OperationKind, OperationState
-from app.events.bus import NodeChange
+from app.events.bus import NetworkChange, NodeChange
 from app.store import desired, operations
 from app.store.models import Network, Node, utcnow
-from app.store.read_models import NodeView
+from app.store.read_models import NetworkView, NodeView
 from app.store.unit import UnitOfWork
 
 log = logging.getLogger("qaas.reconciler")
@@ -134,6 +134,9 @@ class Removal:
                 work.session, network_id=network.id, kinds=(OperationKind.NETWORK_DELETE,),
                 message="the network and all of its objects are deleted",
             )  # fmt: skip
+            gone = NetworkChange(network.id, network.tenant_id, NetworkView.of(network, []),
+                                 deleted=True)  # fmt: skip
+            work.after_commit(lambda: self.writer.publish(gone))
         log.info("deleted network %s", network.name)
 
     @staticmethod

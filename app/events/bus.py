@@ -1,13 +1,19 @@
-"""The event bus: node changes published once, delivered to every interested subscriber.
+"""The event bus: node and network changes published once, delivered to every interested
+subscriber.
 
-Each subscriber has a bounded mailbox keyed by node: a slow subscriber that falls behind gets
-the LATEST state of each node, never an ever-growing backlog. Publishing is O(subscribers)
+Each subscriber has a bounded mailbox keyed by node (and by network, for a subscriber that asked
+for network changes too): a slow subscriber that falls behind gets the LATEST state of each node
+and network, never an ever-growing backlog. A key's newer change moves to the end of the queue,
+so a subscriber never sees one object's change before an earlier-published change of another
+(a network's deletion comes after its last node's removal). Publishing is O(subscribers)
 dictionary writes and never blocks on a subscriber.
 
 This is the in-process bus (one replica). The PostgreSQL bus for several replicas
-(``app/events/pg_bus.py``) implements the same protocol and delivers through one of these.
-``announcement`` is what a writer sends inside its writing transaction so that other replicas
-hear of the change exactly when it commits (None here: nobody else is listening).
+(``app/events/pg_bus.py``) implements the same protocol and delivers through one of these:
+``publish`` (a ``NodeChange`` or a ``NetworkChange``), ``subscribe`` (``networks=True`` asks for
+network changes as well as node changes), and ``announcement``, what a writer sends inside its
+writing transaction so that other replicas hear of the change exactly when it commits (None
+here: nobody else is listening).
 
 Example::
 
@@ -46,40 +52,73 @@ class NodeChange:
     renders: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
+@dataclass(frozen=True)
+class NetworkChange:
+    """A network created, marked for deletion, or deleted (its nodes' changes are
+    ``NodeChange``s). ``snapshot`` is its last state (app.store.read_models.NetworkView)."""
+
+    network_id: str
+    tenant_id: str
+    snapshot: Any
+    deleted: bool = False
+    renders: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def key(self) -> str:
+        return "network:" + self.network_id
+
+
+Change = NodeChange | NetworkChange
+
+
+def _key(change: Change) -> str:
+    return change.key if isinstance(change, NetworkChange) else change.node_id
+
+
 class Mailbox:
     """One subscriber's bounded, per-node-coalescing queue."""
 
     def __init__(
-        self, tenant_id: str | None, network_id: str | None, node_id: str | None, limit: int
+        self,
+        tenant_id: str | None,
+        network_id: str | None,
+        node_id: str | None,
+        limit: int,
+        networks: bool = False,
     ) -> None:
         self.tenant_id = tenant_id
+        self.networks = networks  # network changes too, not only node changes
         self.network_id = network_id
         self.node_id = node_id
         self.limit = limit
-        self._pending: OrderedDict[str, NodeChange] = OrderedDict()
+        self._pending: OrderedDict[str, Change] = OrderedDict()
         self._ready = asyncio.Event()
         self.dropped = 0  # superseded changes (a newer state of the same node replaced them)
 
-    def wants(self, change: NodeChange) -> bool:
+    def wants(self, change: Change) -> bool:
         if self.tenant_id is not None and change.tenant_id != self.tenant_id:
             return False
-        if self.node_id is not None:
+        if isinstance(change, NetworkChange):
+            if not self.networks or self.node_id is not None:
+                return False
+        elif self.node_id is not None:
             return change.node_id == self.node_id
         return self.network_id is None or change.network_id == self.network_id
 
-    def offer(self, change: NodeChange) -> None:
-        if change.node_id in self._pending:
+    def offer(self, change: Change) -> None:
+        key = _key(change)
+        if key in self._pending:
             self.dropped += 1
             COALESCED.inc()
-            self._pending.pop(change.node_id)
+            self._pending.pop(key)
         elif len(self._pending) >= self.limit:
             self._pending.popitem(last=False)  # the oldest node's state: memory stays bounded
             self.dropped += 1
             COALESCED.inc()
-        self._pending[change.node_id] = change
+        self._pending[key] = change
         self._ready.set()
 
-    async def get(self) -> NodeChange:
+    async def get(self) -> Change:
         while not self._pending:
             self._ready.clear()
             await self._ready.wait()
@@ -91,7 +130,7 @@ class Mailbox:
 
 
 class EventBus(Protocol):
-    def publish(self, change: NodeChange) -> None: ...
+    def publish(self, change: Change) -> None: ...
 
     def announcement(self, change: NodeChange) -> tuple[str, str] | None:
         """(channel, payload) to NOTIFY within the transaction that makes ``change``, or None."""
@@ -102,6 +141,8 @@ class EventBus(Protocol):
         network_id: str | None = None,
         node_id: str | None = None,
         tenant_id: str | None = None,
+        *,
+        networks: bool = False,
     ) -> contextlib.AbstractAsyncContextManager[Mailbox]: ...
 
 
@@ -116,14 +157,14 @@ class InProcessBus:
     def subscribers(self) -> int:
         return len(self._mailboxes)
 
-    def wanted(self, change: NodeChange) -> bool:
+    def wanted(self, change: Change) -> bool:
         """Whether any subscriber wants this change."""
         return any(mailbox.wants(change) for mailbox in self._mailboxes)
 
     def announcement(self, change: NodeChange) -> tuple[str, str] | None:
         return None
 
-    def publish(self, change: NodeChange) -> None:
+    def publish(self, change: Change) -> None:
         for mailbox in self._mailboxes:
             if mailbox.wants(change):
                 mailbox.offer(change)
@@ -134,8 +175,10 @@ class InProcessBus:
         network_id: str | None = None,
         node_id: str | None = None,
         tenant_id: str | None = None,
+        *,
+        networks: bool = False,
     ) -> AsyncIterator[Mailbox]:
-        mailbox = Mailbox(tenant_id, network_id, node_id, self.mailbox_limit)
+        mailbox = Mailbox(tenant_id, network_id, node_id, self.mailbox_limit, networks)
         self._mailboxes.add(mailbox)
         SUBSCRIBERS.inc()
         try:

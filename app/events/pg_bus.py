@@ -49,7 +49,7 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from app.events.bus import InProcessBus, Mailbox, NodeChange
+from app.events.bus import Change, InProcessBus, Mailbox, NodeChange
 
 log = logging.getLogger("qaas.events")
 
@@ -137,8 +137,10 @@ class PostgresBus:
         network_id: str | None = None,
         node_id: str | None = None,
         tenant_id: str | None = None,
+        *,
+        networks: bool = False,
     ) -> contextlib.AbstractAsyncContextManager[Mailbox]:
-        return self.local.subscribe(network_id, node_id, tenant_id)
+        return self.local.subscribe(network_id, node_id, tenant_id, networks=networks)
 
     def announcement(self, change: NodeChange) -> tuple[str, str] | None:
         note: dict[str, Any] = {"n": change.node_id, "w": change.network_id, "t": change.tenant_id,
@@ -147,9 +149,12 @@ class PostgresBus:
             note["d"] = 1
         return NODES, json.dumps(note, separators=(",", ":"))
 
-    def publish(self, change: NodeChange) -> None:
+    def publish(self, change: Change) -> None:
         """A change this replica committed (its own notification is dropped, unread)."""
-        self._deliver(change, change.snapshot.revision)
+        if isinstance(change, NodeChange):
+            self._deliver(change, change.snapshot.revision)
+        else:  # a network's change: delivered here only (yet)
+            self.local.publish(change)
 
     # -- the reconciler's wake-up call -----------------------------------------------------------
 

@@ -108,6 +108,17 @@ async def networks_page(
     )
 
 
+async def networks_of_tenant(
+    session: AsyncSession, tenant_id: str, network_id: str | None = None
+) -> list[NetworkView]:
+    """The tenant's networks (or the one of them with ``network_id``), oldest first."""
+    query = select(*NETWORK_VIEW_COLUMNS).where(Network.tenant_id == tenant_id)
+    if network_id is not None:
+        query = query.where(Network.id == network_id)
+    rows = list(await session.execute(query.order_by(Network.created_at, Network.id)))
+    return await network_views(session, rows)
+
+
 async def tokens_page(
     session: AsyncSession, tenant_id: str, first: int, cursor: str | None
 ) -> Page[ApiToken]:

@@ -12,7 +12,7 @@ from app.config import Settings
 from app.control.chain import ChainRecorder
 from app.control.node_writer import NodeWriter
 from app.domain.enums import Consensus, NodeStatus
-from app.events.bus import InProcessBus, NodeChange
+from app.events.bus import Change, InProcessBus, NodeChange
 from app.store.models import Node
 from tests.conftest import CallerTenant
 from tests.helpers import Writes
@@ -31,8 +31,9 @@ class Recording(InProcessBus):
         super().__init__()
         self.changes: list[NodeChange] = []
 
-    def publish(self, change: NodeChange) -> None:
-        self.changes.append(change)
+    def publish(self, change: Change) -> None:
+        if isinstance(change, NodeChange):
+            self.changes.append(change)
         super().publish(change)
 
 

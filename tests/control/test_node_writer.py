@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 from app.config import load_settings
 from app.control.node_writer import Apply, NodeWriter
 from app.domain.enums import Consensus, NodeStatus, Role
-from app.events.bus import InProcessBus, NodeChange
+from app.events.bus import Change, InProcessBus, NodeChange
 from app.services.tenancy import create_token
 from app.store.models import Node, NodeStatusChange
 from tests.helpers import Writes, eventually
@@ -64,8 +64,9 @@ class RecordingWriter(NodeWriter):
 
     published: list[NodeChange]
 
-    def publish(self, change: NodeChange) -> None:
-        self.__dict__.setdefault("published", []).append(change)
+    def publish(self, change: Change) -> None:
+        if isinstance(change, NodeChange):  # the writer publishes network changes too
+            self.__dict__.setdefault("published", []).append(change)
 
 
 async def _new_node(sessions: async_sessionmaker[AsyncSession], database_url: str) -> str:

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import asyncio
 
-from app.events.bus import InProcessBus, NodeChange
+from app.events.bus import InProcessBus, Mailbox, NetworkChange, NodeChange
 
 
 def change(node: str, network: str = "n1", state: str = "s") -> NodeChange:
     return NodeChange(node_id=node, network_id=network, tenant_id="t", snapshot=state)
+
+
+def network_change(network: str, state: str = "s", tenant: str = "t") -> NetworkChange:
+    return NetworkChange(network_id=network, tenant_id=tenant, snapshot=state)
+
+
+async def next_node(mailbox: Mailbox) -> NodeChange:
+    got = await mailbox.get()
+    assert isinstance(got, NodeChange)
+    return got
 
 
 async def test_subscribers_get_only_what_they_asked_for() -> None:
@@ -20,10 +30,10 @@ async def test_subscribers_get_only_what_they_asked_for() -> None:
     ):
         bus.publish(change("a", "n1"))
         bus.publish(change("b", "n2"))
-        assert (await network.get()).node_id == "a"
+        assert (await next_node(network)).node_id == "a"
         assert len(network) == 0
-        assert (await node.get()).node_id == "b"
-        assert [(await everything.get()).node_id for _ in range(2)] == ["a", "b"]
+        assert (await next_node(node)).node_id == "b"
+        assert [(await next_node(everything)).node_id for _ in range(2)] == ["a", "b"]
 
 
 async def test_a_slow_subscriber_gets_the_latest_state_of_each_node() -> None:
@@ -44,14 +54,14 @@ async def test_a_mailbox_holds_at_most_its_limit_of_nodes() -> None:
         for i in range(25):
             bus.publish(change(f"node-{i}"))
         assert len(slow) == 10
-        assert (await slow.get()).node_id == "node-15"  # the oldest were let go first
+        assert (await next_node(slow)).node_id == "node-15"  # the oldest were let go first
 
 
 async def test_leaving_unsubscribes_and_waiting_is_woken_by_publish() -> None:
     bus = InProcessBus()
     async with bus.subscribe() as mailbox:
         assert bus.subscribers == 1
-        waiter = asyncio.create_task(mailbox.get())
+        waiter = asyncio.create_task(next_node(mailbox))
         await asyncio.sleep(0)
         bus.publish(change("a"))
         assert (await asyncio.wait_for(waiter, 1)).node_id == "a"
@@ -76,3 +86,23 @@ async def test_a_subscriber_never_gets_another_tenants_changes() -> None:
         for mailbox in (everything, network, node):
             assert await mailbox.get() is ours
             assert len(mailbox) == 0
+
+
+async def test_network_changes_go_only_to_who_asked_for_them_in_publishing_order() -> None:
+    bus = InProcessBus()
+    async with (
+        bus.subscribe(network_id="n1", networks=True) as n1,
+        bus.subscribe(tenant_id="t", networks=True) as everything,
+        bus.subscribe(tenant_id="other", networks=True) as other,
+        bus.subscribe(network_id="n1") as nodes_only,
+    ):
+        bus.publish(network_change("n1", "updated"))
+        bus.publish(change("a", "n1", "a-removed"))
+        bus.publish(network_change("n2"))
+        bus.publish(network_change("n1", "deleted"))  # after a's removal: delivered after it
+        assert [(await n1.get()).snapshot for _ in range(2)] == ["a-removed", "deleted"]
+        assert len(n1) == 0
+        assert len(everything) == 3
+        assert len(other) == 0
+        assert (await next_node(nodes_only)).node_id == "a"
+        assert len(nodes_only) == 0

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.config import load_settings
 from app.control.node_writer import Apply, NodeWriter
 from app.domain.enums import Consensus, Role
-from app.events.bus import Mailbox, NodeChange
+from app.events.bus import Change, Mailbox, NodeChange
 from app.events.pg_bus import PostgresBus
 from app.services.tenancy import create_token
 from app.store import desired
@@ -107,9 +107,9 @@ def restarts(count: int) -> Apply:
 class LatePublisher(NodeWriter):
     """Publishes after its commit only when told to (``release``)."""
 
-    held: list[NodeChange]
+    held: list[Change]
 
-    def publish(self, change: NodeChange) -> None:
+    def publish(self, change: Change) -> None:
         self.__dict__.setdefault("held", []).append(change)
 
     def release(self) -> None:
@@ -129,7 +129,9 @@ async def _delete(writer: NodeWriter, net: Net, node_id: str) -> None:
 
 
 async def _next(mailbox: Mailbox) -> NodeChange:
-    return await asyncio.wait_for(mailbox.get(), 10)
+    change = await asyncio.wait_for(mailbox.get(), 10)
+    assert isinstance(change, NodeChange)
+    return change
 
 
 async def test_a_change_written_on_one_replica_reaches_the_other_once(

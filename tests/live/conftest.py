@@ -15,9 +15,9 @@ from tests.conftest import CallerTenant
 
 
 class LiveServer:
-    def __init__(self, settings: Settings, token: str) -> None:
+    def __init__(self, settings: Settings, token: str, port: int | None = None) -> None:
         self.token = token  # the test tenant's ADMIN token
-        self.port = free_ports(1)[0]
+        self.port = port or free_ports(1)[0]  # a port: a restart on the same address
         self.app = create_app(settings)
         config = uvicorn.Config(
             self.app, host="127.0.0.1", port=self.port, log_config=None,

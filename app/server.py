@@ -52,6 +52,7 @@ from app.services.ratelimit import RateLimiter
 from app.services.tenancy import bootstrap_first_tenant
 from app.store.engine import DatabaseUnavailable, make_engine, make_sessionmaker, ping
 from app.store.migrate import MigrationNeeded, prepare
+from app.store.unit import write_session
 from schema.build import ASSETS_PATH, GRAPHQL_PATH, QaasGraphQL
 from schema.graphiql import assets_route
 from schema.http import HttpGuard
@@ -91,7 +92,7 @@ async def _bootstrap_first_tenant(
     The token is printed once, to the terminal, never through the log (which may be shipped
     elsewhere). Production installations create their first token with `qaas token create`.
     """
-    async with sessions.begin() as session:
+    async with write_session(sessions) as session:
         secret = await bootstrap_first_tenant(session, settings)
     if secret is None:
         return
@@ -322,7 +323,7 @@ async def come_up(app: Starlette) -> None:
 
 
 def create_app(settings: Settings) -> Starlette:
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, busy_timeout=settings.sqlite_busy_timeout)
     sessions = make_sessionmaker(engine)
     bus = InProcessBus()
     limiter = RateLimiter(settings.mutations_per_minute, settings.mutation_burst)

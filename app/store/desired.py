@@ -73,14 +73,12 @@ async def nodes_of(session: AsyncSession, network_id: str) -> list[Node]:
 
 
 async def tenant_counts(session: AsyncSession, tenant_id: str) -> tuple[int, int]:
-    """How many networks and nodes the tenant has (those being deleted included)."""
-    networks = await session.scalar(
-        select(func.count()).select_from(Network).where(Network.tenant_id == tenant_id)
-    )
-    nodes = await session.scalar(
-        select(func.count()).select_from(Node).join(Network).where(Network.tenant_id == tenant_id)
-    )
-    return networks or 0, nodes or 0
+    """How many networks and nodes the tenant has (those being deleted included); one query."""
+    networks = select(func.count()).select_from(Network).where(Network.tenant_id == tenant_id)
+    nodes = select(func.count()).select_from(Node).join(Network)
+    nodes = nodes.where(Network.tenant_id == tenant_id)
+    row = (await session.execute(select(networks.scalar_subquery(), nodes.scalar_subquery()))).one()
+    return row[0] or 0, row[1] or 0
 
 
 async def networks_with_nodes(session: AsyncSession) -> list[Network]:

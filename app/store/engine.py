@@ -14,7 +14,9 @@ Example::
 
     engine = make_engine("sqlite+aiosqlite:///./qaas.db")
     sessions = make_sessionmaker(engine)
-    async with sessions.begin() as session:   # one unit of work: commit or roll back
+    async with sessions() as session:         # reads (concurrent, under WAL)
+        ...
+    async with UnitOfWork.begin(sessions) as work:   # writes: app/store/unit.py
         ...
     await reach("postgresql+asyncpg://qaas@db:1/qaas")
     # DatabaseUnavailable: cannot connect to the database at postgresql+asyncpg://qaas@db:1/qaas:

@@ -57,11 +57,17 @@ async def object_name_owner(
     node's ``<network>-<node>`` must not equal any other node's of the same tenant: network
     ``a`` with node ``b-coordinator`` and network ``a-b``'s coordinator would collide.
     """
+    # Only networks named like a prefix of it before a "-" can own it: found by the unique
+    # index on (tenant_id, name), not by a scan of all the tenant's nodes.
+    prefixes = [object_name[:i] for i, c in enumerate(object_name) if c == "-"]
+    if not prefixes:
+        return None
     row = (
         await session.execute(
             select(Network.name, Node.name)
             .join(Node, Node.network_id == Network.id)
-            .where(Network.tenant_id == tenant_id, Network.name + "-" + Node.name == object_name)
+            .where(Network.tenant_id == tenant_id, Network.name.in_(prefixes))
+            .where(Network.name + "-" + Node.name == object_name)
             .limit(1)
         )
     ).first()

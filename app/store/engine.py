@@ -73,6 +73,7 @@ class _Turns:
 
     def __init__(self, busy_timeout: float) -> None:
         self.busy_timeout = busy_timeout
+        self.queued = 0  # writers waiting for their turn
         self.locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
             weakref.WeakKeyDictionary()
         )
@@ -116,15 +117,24 @@ async def write_turn(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterato
         return
     lock = turns.lock()
     wait = max(turns.busy_timeout, WRITE_QUEUE_TIMEOUT)
+    turns.queued += 1
     try:
         async with asyncio.timeout(wait):
             await lock.acquire()
     except TimeoutError:
         raise turns.busy(f"this process's writers queued for {wait:g} s") from None
+    finally:
+        turns.queued -= 1
     try:
         yield True
     finally:
         lock.release()
+
+
+def queued_writers(sessions: async_sessionmaker[AsyncSession]) -> int:
+    """How many of this process's writers wait for their turn (always 0 on PostgreSQL)."""
+    turns = _turns_of(sessions)
+    return 0 if turns is None else turns.queued
 
 
 def busy_error(

@@ -3,6 +3,8 @@
 =================================  =========================================================
 ``QAAS_DATABASE_URL``              SQLAlchemy URL (default ``sqlite+aiosqlite:///./qaas.db``;
                                    PostgreSQL: ``postgresql+asyncpg://user@host/db``)
+``QAAS_SQLITE_BUSY_TIMEOUT``       seconds a SQLite write waits for the write lock (5); then
+                                   the API answers UNAVAILABLE with ``retryAfterSeconds``
 ``QAAS_CLUSTER``                   ``auto`` (default): in-cluster config, else ``KUBECONFIG`` or
                                    ``~/.kube/config``, else the local sandbox; or force one of
                                    ``in-cluster``, ``kubeconfig``, ``sandbox``
@@ -99,6 +101,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="QAAS_", env_file=".env", extra="ignore")
 
     database_url: str = "sqlite+aiosqlite:///./qaas.db"
+    # How long a SQLite writer waits for the write lock (app/store/engine.py), in seconds.
+    sqlite_busy_timeout: float = Field(default=5.0, gt=0, le=600)
     cluster: ClusterMode = "auto"
     kubeconfig: str | None = None
     namespace: str | None = None

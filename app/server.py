@@ -55,6 +55,7 @@ from app.services.tenancy import bootstrap_first_tenant
 from app.store.engine import DatabaseUnavailable, make_engine, make_sessionmaker, ping
 from app.store.migrate import MigrationNeeded, prepare
 from app.store.node_feed import NodeFeed
+from app.store.unit import write_session
 from schema.build import ASSETS_PATH, GRAPHQL_PATH, QaasGraphQL
 from schema.dashboard import dashboard_routes
 from schema.graphiql import assets_route
@@ -95,7 +96,7 @@ async def _bootstrap_first_tenant(
     The token is printed once, to the terminal, never through the log (which may be shipped
     elsewhere). Production installations create their first token with `qaas token create`.
     """
-    async with sessions.begin() as session:
+    async with write_session(sessions) as session:
         secret = await bootstrap_first_tenant(session, settings)
     if secret is None:
         return
@@ -329,7 +330,7 @@ async def come_up(app: Starlette) -> None:
 
 
 def create_app(settings: Settings) -> Starlette:
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, busy_timeout=settings.sqlite_busy_timeout)
     sessions = make_sessionmaker(engine)
     shared = shared_bus(settings)
     pg_bus = PostgresBus(settings.database_url, NodeFeed(sessions)) if shared else None

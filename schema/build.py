@@ -63,7 +63,7 @@ from app.services.api_deps import ApiDeps
 from app.services.connections import FORBIDDEN, Connection, Refused
 from app.services.tenancy import AuthError, Principal, authenticate, bearer
 from schema.context import Context
-from schema.errors import is_client_error, should_mask, summary
+from schema.errors import is_client_error, should_mask, summary, unavailable
 from schema.fanout import ReadQueue, SharedData, SharedEvent, group_key, render_shared, rendered
 from schema.graphiql import graphiql_html
 from schema.http import principal_of, request_error
@@ -132,6 +132,10 @@ class QaasMaskErrors(MaskErrors):
         errors = getattr(result, "errors", None)
         if errors:
             result.errors = self._process_errors(errors)  # type: ignore[attr-defined]
+
+    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        # A busy database is said as UNAVAILABLE (schema.errors.unavailable), not masked.
+        return super()._process_errors([unavailable(e) or e for e in errors])
 
 
 class QaasSchema(strawberry.Schema):

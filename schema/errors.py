@@ -2,10 +2,12 @@
 
 A ``ClientError`` is the caller's fault (a bad argument to a query) and its message is shown.
 Syntax and validation errors are shown too, and so is a ``ClusterFailure`` (code CLUSTER_ERROR).
-Anything else is a fault of ours: in the response it becomes "Unexpected error." and the details
-go to the log only, at ERROR with a traceback. A caller's mistake is logged at INFO in one line
-(``summary``): its message cut short, a hash of the query and its first characters, so that one
-client cannot fill the log with query texts.
+A write that could not get the database's write lock in time (``DatabaseBusy``: another process
+held SQLite's) is UNAVAILABLE with ``retryAfterSeconds``: nothing was written, the caller may
+retry. Anything else is a fault of ours: in the response it becomes "Unexpected error." and the
+details go to the log only, at ERROR with a traceback. A caller's mistake is logged at INFO in
+one line (``summary``): its message cut short, a hash of the query and its first characters, so
+that one client cannot fill the log with query texts.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import hashlib
 import logging
 
 from graphql import GraphQLError
+
+from app.store.engine import DatabaseBusy
 
 log = logging.getLogger("qaas.graphql")
 
@@ -52,6 +56,21 @@ def summary(error: GraphQLError, query: str | None) -> str:
     digest = hashlib.sha256(query.encode("utf-8", "replace")).hexdigest()[:12]
     prefix = " ".join(query.split())[:QUERY_PREFIX_CHARS]
     return f"{said} (query sha256:{digest}, {len(query)} chars, starts {prefix!r})"
+
+
+def unavailable(error: GraphQLError) -> GraphQLError | None:
+    """The error as the caller sees it if it is ``DatabaseBusy`` (UNAVAILABLE, with when to
+    retry), else None."""
+    busy = error.original_error
+    if not isinstance(busy, DatabaseBusy):
+        return None
+    log.warning("answered UNAVAILABLE in %s: %s", error.path, busy)
+    return GraphQLError(
+        str(busy),
+        nodes=error.nodes,
+        path=error.path,
+        extensions={"code": "UNAVAILABLE", "retryAfterSeconds": busy.retry_after},
+    )
 
 
 def should_mask(error: GraphQLError) -> bool:

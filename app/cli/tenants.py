@@ -38,6 +38,7 @@ from app.services.tenant_admin import create_tenant, delete_tenant, tenant_rows,
 from app.store.engine import make_engine, make_sessionmaker
 from app.store.migrate import prepare
 from app.store.models import Tenant
+from app.store.unit import write_session
 
 
 def _admin_target(args: argparse.Namespace, settings: Settings) -> ClusterTarget:
@@ -68,7 +69,7 @@ def _readable(path: str) -> Path:
 @asynccontextmanager
 async def _database(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     await prepare(settings.database_url)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, busy_timeout=settings.sqlite_busy_timeout)
     try:
         yield make_sessionmaker(engine)
     finally:
@@ -95,7 +96,7 @@ def _print_manifests(tenant: Tenant, settings: Settings) -> None:
 
 async def _create(args: argparse.Namespace, settings: Settings) -> int:
     async with _database(settings) as sessions:
-        async with sessions.begin() as session:
+        async with write_session(sessions) as session:
             tenant, new = await create_tenant(session, args.name, settings,
                                               max_networks=args.max_networks,
                                               max_nodes=args.max_nodes)  # fmt: skip
@@ -124,7 +125,7 @@ async def _list(_: argparse.Namespace, settings: Settings) -> int:
 
 async def _update(args: argparse.Namespace, settings: Settings) -> int:
     async with _database(settings) as sessions:
-        async with sessions.begin() as session:
+        async with write_session(sessions) as session:
             tenant = await update_limits(session, args.name, max_networks=args.max_networks,
                                          max_nodes=args.max_nodes)  # fmt: skip
         if args.manifests:
@@ -139,7 +140,7 @@ async def _update(args: argparse.Namespace, settings: Settings) -> int:
 async def _delete(args: argparse.Namespace, settings: Settings) -> int:
     own = settings.namespace or "default"
     async with _database(settings) as sessions:
-        async with sessions.begin() as session:
+        async with write_session(sessions) as session:
             tenant = await delete_tenant(session, args.name, force=args.force,
                                          keep_namespace=own)  # fmt: skip
         if tenant.namespace == own:

@@ -19,12 +19,13 @@ from app.domain.enums import Role
 from app.services.tenancy import create_token, revoke_token, tokens_of
 from app.store.engine import make_engine, make_sessionmaker
 from app.store.migrate import prepare
+from app.store.unit import write_session
 from schema.ids import raw_id_of
 
 
 async def _create(args: argparse.Namespace, settings: Settings) -> int:
     await prepare(settings.database_url)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, busy_timeout=settings.sqlite_busy_timeout)
     expires = datetime.timedelta(days=args.expires_in_days) if args.expires_in_days else None
     try:
         tenant, token, secret = await create_token(
@@ -42,7 +43,7 @@ async def _create(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _list(args: argparse.Namespace, settings: Settings) -> int:
     await prepare(settings.database_url)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, busy_timeout=settings.sqlite_busy_timeout)
     try:
         async with make_sessionmaker(engine)() as session:
             for token, state in await tokens_of(session, args.tenant):
@@ -57,11 +58,11 @@ async def _list(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _revoke(args: argparse.Namespace, settings: Settings) -> int:
     await prepare(settings.database_url)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, busy_timeout=settings.sqlite_busy_timeout)
     # The id `token list` prints, or the global ID GraphQL gives (`tokens { ... id }`).
     token_id = raw_id_of(args.token_id, "ApiToken") or args.token_id
     try:
-        async with make_sessionmaker(engine).begin() as session:
+        async with write_session(make_sessionmaker(engine)) as session:
             if await revoke_token(session, token_id) is None:
                 print(f"qaas: no token with id {args.token_id}", file=sys.stderr)
                 return 2

@@ -29,6 +29,7 @@ from app.domain.errors import ErrorCode, UserError
 from app.domain.names import tenant_name_problem, tenant_namespace, tidy
 from app.store import tenants
 from app.store.models import ApiToken, Tenant, utcnow
+from app.store.unit import write_session
 
 TOKEN_PREFIX = "qaas_"
 
@@ -173,7 +174,7 @@ async def create_token(
     """A token for the tenant (the `qaas token create` command), creating the tenant if
     needed; with ``create_tenant=False`` an unknown tenant is a ``TenancyError`` instead."""
     try:
-        async with sessions.begin() as session:
+        async with write_session(sessions) as session:
             if not create_tenant and await tenants.tenant_named(session, tidy(tenant_name)) is None:
                 raise TenancyError(
                     f'no tenant named "{tidy(tenant_name)}": create it with `qaas tenant create '

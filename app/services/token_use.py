@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.store.models import utcnow
 from app.store.token_checks import mark_used
+from app.store.unit import write_session
 
 log = logging.getLogger("qaas.tokens")
 
@@ -62,7 +63,7 @@ class TokenUse:
         while self._pending:
             batch, self._pending = self._pending, {}
             try:
-                async with self.sessions.begin() as session:
+                async with write_session(self.sessions) as session:
                     await mark_used(session, batch)
             except Exception as error:
                 log.warning(

@@ -57,11 +57,17 @@ async def object_name_owner(
     node's ``<network>-<node>`` must not equal any other node's of the same tenant: network
     ``a`` with node ``b-coordinator`` and network ``a-b``'s coordinator would collide.
     """
+    # Only networks named like a prefix of it before a "-" can own it: found by the unique
+    # index on (tenant_id, name), not by a scan of all the tenant's nodes.
+    prefixes = [object_name[:i] for i, c in enumerate(object_name) if c == "-"]
+    if not prefixes:
+        return None
     row = (
         await session.execute(
             select(Network.name, Node.name)
             .join(Node, Node.network_id == Network.id)
-            .where(Network.tenant_id == tenant_id, Network.name + "-" + Node.name == object_name)
+            .where(Network.tenant_id == tenant_id, Network.name.in_(prefixes))
+            .where(Network.name + "-" + Node.name == object_name)
             .limit(1)
         )
     ).first()
@@ -73,14 +79,12 @@ async def nodes_of(session: AsyncSession, network_id: str) -> list[Node]:
 
 
 async def tenant_counts(session: AsyncSession, tenant_id: str) -> tuple[int, int]:
-    """How many networks and nodes the tenant has (those being deleted included)."""
-    networks = await session.scalar(
-        select(func.count()).select_from(Network).where(Network.tenant_id == tenant_id)
-    )
-    nodes = await session.scalar(
-        select(func.count()).select_from(Node).join(Network).where(Network.tenant_id == tenant_id)
-    )
-    return networks or 0, nodes or 0
+    """How many networks and nodes the tenant has (those being deleted included); one query."""
+    networks = select(func.count()).select_from(Network).where(Network.tenant_id == tenant_id)
+    nodes = select(func.count()).select_from(Node).join(Network)
+    nodes = nodes.where(Network.tenant_id == tenant_id)
+    row = (await session.execute(select(networks.scalar_subquery(), nodes.scalar_subquery()))).one()
+    return row[0] or 0, row[1] or 0
 
 
 async def networks_with_nodes(session: AsyncSession) -> list[Network]:

@@ -1,11 +1,22 @@
 """Engines and sessions for SQLite (WAL, busy timeout, foreign keys) and PostgreSQL (asyncpg),
-and the one sentence that says why a database cannot be used.
+the one sentence that says why a database cannot be used, and SQLite's write turns.
+
+SQLite has one write lock per database. ``write_turn`` makes this process's write transactions
+queue for it in asyncio, in order, each then beginning with ``BEGIN IMMEDIATE``
+(``app/store/unit.py``); a write lock held by another process (``qaas token create``) longer than
+the busy timeout is ``DatabaseBusy``, which the API answers as UNAVAILABLE with a retry delay.
+
+``synchronous=NORMAL`` under WAL: a commit survives the process being killed (its pages are in
+the WAL file, which the operating system holds); only a power cut or kernel crash may lose the
+last commits before a checkpoint, never corrupt the file.
 
 Example::
 
     engine = make_engine("sqlite+aiosqlite:///./qaas.db")
     sessions = make_sessionmaker(engine)
-    async with sessions.begin() as session:   # one unit of work: commit or roll back
+    async with sessions() as session:         # reads (concurrent, under WAL)
+        ...
+    async with UnitOfWork.begin(sessions) as work:   # writes: app/store/unit.py
         ...
     await reach("postgresql+asyncpg://qaas@db:1/qaas")
     # DatabaseUnavailable: cannot connect to the database at postgresql+asyncpg://qaas@db:1/qaas:
@@ -14,13 +25,18 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import math
 import os
 import socket
+import weakref
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import URL, event, make_url, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import URL, Engine, event, make_url, text
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -30,7 +46,11 @@ from sqlalchemy.ext.asyncio import (
 
 import app.store.changes  # noqa: F401  (counts committed changes of every session)
 
-SQLITE_BUSY_TIMEOUT_MS = 5000
+SQLITE_BUSY_TIMEOUT = 5.0  # seconds (QAAS_SQLITE_BUSY_TIMEOUT)
+# How long a writer may queue behind this process's other writers (as long as SQLAlchemy's pool
+# lets a request wait for a connection): the queue moves in order, so a wait this long means a
+# stuck writer, not a busy one.
+WRITE_QUEUE_TIMEOUT = 30.0
 CONNECT_TIMEOUT_SECONDS = 10  # for reach(): a host that drops packets is a fault, not a hang
 
 
@@ -39,16 +59,107 @@ class DatabaseUnavailable(RuntimeError):
     what failed, where (the URL with its password masked, or the SQLite file) and what to do."""
 
 
-def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
+class DatabaseBusy(RuntimeError):
+    """Another process held SQLite's write lock longer than the busy timeout: nothing was
+    written; the caller may try again after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class _Turns:
+    """One engine's write turns: an asyncio lock per event loop, and how long to wait."""
+
+    def __init__(self, busy_timeout: float) -> None:
+        self.busy_timeout = busy_timeout
+        self.queued = 0  # writers waiting for their turn
+        self.locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        found = self.locks.get(loop)
+        if found is None:
+            found = self.locks[loop] = asyncio.Lock()
+        return found
+
+    def busy(self, what: str) -> DatabaseBusy:
+        return DatabaseBusy(
+            f"the database is busy ({what}); try again",
+            retry_after=max(1, math.ceil(self.busy_timeout)),
+        )
+
+
+_turns: weakref.WeakKeyDictionary[Engine, _Turns] = weakref.WeakKeyDictionary()
+
+
+def _turns_of(sessions: async_sessionmaker[AsyncSession]) -> _Turns | None:
+    """The SQLite engine's write turns; None for PostgreSQL."""
+    bind = sessions.kw.get("bind")
+    if not isinstance(bind, AsyncEngine) or bind.dialect.name != "sqlite":
+        return None
+    found = _turns.get(bind.sync_engine)
+    if found is None:
+        found = _turns[bind.sync_engine] = _Turns(SQLITE_BUSY_TIMEOUT)
+    return found
+
+
+@contextlib.asynccontextmanager
+async def write_turn(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[bool]:
+    """This process's turn to write (SQLite: one writer at a time, in the order they came;
+    ``DatabaseBusy`` after waiting the busy timeout). Yields whether the transaction must
+    begin with ``BEGIN IMMEDIATE`` (SQLite) or not (PostgreSQL: no turns, row locks)."""
+    turns = _turns_of(sessions)
+    if turns is None:
+        yield False
+        return
+    lock = turns.lock()
+    wait = max(turns.busy_timeout, WRITE_QUEUE_TIMEOUT)
+    turns.queued += 1
+    try:
+        async with asyncio.timeout(wait):
+            await lock.acquire()
+    except TimeoutError:
+        raise turns.busy(f"this process's writers queued for {wait:g} s") from None
+    finally:
+        turns.queued -= 1
+    try:
+        yield True
+    finally:
+        lock.release()
+
+
+def queued_writers(sessions: async_sessionmaker[AsyncSession]) -> int:
+    """How many of this process's writers wait for their turn (always 0 on PostgreSQL)."""
+    turns = _turns_of(sessions)
+    return 0 if turns is None else turns.queued
+
+
+def busy_error(
+    sessions: async_sessionmaker[AsyncSession], error: OperationalError
+) -> DatabaseBusy | None:
+    """``error`` as ``DatabaseBusy`` if it is SQLite's "database is locked", else None."""
+    turns = _turns_of(sessions)
+    if turns is None or "database is locked" not in str(error.orig):
+        return None
+    return turns.busy(f"another process held the write lock for {turns.busy_timeout:g} s")
+
+
+def make_engine(url: str, busy_timeout: float = SQLITE_BUSY_TIMEOUT, **kwargs: Any) -> AsyncEngine:
+    """``busy_timeout``: how long a SQLite writer waits for the write lock, in seconds."""
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
+        _turns[engine.sync_engine] = _Turns(busy_timeout)
+        busy_ms = max(1, round(busy_timeout * 1000))
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
             cursor = dbapi_connection.cursor()
             # WAL lets readers run while the reconciler writes; foreign keys are off by default.
             cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()

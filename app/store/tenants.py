@@ -8,7 +8,7 @@ Example::
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.store.models import ApiToken, Network, Node, Operation, Tenant, utcnow
@@ -26,16 +26,18 @@ async def lock_tenant(session: AsyncSession, tenant_id: str) -> Tenant | None:
     """The tenant, locked until the transaction ends: concurrent requests that count and then
     add the tenant's networks and nodes take turns, so a limit cannot be passed by a race.
 
-    A no-op UPDATE is the lock both databases understand: on PostgreSQL it locks the row, on
-    SQLite it starts the write transaction (which SQLite holds for the whole database).
+    One statement: on PostgreSQL ``SELECT ... FOR NO KEY UPDATE`` locks the row (inserting the
+    tenant's networks and tokens elsewhere is not held up); SQLite has no row locks and needs
+    none here: call this in a unit of work (``app/store/unit.py``), whose ``BEGIN IMMEDIATE``
+    already holds SQLite's write lock for the whole database.
     """
-    await session.execute(
-        update(Tenant)
+    query = (
+        select(Tenant)
         .where(Tenant.id == tenant_id)
-        .values(name=Tenant.name)
-        .execution_options(synchronize_session=False)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
     )
-    return await session.get(Tenant, tenant_id, populate_existing=True)
+    return await session.scalar(query)
 
 
 async def tenant_named(session: AsyncSession, name: str) -> Tenant | None:

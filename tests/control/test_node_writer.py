@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-from sqlalchemy import delete, select, text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from app.config import load_settings
@@ -150,25 +149,3 @@ async def test_many_writers_get_distinct_increasing_revisions(
         node = await session.get(Node, node_id)
         assert node is not None
     assert (node.restart_count, node.revision) == (6, max(revisions)), revisions
-
-
-async def test_a_node_deleted_under_a_writer_is_not_an_error(
-    sessions: async_sessionmaker[AsyncSession], database_url: str
-) -> None:
-    pytest.skip(
-        "cannot happen in one process any more: the delete waits for the writer (PostgreSQL's"
-        " row lock; on SQLite the writer's unit of work holds the write lock from BEGIN"
-        " IMMEDIATE); the writer still handles RowVanished"
-    )
-    node_id = await _new_node(sessions, database_url)
-    writer = RecordingWriter(sessions, InProcessBus())
-
-    async def deleted_meanwhile(_: AsyncSession, row: Node) -> bool:
-        async with sessions.begin() as other:  # the reconciler removes the node's row
-            await other.execute(delete(NodeStatusChange).where(NodeStatusChange.node_id == node_id))
-            await other.execute(delete(Node).where(Node.id == node_id))
-        row.pod_phase = "Running"
-        return True
-
-    assert await writer.write(node_id, deleted_meanwhile) is None
-    assert writer.__dict__.get("published", []) == []

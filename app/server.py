@@ -43,8 +43,8 @@ from app.cluster.connect import (
 from app.cluster.errors import KubeError, NotFound
 from app.cluster.objects import CONTAINER
 from app.config import ConfigError, Settings
+from app.control.leadership import Leadership, leadership_for
 from app.control.loop import ControlLoop
-from app.control.reconciler import Reconciler
 from app.events.bus import EventBus, InProcessBus
 from app.services.api_deps import ApiDeps
 from app.services.logs import LogsUnavailable, PodLogReader
@@ -123,7 +123,7 @@ class Startup:
         self.retry_in = RETRY_FIRST_SECONDS
         self.cluster: Cluster | None = None
         self.owned_sandbox: Sandbox | None = None
-        self.control: ControlLoop | None = None
+        self.control: Leadership | None = None  # runs the control loop while this one leads
         self.state: State | None = None  # the app's, where the control loop is published
         self._task: asyncio.Task[None] | None = None
         deps.control_problems = lambda: {"control loop": "not started yet"}
@@ -131,6 +131,11 @@ class Startup:
     @property
     def done(self) -> bool:
         return self.control is not None
+
+    @property
+    def is_leader(self) -> bool:
+        """This replica runs the control loop (the hook for the ``qaas_leader`` gauge)."""
+        return self.control is not None and self.control.is_leader
 
     def why_not_ready(self) -> str:
         reasons = " ".join(f"{name.capitalize()}: {why}." for name, why in self.pending.items())
@@ -229,17 +234,20 @@ class Startup:
         assert cluster is not None
         if not settings.production:  # once everything answers: a token printed is usable
             await _bootstrap_first_tenant(deps.sessions, settings)
-        control = ControlLoop(Reconciler(deps.sessions, cluster, settings, self.bus))
+        # Leader election (app/control/leadership.py): the loop runs on one replica only.
+        control = leadership_for(settings, deps.sessions, cluster, self.bus, self._publish)
         deps.kick = control.kick
         deps.control_problems = lambda: control.problems(settings.unready_after_seconds)
-        if self.state is not None:
-            self.state.control = control  # for tests and diagnostics
         deps.cluster_reachable = cluster.reachable
         deps.pod_log = _pod_log_reader(cluster)
         deps.cluster_description = cluster.description
         await control.start()
         self.control = control
         log.info("cluster: %s, namespace %s", cluster.description, cluster.namespace)
+
+    def _publish(self, loop: ControlLoop) -> None:
+        if self.state is not None:
+            self.state.control = loop  # the running loop, for tests and diagnostics
 
 
 def _pod_log_reader(cluster: Cluster) -> PodLogReader:

@@ -64,6 +64,16 @@ class Fence:
     def open(self) -> bool:
         return time.monotonic() < self._start_until
 
+    @property
+    def closes_at(self) -> float:
+        """Monotonic time after which no write starts (0: closed)."""
+        return self._start_until
+
+    @property
+    def cut_at(self) -> float:
+        """Monotonic time by which a write under way is cut (0: closed)."""
+        return self._cut_at
+
     def left(self) -> float:
         """Seconds during which new writes may still start (0 when closed)."""
         return max(0.0, self._start_until - time.monotonic())

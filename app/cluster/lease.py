@@ -119,7 +119,7 @@ class LeaseElector:
         budget = max(0.05, self.fence.left()) if leading else self.renew_deadline
         try:
             async with asyncio.timeout(budget):
-                held = await self._try(began)
+                held = await self._try()
             self.last_error = None
         except (KubeError, TimeoutError) as error:
             held = False
@@ -143,22 +143,25 @@ class LeaseElector:
         await on_stopped()
         return False
 
-    async def _try(self, began: float) -> bool:
+    async def _try(self) -> bool:
         """Take the lease if free or expired, renew it if ours; False if another holds it."""
         try:
             lease = await self._call("get", lambda t: self._api.read_namespaced_lease(
                 self.name, self.namespace, _preload_content=False, _request_timeout=t))  # fmt: skip
         except NotFound:
             return await self._create()
+        read_at = time.monotonic()  # the record's renewal began before this, on any clock
         spec: Obj = lease.get("spec") or {}
         holder = spec.get("holderIdentity") or ""
         self.holder = holder
         record = (holder, spec.get("renewTime"), spec.get("leaseTransitions"))
         if record != self._observed:
-            self._observed, self._observed_at = record, began
+            # Counted from when the answer arrived, not when it was asked for: the holder's
+            # renewal may have landed while the read was under way.
+            self._observed, self._observed_at = record, read_at
         if holder and holder != self.identity:
             duration = float(spec.get("leaseDurationSeconds") or self.lease_seconds)
-            if began - self._observed_at < duration:
+            if read_at - self._observed_at < duration:
                 return False  # held, and renewed within the last lease duration we saw
         now = _now()
         if holder != self.identity:  # a new term

@@ -77,6 +77,12 @@ def leaders(*apps: Starlette) -> list[int]:
     return [i for i, app in enumerate(apps) if app.state.startup.is_leader]
 
 
+async def _passes(loop: Any, more: int = 1) -> None:
+    """Wait until ``loop``'s reconciler has made ``more`` more passes."""
+    passes = loop.reconciler.passes
+    await until(lambda: loop.reconciler.passes >= passes + more)
+
+
 @pytest.fixture
 def postgres(settings: Settings) -> Settings:
     if not settings.database_url.startswith("postgresql"):
@@ -93,6 +99,17 @@ async def test_sqlite_runs_one_replica_without_a_lease(
     async with running(app):
         assert app.state.startup.is_leader
         assert app.state.control.reconciler.passes >= 0
+        assert await lease(kube_api, namespace) is None
+
+
+async def test_without_election_every_replica_reconciles(
+    postgres: Settings, tenant: CallerTenant, kube_api: client.ApiClient, namespace: str
+) -> None:
+    """What issue 15 found (and QAAS_LEADER_ELECTION=off still does): two reconcilers."""
+    first, second = (replica(postgres, name, leader_election="off") for name in ("a", "b"))
+    async with running(first, second):
+        for app in (first, second):
+            await _passes(app.state.control)
         assert await lease(kube_api, namespace) is None
 
 

@@ -178,7 +178,7 @@ async def test_a_leader_whose_lease_is_taken_stops_writing_and_another_takes_ove
         found = await lease(kube_api, namespace)
         assert found is not None
         assert found["spec"]["holderIdentity"] in ("replica-a", "replica-b")
-        assert found["spec"]["leaseTransitions"] >= 2  # a -> thief -> a or b
+        assert found["spec"]["leaseTransitions"] == 1  # the take back from the thief
         (leader,) = leaders(first, second)
         loop = (first, second)[leader].state.control
         assert loop is not old_loop  # a new term, a new loop

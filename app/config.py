@@ -73,6 +73,15 @@
                                    RUNNING needs the chain to answer (app/chain); ``off``
 ``QAAS_CHAIN_PROBE_*``             interval, timeout, concurrency, back-off cap, block-write
                                    throttle, IBFT stall limit, the networks it may dial
+``QAAS_LEADER_ELECTION``           ``auto`` (default: ``on`` with PostgreSQL, ``off`` with
+                                   SQLite, which is one replica), ``on`` or ``off``: the control
+                                   loop runs only on the replica holding the Lease
+                                   ``<QAAS_INSTANCE>-control`` in ``QAAS_NAMESPACE``
+``QAAS_LEASE_SECONDS``             the lease's duration (15); the leader stops writing when no
+                                   renewal succeeded for ``QAAS_LEASE_RENEW_DEADLINE`` (10) and
+                                   tries every ``QAAS_LEASE_RETRY_PERIOD`` (2)
+``QAAS_LEADER_IDENTITY``           this replica's name in the lease (default: hostname-pid; the
+                                   manifests set the pod's name)
 ``QAAS_RAFT_REMOVE_DEADLINE``      seconds ``nodeDelete`` of a raft member keeps asking the raft
                                    leader to remove it before its operation FAILS (120)
 =================================  =========================================================
@@ -80,6 +89,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator
@@ -173,6 +184,12 @@ class Settings(BaseSettings):
     chain_probe_networks: str = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7"
     # nodeDelete of a raft member: how long raft_removePeer is retried (app/control/raft.py).
     raft_remove_deadline: float = Field(default=120.0, gt=0)
+    # Leader election for the control loop (app/cluster/lease.py, app/control/leadership.py).
+    leader_election: Literal["auto", "on", "off"] = "auto"
+    lease_seconds: float = Field(default=15.0, ge=1)
+    lease_renew_deadline: float = Field(default=10.0, gt=0)
+    lease_retry_period: float = Field(default=2.0, gt=0)
+    leader_identity: str | None = Field(default=None, min_length=1, max_length=128)
 
     @field_validator("node_storage_max_size")
     @classmethod
@@ -233,6 +250,12 @@ def load_settings(**overrides: object) -> Settings:
             f"QAAS_NODE_STORAGE_SIZE={settings.node_storage_size!r} is not valid: {problem} "
             "(QAAS_NODE_STORAGE_MAX_SIZE)"
         )
+    if not (settings.lease_retry_period < settings.lease_renew_deadline < settings.lease_seconds):
+        raise ConfigError(
+            f"QAAS_LEASE_RETRY_PERIOD={settings.lease_retry_period:g}, QAAS_LEASE_RENEW_DEADLINE="
+            f"{settings.lease_renew_deadline:g} and QAAS_LEASE_SECONDS={settings.lease_seconds:g}"
+            " are not valid: each must be shorter than the next"
+        )
     return settings
 
 
@@ -240,6 +263,18 @@ def shared_bus(settings: Settings) -> bool:
     """Whether node changes and wake-up calls go through PostgreSQL (several replicas)."""
     postgres = settings.database_url.startswith("postgresql")
     return postgres and settings.event_bus != "memory"
+
+
+def leader_election_on(settings: Settings) -> bool:
+    """``auto``: on with PostgreSQL (several replicas may share it), off with SQLite."""
+    if settings.leader_election == "auto":
+        return settings.database_url.startswith("postgresql")
+    return settings.leader_election == "on"
+
+
+def leader_identity(settings: Settings) -> str:
+    """This replica's name in the lease: unique per process (a pod's hostname is its name)."""
+    return settings.leader_identity or f"{socket.gethostname()}-{os.getpid()}"
 
 
 def graphiql_enabled(settings: Settings) -> bool:

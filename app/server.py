@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import random
 import sys
 from collections.abc import AsyncIterator
@@ -28,8 +27,6 @@ from starlette.datastructures import State
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.types import ASGIApp, Receive, Scope, Send
-from starlette.websockets import WebSocket
 
 from app.cluster.client import Cluster
 from app.cluster.connect import (
@@ -43,8 +40,8 @@ from app.cluster.connect import (
 from app.cluster.errors import KubeError, NotFound
 from app.cluster.objects import CONTAINER
 from app.config import ConfigError, Settings, shared_bus
+from app.control.leadership import Leadership, leadership_for
 from app.control.loop import ControlLoop
-from app.control.reconciler import Reconciler
 from app.events.bus import EventBus, InProcessBus
 from app.events.pg_bus import PostgresBus
 from app.metrics import exposition
@@ -60,6 +57,7 @@ from schema.build import ASSETS_PATH, GRAPHQL_PATH, QaasGraphQL
 from schema.dashboard import dashboard_routes
 from schema.graphiql import assets_route
 from schema.http import HttpGuard
+from schema.ready import WhenReady
 
 if TYPE_CHECKING:  # imported lazily: only the embedded default starts a sandbox
     from app.sandbox.handle import Sandbox
@@ -128,7 +126,7 @@ class Startup:
         self.retry_in = RETRY_FIRST_SECONDS
         self.cluster: Cluster | None = None
         self.owned_sandbox: Sandbox | None = None
-        self.control: ControlLoop | None = None
+        self.control: Leadership | None = None  # runs the control loop while this one leads
         self.state: State | None = None  # the app's, where the control loop is published
         self._task: asyncio.Task[None] | None = None
         deps.control_problems = lambda: {"control loop": "not started yet"}
@@ -136,6 +134,11 @@ class Startup:
     @property
     def done(self) -> bool:
         return self.control is not None
+
+    @property
+    def is_leader(self) -> bool:
+        """This replica runs the control loop (the hook for the ``qaas_leader`` gauge)."""
+        return self.control is not None and self.control.is_leader
 
     def why_not_ready(self) -> str:
         reasons = " ".join(f"{name.capitalize()}: {why}." for name, why in self.pending.items())
@@ -234,20 +237,23 @@ class Startup:
         assert cluster is not None
         if not settings.production:  # once everything answers: a token printed is usable
             await _bootstrap_first_tenant(deps.sessions, settings)
-        control = ControlLoop(Reconciler(deps.sessions, cluster, settings, self.bus))
+        # Leader election (app/control/leadership.py): the loop runs on one replica only.
+        control = leadership_for(settings, deps.sessions, cluster, self.bus, self._publish)
         deps.kick = control.kick
         if isinstance(self.bus, PostgresBus):  # a mutation on any replica wakes this one's too
             self.bus.on_kick[:] = [control.kick]
             deps.kick = self.bus.kick
         deps.control_problems = lambda: control.problems(settings.unready_after_seconds)
-        if self.state is not None:
-            self.state.control = control  # for tests and diagnostics
         deps.cluster_reachable = cluster.reachable
         deps.pod_log = _pod_log_reader(cluster)
         deps.cluster_description = cluster.description
         await control.start()
         self.control = control
         log.info("cluster: %s, namespace %s", cluster.description, cluster.namespace)
+
+    def _publish(self, loop: ControlLoop) -> None:
+        if self.state is not None:
+            self.state.control = loop  # the running loop, for tests and diagnostics
 
 
 def _pod_log_reader(cluster: Cluster) -> PodLogReader:
@@ -263,47 +269,6 @@ def _pod_log_reader(cluster: Cluster) -> PodLogReader:
             raise LogsUnavailable(str(error)) from None
 
     return read
-
-
-class WhenReady:
-    """The GraphQL endpoint once start-up is done. Before that: the GraphQL error UNAVAILABLE
-    with the reason (HTTP 503 and Retry-After), or a WebSocket closed with 1013 (try again
-    later); GraphiQL's page is served all along."""
-
-    def __init__(self, graphql: ASGIApp, startup: Startup) -> None:
-        self.graphql, self.startup = graphql, startup
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.startup.done or _wants_graphiql(scope):
-            await self.graphql(scope, receive, send)
-        elif scope["type"] == "websocket":
-            websocket = WebSocket(scope, receive, send)
-            offered = scope.get("subprotocols") or [None]
-            await websocket.accept(subprotocol=offered[0])
-            await websocket.close(code=1013, reason="QaaS is not ready yet: see /readyz")
-        else:
-            wait = max(1, math.ceil(self.startup.retry_in))
-            error = {
-                "message": self.startup.why_not_ready(),
-                "extensions": {"code": "UNAVAILABLE", "retryAfterSeconds": wait},
-            }
-            response = JSONResponse(
-                {"data": None, "errors": [error]},
-                status_code=503,
-                headers={"Retry-After": str(wait)},
-            )
-            await response(scope, receive, send)
-
-
-def _wants_graphiql(scope: Scope) -> bool:
-    if scope["type"] != "http" or scope["method"] != "GET":
-        return False
-    request = Request(scope)
-    return (
-        "query" not in request.query_params
-        and "text/html" in request.headers.get("accept", "")
-        and "authorization" not in request.headers
-    )
 
 
 async def _cluster_check(cluster: Cluster | None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 
 from app.cli import main as qaas
 from app.cluster.connect import ClusterConfigError, discover
-from app.config import ConfigError, load_settings
+from app.config import ConfigError, leader_election_on, leader_identity, load_settings
 
 
 @pytest.mark.parametrize(
@@ -19,6 +20,9 @@ from app.config import ConfigError, load_settings
         ("QAAS_RESYNC_SECONDS", "-1", "QAAS_RESYNC_SECONDS='-1'"),
         ("QAAS_DATABASE_URL", "mysql://x/y", "QAAS_DATABASE_URL='mysql://x/y'"),
         ("QAAS_SERVICE_ACCOUNT", "no-colon", "QAAS_SERVICE_ACCOUNT='no-colon'"),
+        ("QAAS_LEADER_ELECTION", "maybe", "QAAS_LEADER_ELECTION='maybe'"),
+        # The renew deadline must be shorter than the lease, or the fence would outlive it.
+        ("QAAS_LEASE_RENEW_DEADLINE", "15", "QAAS_LEASE_RENEW_DEADLINE=15"),
     ],
 )
 def test_a_bad_variable_is_named_in_one_sentence(
@@ -51,3 +55,15 @@ def test_cluster_settings_that_cannot_work_are_one_sentence(
     with pytest.raises(ClusterConfigError, match="QAAS_CLUSTER=in-cluster, but"):
         discover("in-cluster", None)
     assert discover("auto", None) is None  # nothing configured: the sandbox
+
+
+def test_leader_election_follows_the_database_unless_told() -> None:
+    postgres = "postgresql+asyncpg://postgres@127.0.0.1/test"
+    assert leader_election_on(load_settings(database_url=postgres))
+    assert not leader_election_on(load_settings(database_url="sqlite+aiosqlite:///x.db"))
+    assert not leader_election_on(load_settings(database_url=postgres, leader_election="off"))
+    assert leader_election_on(
+        load_settings(database_url="sqlite+aiosqlite:///x.db", leader_election="on")
+    )
+    assert leader_identity(load_settings(leader_identity="qaas-7d9f-abcde")) == "qaas-7d9f-abcde"
+    assert leader_identity(load_settings()).endswith(f"-{os.getpid()}")  # hostname-pid

@@ -48,12 +48,16 @@ import aiohttp
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from app.cluster.errors import ClusterUnavailable, KubeError, from_status
+from app.cluster.fence import Fence, NoFence
 from app.config import Settings
 
 log = logging.getLogger("qaas.cluster")
 
 # Verbs that may be repeated after a failure that might have taken effect (see the table).
 IDEMPOTENT = frozenset({"get", "list", "replace", "delete", "watch", "version"})
+# Verbs that change the cluster: each attempt passes the Caller's fence (see fence.py). The
+# lease's own renewals use the verb "renew", which the fence never blocks.
+FENCED = frozenset({"create", "replace", "delete"})
 MAX_BACKOFF = 8.0
 
 
@@ -165,6 +169,7 @@ class Caller:
         self.limits = limits or KubeLimits()
         self.budget = RateBudget(self.limits.qps, self.limits.burst)
         self.stats = ClusterStats()
+        self.fence: Fence = NoFence()  # the leader's fence, when leader election is on
 
     async def call(
         self,
@@ -177,8 +182,16 @@ class Caller:
         """Run ``call`` (a request made with ``_preload_content=False`` and the given client
         timeout) until it succeeds or may not be retried; returns the decoded JSON body (the
         body's bytes with ``raw``, e.g. a pod's log). ``retries`` overrides the limits' number
-        (0: a single attempt)."""
-        return await self._retrying(verb, lambda: self._once(call, raw), retries)
+        (0: a single attempt). A write (``FENCED``) is refused with ``Fenced`` unless this
+        replica leads, and cut if it outlives the lease."""
+        if verb not in FENCED:
+            return await self._retrying(verb, lambda: self._once(call, raw), retries)
+
+        async def fenced() -> Any:
+            async with self.fence.guard():
+                return await self._once(call, raw)
+
+        return await self._retrying(verb, fenced, retries)
 
     async def open_stream(
         self, call: Callable[[aiohttp.ClientTimeout], Awaitable[Any]], read_timeout: float

@@ -18,10 +18,12 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.cluster.fence import Fence, NoFence
 from app.control.progress import refresh_status
 from app.domain.enums import Desired
 from app.events.bus import Change, EventBus, NodeChange
@@ -49,8 +51,12 @@ class NodeWriter:
         bus: EventBus,
         *,
         chain_required: bool = False,
+        fence: Fence | None = None,
     ) -> None:
         self.sessions = sessions
+        # Leader election: a transaction starts only while this replica leads, is rolled back
+        # if the lease was lost before its commit, and is cut if it outlives the lease.
+        self.fence = fence or NoFence()
         self.bus = bus
         self.chain_required = chain_required  # the chain probe is on: RUNNING needs the chain
         self.conflicts = 0  # writes started over because another writer got there first
@@ -74,7 +80,7 @@ class NodeWriter:
     async def _attempt(
         self, node_id: str, apply: Apply, skip_absent: bool
     ) -> NodeView | _Lost | None:
-        async with UnitOfWork.begin(self.sessions) as work:
+        async with self.unit() as work:
             found = await desired.node_with_network(work.session, node_id, lock=True)
             if found is None:
                 return None
@@ -101,6 +107,13 @@ class NodeWriter:
         """Tell other replicas within the writing transaction (delivered on its commit)."""
         if (note := self.bus.announcement(change)) is not None:
             await node_feed.announce(session, *note)
+
+    @contextlib.asynccontextmanager
+    async def unit(self) -> AsyncIterator[UnitOfWork]:
+        """A unit of work of the control loop, behind the fence (see ``app/cluster/fence.py``)."""
+        async with self.fence.guard(), UnitOfWork.begin(self.sessions) as work:
+            yield work
+            self.fence.check()  # lost the lease meanwhile: rolled back, never committed
 
     def publish(self, change: Change) -> None:
         self.bus.publish(change)

@@ -68,7 +68,10 @@ class Reconciler:
         self.cluster = cluster
         self.settings = settings
         self.chain_required = settings.chain_probe == "on"
-        self.writer = NodeWriter(sessions, bus, chain_required=self.chain_required)
+        # The cluster's fence (leader election) guards the database writes too.
+        self.writer = NodeWriter(
+            sessions, bus, chain_required=self.chain_required, fence=cluster.caller.fence
+        )
         self.removal = Removal(sessions, self.writer, settings)
         self.namespaces = TenantNamespaces(cluster, settings, on_ready=lambda _: None)
         self._unprovisioned: set[str] = set()  # namespaces said to be not provisioned

@@ -31,7 +31,6 @@ from app.events.bus import NetworkChange, NodeChange
 from app.store import desired, operations
 from app.store.models import Network, Node, utcnow
 from app.store.read_models import NetworkView, NodeView
-from app.store.unit import UnitOfWork
 
 log = logging.getLogger("qaas.reconciler")
 
@@ -77,7 +76,7 @@ class Removal:
             if node.retry_reason is not None:  # the deletes went through this time
                 await self.writer.write(node.id, clear_retry_reason)
             return  # the next pass confirms they are gone before the row goes
-        async with UnitOfWork.begin(self.sessions) as work:
+        async with self.writer.unit() as work:
             await desired.delete_node(work.session, node.id)
             await finish_operations(
                 work.session, node_id=node.id, kinds=(OperationKind.NODE_DELETE,),
@@ -118,7 +117,7 @@ class Removal:
 
     async def show(self, node_id: str, message: str, failed: bool = False) -> None:
         """The node's unfinished delete operation says ``message`` (and has FAILED)."""
-        async with UnitOfWork.begin(self.sessions) as work:
+        async with self.writer.unit() as work:
             kinds = (OperationKind.NODE_DELETE,)
             for operation in await operations.unfinished(work.session, kinds=kinds,
                                                          node_id=node_id):  # fmt: skip
@@ -127,7 +126,7 @@ class Removal:
                     operation.state, operation.finished_at = OperationState.FAILED, utcnow()
 
     async def remove_network_if_empty(self, network: Network) -> None:
-        async with UnitOfWork.begin(self.sessions) as work:
+        async with self.writer.unit() as work:
             if not await desired.delete_network_if_empty(work.session, network.id):
                 return
             await finish_operations(

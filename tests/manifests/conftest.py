@@ -71,6 +71,19 @@ def _namespace_phase(kubeconfig: Path) -> str | None:
     return result.stdout.strip() if result.returncode == 0 else None
 
 
+def _for_server(kubeconfig: Path, overlay: Path) -> str:
+    """The overlay rendered for this API server. The manifests' PodDisruptionBudget is
+    ``policy/v1`` (Kubernetes >= 1.21, the only version from 1.25 on); the sandbox's API server
+    is 1.20, which serves the same fields as ``policy/v1beta1``."""
+    objects = kustomize(overlay)
+    served = kubectl(kubeconfig, "api-versions").stdout.split()
+    if "policy/v1" not in served:
+        for obj in objects:
+            if obj["kind"] == "PodDisruptionBudget":
+                obj["apiVersion"] = "policy/v1beta1"
+    return yaml.safe_dump_all(objects, sort_keys=False)
+
+
 @pytest.fixture(scope="module")
 def qaas_applied(kubeconfig: Path) -> Iterator[str]:
     """The postgres overlay really applied, the sqlite one dry-run on the server; both must pass.
@@ -80,8 +93,9 @@ def qaas_applied(kubeconfig: Path) -> Iterator[str]:
     """
     if _namespace_phase(kubeconfig) == "Terminating":
         wait_until(lambda: _namespace_phase(kubeconfig) is None, 120, "old namespace qaas gone")
-    kubectl(kubeconfig, "apply", "-k", str(OVERLAYS / "postgres"))
-    kubectl(kubeconfig, "apply", "-k", str(OVERLAYS / "sqlite"), "--dry-run=server")
+    kubectl(kubeconfig, "apply", "-f", "-", stdin=_for_server(kubeconfig, OVERLAYS / "postgres"))
+    kubectl(kubeconfig, "apply", "-f", "-", "--dry-run=server",
+            stdin=_for_server(kubeconfig, OVERLAYS / "sqlite"))  # fmt: skip
     yield QAAS_NAMESPACE
     kubectl(kubeconfig, "delete", "namespace", QAAS_NAMESPACE, "--wait=true", "--timeout=90s",
             check=False, timeout=120)  # fmt: skip

@@ -41,7 +41,8 @@ def test_overlays_apply_to_the_cluster(kubeconfig: Path, qaas_applied: str) -> N
     assert {
         "serviceaccount/qaas",
         "rolebinding.rbac.authorization.k8s.io/qaas", "configmap/qaas-config", "service/qaas",
-        "deployment.apps/qaas",
+        "deployment.apps/qaas", "role.rbac.authorization.k8s.io/qaas-leader",
+        "rolebinding.rbac.authorization.k8s.io/qaas-leader",
     } <= set(listed)  # fmt: skip
     deployment = json.loads(
         kubectl(kubeconfig, "-n", qaas_applied, "get", "deployment", "qaas", "-o", "json").stdout
@@ -105,6 +106,18 @@ def _can(kubeconfig: Path, *request: str) -> bool:
         (("list", "pods", "-n", "kube-system"), False),
         (("list", "nodes"), False),
         (("create", "roles.rbac.authorization.k8s.io", "-n", "qaas"), False),
+        # Leader election: the Lease in QaaS's namespace only, and no more than it needs.
+        (("create", "leases.coordination.k8s.io", "-n", "qaas"), True),
+        (("get", "leases.coordination.k8s.io/qaas-control", "-n", "qaas"), True),
+        (("update", "leases.coordination.k8s.io/qaas-control", "-n", "qaas"), True),
+        (("update", "leases.coordination.k8s.io/other", "-n", "qaas"), False),
+        (("delete", "leases.coordination.k8s.io/qaas-control", "-n", "qaas"), False),
+        (("patch", "leases.coordination.k8s.io/qaas-control", "-n", "qaas"), False),
+        (("list", "leases.coordination.k8s.io", "-n", "qaas"), False),
+        (("watch", "leases.coordination.k8s.io", "-n", "qaas"), False),
+        (("create", "leases.coordination.k8s.io", "-n", "qaas-someone"), False),
+        (("get", "leases.coordination.k8s.io/qaas-control", "-n", "kube-system"), False),
+        (("update", "leases.coordination.k8s.io/qaas-control", "-n", "kube-node-lease"), False),
     ],
     ids=lambda value: " ".join(value) if isinstance(value, tuple) else str(value),
 )
@@ -132,6 +145,7 @@ def test_can_i_list_shows_exactly_the_intended_rules(kubeconfig: Path, qaas_appl
         "pods": {"list", "watch"},
         "pods/log": {"get"},
         "networkpolicies.networking.k8s.io": {"get"},  # resourceNames [qaas-tenant]
+        "leases.coordination.k8s.io": {"create", "get", "update"},  # get, update: [qaas-control]
         # Every authenticated user may ask what it may do (system:basic-user).
         "selfsubjectaccessreviews.authorization.k8s.io": {"create"},
         "selfsubjectrulesreviews.authorization.k8s.io": {"create"},

@@ -25,6 +25,17 @@ TENANT_RULES = {
     ("networking.k8s.io", "networkpolicies"): {"get"},
 }
 # Nothing cluster-scoped: provisioning a tenant is `qaas tenant create`, an administrator's act.
+# ... and in QaaS's own namespace only, the leader Lease (role-leader.yaml): create any, read and
+# update the one named <QAAS_INSTANCE>-control.
+LEADER_RULES = [
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+     "resourceNames": ["qaas-control"], "verbs": ["get", "update"]},
+]  # fmt: skip
+LEADER_IDENTITY = {
+    "name": "QAAS_LEADER_IDENTITY",
+    "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
+}
 
 
 def _rules(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
@@ -61,7 +72,10 @@ def test_renders_least_privilege_roles(directory: Path) -> None:
     assert {o["metadata"].get("namespace") for o in objects if o["kind"] not in cluster_scoped} == {
         "qaas"
     }
-    assert not [o for o in objects if o["kind"] == "Role"]
+    (leader,) = [o for o in objects if o["kind"] == "Role"]
+    assert leader["metadata"]["name"] == "qaas-leader"
+    assert leader["rules"] == LEADER_RULES
+    assert f"{_one(objects, 'ConfigMap')['data']['QAAS_INSTANCE']}-control" == "qaas-control"
     roles = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ClusterRole"}
     assert set(roles) == {"qaas-tenant"}
     assert _rules(roles["qaas-tenant"]) == TENANT_RULES
@@ -72,10 +86,17 @@ def test_renders_least_privilege_roles(directory: Path) -> None:
     # QaaS's pods pass tenants' NetworkPolicies by this label on their namespace.
     home = _one(objects, "Namespace")["metadata"]["labels"]
     assert home["qaas.dev/api-of"] == config["QAAS_INSTANCE"]
-    binding = _one(objects, "RoleBinding")
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                                  "name": "qaas-tenant"}  # fmt: skip
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "qaas", "namespace": "qaas"}]
+    bindings = {o["metadata"]["name"]: o for o in objects if o["kind"] == "RoleBinding"}
+    assert set(bindings) == {"qaas", "qaas-leader"}
+    rbac = "rbac.authorization.k8s.io"
+    assert bindings["qaas"]["roleRef"] == {"apiGroup": rbac, "kind": "ClusterRole",
+                                           "name": "qaas-tenant"}  # fmt: skip
+    assert bindings["qaas-leader"]["roleRef"] == {"apiGroup": rbac, "kind": "Role",
+                                                  "name": "qaas-leader"}  # fmt: skip
+    for binding in bindings.values():
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "qaas", "namespace": "qaas"}
+        ]
 
 
 @pytest.mark.parametrize("overlay", ["sqlite", "postgres"])
@@ -124,6 +145,7 @@ def test_configuration_matches_in_cluster_mode() -> None:
         "QAAS_TENANT_PROVISIONING": "admin",
         "QAAS_LOG_LEVEL": "INFO",
         "QAAS_DATABASE_URL": "sqlite+aiosqlite:////data/qaas.db",
+        "QAAS_LEADER_ELECTION": "off",
     }
 
 
@@ -132,6 +154,7 @@ def test_sqlite_overlay_is_one_pod_on_a_volume() -> None:
     deployment = _one(objects, "Deployment")
     assert deployment["spec"]["replicas"] == 1
     assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert not [o for o in objects if o["kind"] == "PodDisruptionBudget"]
     claim = _one(objects, "PersistentVolumeClaim")
     assert claim["metadata"]["namespace"] == "qaas"
     volumes = deployment["spec"]["template"]["spec"]["volumes"]
@@ -152,8 +175,27 @@ def test_postgres_overlay_reads_the_url_from_a_secret_and_migrates_first() -> No
     (migrate,) = pod["initContainers"]
     assert migrate["args"] == ["migrate"]
     assert migrate["env"] == [from_secret]
-    assert _container(objects)["env"] == [from_secret]
+    assert sorted(_container(objects)["env"], key=str) == sorted(
+        [from_secret, LEADER_IDENTITY], key=str
+    )
     assert "QAAS_DATABASE_URL" not in _one(objects, "ConfigMap")["data"]
+
+
+def test_postgres_overlay_runs_two_replicas_that_roll_safely() -> None:
+    objects = kustomize(OVERLAYS / "postgres")
+    deployment = _one(objects, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    # One replica always serves; the Lease, not the strategy, keeps a second leader out.
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }  # fmt: skip
+    assert _one(objects, "ConfigMap")["data"]["QAAS_LEADER_ELECTION"] == "on"
+    budget = _one(objects, "PodDisruptionBudget")
+    assert budget["metadata"]["namespace"] == "qaas"
+    assert budget["spec"] == {
+        "minAvailable": 1,
+        "selector": {"matchLabels": deployment["spec"]["selector"]["matchLabels"]},
+    }
 
 
 def test_quorum_node_pods_get_no_service_account_token() -> None:

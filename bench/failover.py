@@ -64,7 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     took = time.monotonic() - started
     print(f"\nfailover: {len(report.takeovers)} kills, lease {args.lease:g}s (renew deadline "
           f"{args.lease * 0.75:g}s, retry {retry:g}s), {took:.0f}s in all")  # fmt: skip
-    for label, figures in (("takeover", report.takeovers), ("pending work", report.pending_done)):
+    rows = (("takeover", report.takeovers), ("pending work", report.pending_done),
+            ("subscriber", report.survivor_saw))  # fmt: skip
+    for label, figures in rows:
         p50, worst = statistics.median(figures), max(figures)
         print(f"  {label:<13} p50 {p50:6.2f}s  max {worst:6.2f}s   reference: the lease, "
               f"{args.lease:g}s (+ {2 * retry:g}s of retries)")  # fmt: skip

@@ -4,8 +4,10 @@ again and again. The harness of tests/faults/test_failover.py and bench/failover
 Each kill: find the leader from the Lease's holder (each process's QAAS_LEADER_IDENTITY), send
 it a ``networkCreate`` (pending work: answered, not yet carried out), kill -9 it at once, then
 time until the Lease names the survivor (the takeover) and until the network's coordinator
-StatefulSet exists (the pending work done by the survivor). The killed process is started
-again (it follows) before the next kill, so the roles alternate.
+StatefulSet exists (the pending work done by the survivor), and until a ``networkChanged``
+subscriber connected to the survivor before the kill is told that the coordinator is RUNNING
+(the final state, observed by the new leader and carried to it through the event bus). The
+killed process is started again (it follows) before the next kill, so the roles alternate.
 
 Example::
 
@@ -28,8 +30,10 @@ from kubernetes_asyncio import client, config
 from app.store.migrate import upgrade
 from tests.faults.chaos_burst import Api
 from tests.faults.chaos_server import ServerProcess, create_admin_token, environment
+from tests.live.wsclient import Subscriber
 
 LEASE = "qaas-control"  # <QAAS_INSTANCE>-control
+EVENTS = "subscription { networkChanged { kind network { name } node { role status } } }"
 CREATE = "mutation($n: String!) { networkCreate(input: {name: $n}) { network { id } userErrors { code } } }"  # noqa: E501
 
 
@@ -51,6 +55,7 @@ class FailoverReport:
     lease_seconds: float
     takeovers: list[float] = field(default_factory=list)  # kill -> Lease names the survivor
     pending_done: list[float] = field(default_factory=list)  # kill -> the pending work is done
+    survivor_saw: list[float] = field(default_factory=list)  # kill -> its subscriber saw RUNNING
     holders: list[str] = field(default_factory=list)  # the leader before each kill, then after
 
 
@@ -114,7 +119,7 @@ async def _one_kill(
     token: str,
     report: FailoverReport,
 ) -> None:
-    leases, apps = client.CoordinationV1Api(kube), client.AppsV1Api(kube)
+    leases = client.CoordinationV1Api(kube)
     holder: str | None = None
 
     async def held() -> bool:
@@ -126,6 +131,27 @@ async def _one_kill(
     assert holder is not None
     (survivor,) = set(servers) - {holder}
     name = f"fo-{uuid.uuid4().hex[:6]}"
+    ws_url = servers[survivor].url.replace("http", "ws", 1) + "/graphql"
+    async with Subscriber(ws_url, EVENTS, token=token) as subscriber:
+        await _kill_during_work(cfg, kube, servers, token, report, holder, survivor, name,
+                                subscriber)  # fmt: skip
+    report.holders += [holder, survivor]
+    servers[holder].start()  # back, as a follower
+    await servers[holder].wait_ready()
+
+
+async def _kill_during_work(
+    cfg: FailoverConfig,
+    kube: client.ApiClient,
+    servers: dict[str, ServerProcess],
+    token: str,
+    report: FailoverReport,
+    holder: str,
+    survivor: str,
+    name: str,
+    subscriber: Subscriber,
+) -> None:
+    leases, apps = client.CoordinationV1Api(kube), client.AppsV1Api(kube)
     payload = await Api(servers[holder].url, token).data(CREATE, n=name)
     assert payload["networkCreate"]["userErrors"] == [], payload
     killed_at = time.monotonic()
@@ -145,6 +171,16 @@ async def _one_kill(
 
     await _until(done, 30 + 3 * cfg.lease_seconds, f"{survivor} creates {name}")
     report.pending_done.append(time.monotonic() - killed_at)
-    report.holders += [holder, survivor]
-    servers[holder].start()  # back, as a follower
-    await servers[holder].wait_ready()
+
+    async def running() -> None:
+        while True:
+            event = (await subscriber.next())["networkChanged"]
+            node = event["node"] or {}
+            if event["network"]["name"] == name and node.get("status") == "RUNNING":
+                return
+
+    try:
+        await asyncio.wait_for(running(), 60)
+    except TimeoutError:
+        raise AssertionError(f"{survivor}'s subscriber never saw {name} RUNNING") from None
+    report.survivor_saw.append(time.monotonic() - killed_at)

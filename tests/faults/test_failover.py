@@ -1,6 +1,7 @@
 """kill -9 the leader of two ``qaas serve`` processes on one PostgreSQL database: the other
 takes the lease over within about a lease duration and carries out the work the dead one had
-accepted (issue 15, point 5). Harness: tests/faults/failover.py; bench/failover.py repeats it."""
+accepted, and a subscriber connected to the survivor before the kill is told the final state
+(issue 15, point 5). Harness: tests/faults/failover.py; bench/failover.py repeats it."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ async def test_the_survivor_takes_over_after_kill9_and_completes_pending_work(
                          progress=print)  # fmt: skip
     report = await run_failover(cfg)
     assert len(report.takeovers) == 2
+    assert len(report.survivor_saw) == 2  # each survivor's subscriber saw the final state
     # Roles alternate: each kill's survivor is the next kill's victim.
     assert report.holders[1] == report.holders[2]
     for seconds in report.takeovers:

@@ -83,6 +83,8 @@ from bench.harness import bounded_with_sandbox
 ROOT = Path(__file__).resolve().parents[1]
 GOAL_PASS, GOAL_STARTUP = 5.0, 3.0
 WRITES = ("INSERT", "UPDATE", "DELETE")
+# When the seeded pods started (whole seconds, as a pod's startTime): rows and pods agree.
+STARTED = utcnow().replace(microsecond=0) - datetime.timedelta(hours=1)
 
 
 def log(line: str) -> None:
@@ -156,7 +158,7 @@ async def seed_rows(
     network_ids: dict[int, str], ips: dict[str, str], pods: bool,
 ) -> None:  # fmt: skip
     """Rows of settled nodes: RUNNING, objects made, pod observed (as the observer records)."""
-    at = utcnow().replace(microsecond=0) - datetime.timedelta(hours=1)  # as a pod's startTime
+    at = STARTED
     rows: list[Network | Node] = [
         Network(id=network_id, tenant_id=tenant_id, name=f"net-{n:05}", consensus=Consensus.RAFT)
         for n, network_id in network_ids.items()
@@ -370,9 +372,7 @@ async def memory_phase(args: argparse.Namespace, workdir: Path, kubeconfig: Path
 def running_pod(spec: NodeObjects, node_id: str, namespace: str, i: int) -> dict[str, Any]:
     labels = spec.statefulset(own_ip="10.0.0.1", coordinator_ip="10.0.0.1")["spec"]["template"][
         "metadata"]["labels"]  # fmt: skip
-    at = (utcnow().replace(microsecond=0) - datetime.timedelta(hours=1)).strftime(
-        "%Y-%m-%dT%H:%M:%SZ"
-    )
+    at = STARTED.strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
         "metadata": {"name": f"pod-{node_id}", "uid": str(uuid.uuid4()), "namespace": namespace,
                      "resourceVersion": "1", "labels": {**labels, NODE_ID: node_id},

@@ -26,7 +26,7 @@ from app.control.observer import PodObserver
 from app.control.reconciler import Reconciler
 from app.domain.enums import Consensus, NodeStatus
 from app.events.bus import InProcessBus
-from app.store.models import Node
+from app.store.models import Network, Node
 from tests.conftest import CallerTenant
 from tests.helpers import Writes, eventually
 
@@ -72,21 +72,22 @@ def counting(sessions: async_sessionmaker[AsyncSession], cluster: Cluster) -> It
 async def _grow_to(
     sessions: async_sessionmaker[AsyncSession], tenant: CallerTenant, total: int
 ) -> None:
-    """Networks of up to five nodes (a coordinator and peers) until the tenant has ``total``."""
+    """Node k is node k % 5 of network ``net-{k // 5}`` (its coordinator when k % 5 is 0),
+    until the tenant has ``total`` nodes."""
     writes = Writes(sessions)
     async with sessions() as session:
         have = await session.scalar(select(func.count()).select_from(Node)) or 0
-        networks = await session.scalar(select(func.count(func.distinct(Node.network_id))))
-    number = networks or 0
-    network_id: str | None = None
-    while have < total:
-        if network_id is None or (have % 5) == 0:
-            created = await writes.create_network(tenant.id, f"net-{number}", Consensus.RAFT)
+        ids: dict[str, str] = {
+            name: id_ for name, id_ in await session.execute(select(Network.name, Network.id))
+        }
+    for k in range(have, total):
+        name = f"net-{k // 5}"
+        if k % 5 == 0:
+            created = await writes.create_network(tenant.id, name, Consensus.RAFT)
             assert created.network is not None
-            network_id, number = created.network.id, number + 1
+            ids[name] = created.network.id
         else:
-            await writes.add_node(tenant.id, network_id, f"peer-{have % 5}")
-        have += 1
+            await writes.add_node(tenant.id, ids[name], f"peer-{k % 5}")
 
 
 async def _all_running(sessions: async_sessionmaker[AsyncSession], total: int) -> bool:

@@ -61,6 +61,7 @@ from app.cluster.client import (
 )
 from app.cluster.client import Resource as KubeResource
 from app.cluster.connect import ClusterTarget, connect
+from app.cluster.errors import NotFound
 from app.cluster.informer import Informer
 from app.cluster.objects import CONTAINER, NODE_ID, NodeObjects, selector_for
 from app.cluster.retry import decode
@@ -212,8 +213,11 @@ async def real_phase(args: argparse.Namespace, workdir: Path, kubeconfig: Path) 
         await reconciler.reconcile_once()  # provisions the tenant's namespace (and its quota)
         quota = cluster.resource(RESOURCE_QUOTAS, namespace)
         for _ in range(300):  # quota admission needs the controller's first status
-            if (await quota.get("qaas-tenant")).get("status", {}).get("hard"):
-                break
+            try:
+                if (await quota.get("qaas-tenant")).get("status", {}).get("hard"):
+                    break
+            except NotFound:
+                break  # no quota in this namespace (e.g. the installation's own)
             await asyncio.sleep(0.2)
         pid = Sandbox(workdir / "sandbox").state().pids["kube-controller-manager"]  # type: ignore[union-attr]
         os.kill(pid, signal.SIGKILL)  # ours: no pods for 2 x N objects (see the module)

@@ -14,7 +14,6 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +22,7 @@ import aiohttp
 from kubernetes_asyncio import client
 
 from app.cluster.errors import ClusterUnavailable, Conflict, KubeError, NotFound, from_status
-from app.cluster.retry import Caller, ClusterStats, KubeLimits, unavailable
+from app.cluster.retry import Caller, ClusterStats, KubeLimits, decode, unavailable
 from app.metrics import cluster_object
 
 Obj = dict[str, Any]
@@ -148,7 +147,7 @@ class Resource:
         )
         try:
             while line := await response.content.readline():
-                event = json.loads(line)
+                event = decode(line)
                 kind, obj = str(event["type"]), event["object"]
                 if kind == "ERROR":  # e.g. 410 Expired: a Status instead of an object
                     raise from_status(int(obj.get("code") or 500), obj)

@@ -9,9 +9,15 @@ cache and the new list into events, so no change is lost. A change whose handler
 taken back out of the cache first, so the relist hands it over again: a database that is down
 for a while delays status, never loses it.
 
+The cache can be indexed by a label (``index_label``): ``cache.having(value)`` answers "the
+objects with that label value" without a scan, so a consumer that looks up an object's
+siblings on every event stays O(1) per event at 10,000 objects. A relist first hands the
+objects it is about to deliver to ``on_relist`` (if given), in one call: a consumer can load
+what it needs for all of them at once instead of once per object.
+
 Example::
 
-    informer = Informer(cluster.resource(PODS), selector, handler)
+    informer = Informer(cluster.resource(PODS), selector, handler, index_label=NODE_ID)
     task = asyncio.create_task(informer.run())
 """
 
@@ -31,6 +37,52 @@ from app.metrics import INFORMER_RELISTS, INFORMER_WATCH_RESTARTS
 log = logging.getLogger("qaas.informer")
 Obj = dict[str, Any]
 Handler = Callable[[str, Obj], Awaitable[None]]
+BatchHandler = Callable[[list[Obj]], Awaitable[None]]
+
+
+class Cache(dict[str, Obj]):
+    """Objects by uid, with an index of their uids by one label's value (if a label is given).
+    Only item assignment, ``del`` and ``pop`` change it (what the informer uses)."""
+
+    def __init__(self, index_label: str | None = None, objects: dict[str, Obj] | None = None):
+        super().__init__()
+        self.index_label = index_label
+        self._index: dict[str, set[str]] = {}
+        for uid, obj in (objects or {}).items():
+            self[uid] = obj
+
+    def _key(self, obj: Obj) -> str | None:
+        if self.index_label is None:
+            return None
+        return (obj.get("metadata", {}).get("labels") or {}).get(self.index_label)
+
+    def _unindex(self, uid: str) -> None:
+        old = super().get(uid)
+        if old is not None and (key := self._key(old)) is not None:
+            uids = self._index.get(key, set())
+            uids.discard(uid)
+            if not uids:
+                self._index.pop(key, None)
+
+    def __setitem__(self, uid: str, obj: Obj) -> None:
+        self._unindex(uid)
+        super().__setitem__(uid, obj)
+        if (key := self._key(obj)) is not None:
+            self._index.setdefault(key, set()).add(uid)
+
+    def __delitem__(self, uid: str) -> None:
+        self._unindex(uid)
+        super().__delitem__(uid)
+
+    def pop(self, uid: str, default: Any = None) -> Any:
+        self._unindex(uid)
+        return super().pop(uid, default)
+
+    def having(self, value: str) -> list[Obj]:
+        """The objects whose index label has ``value`` (needs ``index_label``)."""
+        if self.index_label is None:
+            raise ValueError("this cache has no index")
+        return [self[uid] for uid in self._index.get(value, ())]
 
 
 class Informer:
@@ -42,13 +94,16 @@ class Informer:
         *,
         watch_timeout: int = 300,
         max_backoff: float = 30.0,
+        index_label: str | None = None,
+        on_relist: BatchHandler | None = None,
     ) -> None:
         self.resource = resource
         self.label_selector = label_selector
         self.handler = handler
         self.watch_timeout = watch_timeout
         self.max_backoff = max_backoff
-        self.cache: dict[str, Obj] = {}  # by uid
+        self.on_relist = on_relist
+        self.cache = Cache(index_label)  # by uid
         self.synced = asyncio.Event()
         self.relists = 0
         self.watches = 0
@@ -139,8 +194,14 @@ class Informer:
             if self.cache.get(uid, {}).get("metadata", {}).get("resourceVersion")
             != o["metadata"]["resourceVersion"]
         ]
-        previous, self.cache = self.cache, fresh
+        previous, self.cache = self.cache, Cache(self.cache.index_label, fresh)
         events = [("DELETED", obj) for obj in gone] + [("MODIFIED", obj) for obj in changed]
+        if events and self.on_relist is not None:
+            try:
+                await self.on_relist([obj for _, obj in events])
+            except BaseException:
+                self.cache = previous  # nothing was handed over: the next relist sees it all
+                raise
         for index, (kind, obj) in enumerate(events):
             try:
                 await self._deliver(kind, obj, previous.get(obj["metadata"]["uid"]))

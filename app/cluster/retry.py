@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
+import gc
 import logging
 import random
 import time
@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import orjson
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from app.cluster.errors import ClusterUnavailable, KubeError, from_status
@@ -86,6 +87,23 @@ class KubeLimits:
             backoff=settings.kube_backoff_seconds,
             retry_after_max=settings.kube_retry_after_max,
         )
+
+
+def decode(body: bytes) -> Any:
+    """An API answer's JSON. A pass decodes every StatefulSet of a namespace (30 MB at 10,000
+    nodes): orjson, and the cyclic garbage collector paused while a large answer is decoded (it
+    makes only acyclic dicts and lists, yet the millions of them set off full collections over
+    the whole heap; with the collector on, decoding took three times as long)."""
+    if len(body) < LARGE_BODY or not gc.isenabled():
+        return orjson.loads(body)
+    gc.disable()
+    try:
+        return orjson.loads(body)
+    finally:
+        gc.enable()
+
+
+LARGE_BODY = 1 << 20
 
 
 @dataclass
@@ -235,7 +253,7 @@ class Caller:
                 response.close()  # a no-op for the connection once the body is read
         if response.status >= 400:
             raise from_status(response.status, body, response.reason or "", _retry_after(response))
-        return body if raw else json.loads(body)
+        return body if raw else decode(body)
 
     async def _take_token(self) -> None:
         wait = self.budget.reserve()

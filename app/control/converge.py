@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from app.cluster.client import Obj, Resource
 from app.cluster.errors import Conflict, NotFound
 from app.cluster.objects import NODE_ID, NodeObjects
-from app.control.drift import service_drifted, workload_drifted
+from app.control.drift import service_drifted, statefulset_drifted, workload_drifted
 
 log = logging.getLogger("qaas.reconciler")
 
@@ -123,6 +123,8 @@ async def retire_deployment(observed: Observed, node_id: str) -> None:
 async def ensure_statefulset(
     api: Resource, spec: NodeObjects, ip: str, coordinator_ip: str | None, current: Obj | None
 ) -> None:
+    if current is not None and not statefulset_drifted(current, spec, ip, coordinator_ip):
+        return  # the common case on every resync: nothing is built, nothing is sent
     desired = spec.statefulset(own_ip=ip, coordinator_ip=coordinator_ip)
     if current is None:
         try:

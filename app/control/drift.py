@@ -4,6 +4,12 @@ the live object also carries what the apiserver and controllers filled in.
 Example::
 
     workload_drifted(live, node_objects.statefulset(own_ip, coordinator_ip))  # True/False
+    statefulset_drifted(live, node_objects, own_ip, coordinator_ip)  # the same, memoised
+
+A settled pass compares every node's StatefulSet; building each desired object (and its spec
+hash) again on every pass was a fifth of a pass at 10,000 nodes, so ``statefulset_drifted``
+remembers the desired fields per (node objects, own IP, coordinator IP): they depend on
+nothing else.
 
 A StatefulSet's ``serviceName``, ``selector`` and ``volumeClaimTemplates`` cannot change once it
 exists; QaaS never asks them to (a network's storage is fixed when it is created), so they are
@@ -12,9 +18,10 @@ not compared: a replace could only be refused.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from app.cluster.objects import SPEC_HASH
+from app.cluster.objects import SPEC_HASH, NodeObjects
 
 Obj = dict[str, Any]
 
@@ -50,6 +57,19 @@ def _owned_fields(workload: Obj) -> Obj:
 
 def workload_drifted(current: Obj, desired: Obj) -> bool:
     return _owned_fields(current) != _owned_fields(desired)
+
+
+@functools.lru_cache(maxsize=16_384)
+def _wanted(spec: NodeObjects, own_ip: str, coordinator_ip: str | None) -> Obj:
+    """The owned fields of the desired StatefulSet (shared: never to be changed)."""
+    return _owned_fields(spec.statefulset(own_ip=own_ip, coordinator_ip=coordinator_ip))
+
+
+def statefulset_drifted(
+    current: Obj, spec: NodeObjects, own_ip: str, coordinator_ip: str | None
+) -> bool:
+    """As ``workload_drifted(current, spec.statefulset(own_ip, coordinator_ip))``."""
+    return _owned_fields(current) != _wanted(spec, own_ip, coordinator_ip)
 
 
 def service_drifted(current: Obj, desired: Obj) -> bool:

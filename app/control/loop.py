@@ -25,7 +25,7 @@ from app.chain.probe import ChainProbe
 from app.chain.rpc import RpcClient
 from app.cluster.client import PODS
 from app.cluster.informer import Informer
-from app.cluster.objects import selector_for
+from app.cluster.objects import NODE_ID, selector_for
 from app.control.chain import ChainRecorder
 from app.control.observer import PodObserver
 from app.control.reconciler import Reconciler
@@ -71,8 +71,9 @@ class ControlLoop:
         if namespace in self.informers or not self._running:
             return
         informer = Informer(
-            self.cluster.resource(PODS, namespace), self.selector, self.observer.handle
-        )
+            self.cluster.resource(PODS, namespace), self.selector, self.observer.handle,
+            index_label=NODE_ID, on_relist=self.observer.prime,
+        )  # fmt: skip
         self.informers[namespace] = informer
         self.observer.follow(informer)
         self._spawn(informer, f"pod-informer {namespace}")

@@ -46,7 +46,7 @@ from app.control.namespaces import NotProvisioned, TenantNamespaces
 from app.control.node_writer import Apply, NodeWriter, WriteConflict
 from app.control.progress import facts_of
 from app.control.removal import Removal
-from app.domain.enums import Desired, NodeRole
+from app.domain.enums import Desired, NodeRole, NodeStatus
 from app.domain.status import node_status
 from app.events.bus import EventBus
 from app.metrics import reconcile_error, reconcile_pass
@@ -284,7 +284,10 @@ class Reconciler:
         retrying: str | None,
         another_ran: bool = False,
     ) -> None:
-        settled = node.start_deadline is None  # no start deadline left to check
+        # A node still on its way has nothing to write either while facts and status agree:
+        # its start deadline is part of the status (``facts_of`` compares it with now). Only a
+        # RUNNING node whose deadline is still set needs the write that clears it.
+        settled = node.start_deadline is None or node.status is not NodeStatus.RUNNING
         unchanged = (
             node.has_service, node.has_deployment, node.reconcile_error, node.retry_reason
         ) == (has_service, has_deployment, error, retrying) and (

@@ -8,12 +8,17 @@ Example::
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
-from app.store.models import Network, Node, NodeStatusChange
+from app.store.models import Network, Node, NodeStatusChange, Tenant
+
+# A node's pod facts, in the order of app.cluster.pods.PodObservation's fields.
+POD_COLUMNS = (Node.pod_name, Node.pod_phase, Node.pod_ready, Node.restart_count,
+               Node.pod_reason, Node.pod_message, Node.pod_ip, Node.pod_started_at)  # fmt: skip
 
 
 async def network_named(session: AsyncSession, tenant_id: str, name: str) -> Network | None:
@@ -88,8 +93,31 @@ async def tenant_counts(session: AsyncSession, tenant_id: str) -> tuple[int, int
 
 
 async def networks_with_nodes(session: AsyncSession) -> list[Network]:
-    """Every network of every tenant, its nodes loaded: what one reconcile pass works from."""
-    return list(await session.scalars(select(Network).options(selectinload(Network.nodes))))
+    """Every network of every tenant, its nodes loaded: what one reconcile pass works from.
+
+    Two statements whatever the number of networks (a selectin load would send one per 500
+    networks)."""
+    networks = list(await session.scalars(select(Network)))
+    nodes: dict[str, list[Node]] = {network.id: [] for network in networks}
+    for node in await session.scalars(select(Node)):
+        nodes.setdefault(node.network_id, []).append(node)
+    for network in networks:
+        set_committed_value(network, "nodes", nodes[network.id])
+    return networks
+
+
+async def pod_facts_in_namespace(
+    session: AsyncSession, namespace: str
+) -> dict[str, tuple[Any, ...]]:
+    """The recorded pod facts (``POD_COLUMNS``) of every node of the tenant whose namespace is
+    ``namespace``, by node id: one statement, whatever the number of nodes."""
+    rows = await session.execute(
+        select(Node.id, *POD_COLUMNS)
+        .join(Network, Node.network_id == Network.id)
+        .join(Tenant, Network.tenant_id == Tenant.id)
+        .where(Tenant.namespace == namespace)
+    )
+    return {row[0]: tuple(row[1:]) for row in rows}
 
 
 async def node_with_network(

@@ -21,7 +21,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.domain.enums import NodeRole, NodeStatus
 from app.store.models import ApiToken, Network, Node, NodeStatusChange, Operation, Tenant
 from app.store.pages import BadCursor, Page, after, encode_cursor
-from app.store.read_models import NetworkView, NodeView, OperationView, StatusChangeView
+from app.store.read_models import (
+    NODE_VIEW_COLUMNS,
+    NetworkView,
+    NodeView,
+    OperationView,
+    StatusChangeView,
+)
 
 __all__ = ["BadCursor", "Page"]
 
@@ -48,17 +54,6 @@ async def network_views(
         views.append(NetworkView.of(network, [r.status for r in nodes], ip, True))
     return views
 
-
-# What a NodeView is made of (NodeView.of_row), for reads of many nodes as plain rows.
-NODE_VIEW_COLUMNS = (
-    Node.id, Node.network_id, Node.name, Node.role, Node.status, Node.status_reason,
-    Node.status_changed_at, Node.service_ip, Node.pod_name, Node.pod_phase, Node.pod_ready,
-    Node.pod_ip, Node.restart_count, Node.pod_reason, Node.pod_message, Node.pod_started_at,
-    Node.created_at, Node.revision, Node.chain_probed_at, Node.chain_block_number,
-    Node.chain_peer_count, Node.chain_syncing, Node.chain_enode, Node.chain_client_version,
-    Node.chain_raft_role, Node.chain_raft_id, Node.chain_validators, Node.chain_error,
-    Network.tenant_id, Network.name.label("network_name"),
-)  # fmt: skip
 
 M = TypeVar("M", Network, ApiToken)
 

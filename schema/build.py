@@ -61,7 +61,7 @@ from app.config import graphiql_enabled, introspection_enabled
 from app.metrics import graphql_request
 from app.services.api_deps import ApiDeps
 from app.services.connections import FORBIDDEN, Connection, Refused
-from app.services.tenancy import AuthError, Principal, authenticate, bearer
+from app.services.tenancy import AuthError, Principal, bearer
 from schema.context import Context
 from schema.errors import is_client_error, should_mask, summary, unavailable
 from schema.fanout import ReadQueue, SharedData, SharedEvent, group_key, render_shared, rendered
@@ -331,7 +331,7 @@ class QaasGraphQL(GraphQL[Context, None]):
         one that began before they asked (``ReadQueue``): a burst of reconnecting dashboards
         costs a read per token, not per socket."""
         try:
-            lookup = partial(authenticate, self.deps.sessions, token, self.deps.token_use.used)
+            lookup = partial(self.deps.tokens.authenticate, token)
             principal = await self._token_reads.read(token or "", lookup)
             context.authenticated(principal)
         except AuthError as problem:

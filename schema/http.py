@@ -3,8 +3,9 @@
 ``HttpGuard`` is plain ASGI and, for an HTTP request that could run GraphQL, in this order:
 
 1. refuses a ``Content-Length`` over ``QAAS_MAX_BODY_BYTES`` with 413, reading nothing;
-2. looks the bearer token up once; none, or one that is invalid, revoked or expired, is 401
-   with ``WWW-Authenticate: Bearer`` (the body is neither read nor decoded, nothing is parsed);
+2. looks the bearer token up once (``ApiDeps.tokens``: remembered for a moment); none, or one
+   that is invalid, revoked or expired, is 401 with ``WWW-Authenticate: Bearer`` (the body is
+   neither read nor decoded, nothing is parsed);
 3. reads the body, counting: past the limit (a chunked body has no ``Content-Length``) it stops
    and answers 413;
 4. hands the request on with the body it read and the caller's ``Principal`` in
@@ -27,7 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.metrics import graphql_request
 from app.services.api_deps import ApiDeps
-from app.services.tenancy import AuthError, Principal, authenticate, bearer
+from app.services.tenancy import AuthError, Principal, bearer
 
 PRINCIPAL = "qaas.principal"
 
@@ -70,7 +71,7 @@ class HttpGuard:
             return
         token = bearer(headers.get("authorization"))
         try:
-            principal = await authenticate(self.deps.sessions, token, self.deps.token_use.used)
+            principal = await self.deps.tokens.authenticate(token)
         except AuthError as problem:
             graphql_request("unknown", "unauthenticated")
             challenge = "Bearer" if token is None else 'Bearer error="invalid_token"'

@@ -1,8 +1,9 @@
 """What the API layer (GraphQL over HTTP and WebSocket) is handed by the composition root
 (``app.server``), and nothing else of the app's wiring: settings, the database's units of work,
 the event bus, the reconciler's wake-up call, the mutation rate limiter, the cluster's health
-and its pods' logs, the open WebSockets (``connections``) and the record of tokens' last use
-(``token_use``); ``close`` stops the last two, before the database goes.
+and its pods' logs, the open WebSockets (``connections``), who bearer tokens are (``tokens``,
+remembered briefly) and the record of tokens' last use (``token_use``); ``close`` stops the
+last two, before the database goes.
 
 Example::
 
@@ -22,6 +23,7 @@ from app.config import Settings
 from app.events.bus import EventBus
 from app.services.connections import Connections
 from app.services.ratelimit import RateLimiter
+from app.services.token_cache import TokenCache
 from app.services.token_use import TokenUse
 from app.store.unit import UnitOfWork
 
@@ -42,6 +44,7 @@ class ApiDeps:
     pod_log: Callable[[str, str, int, int], Awaitable[str | None]] | None = None
     connections: Connections = field(init=False)
     token_use: TokenUse = field(init=False)
+    tokens: TokenCache = field(init=False)  # who a bearer token is (authenticate with it)
 
     def __post_init__(self) -> None:
         settings = self.settings
@@ -52,6 +55,10 @@ class ApiDeps:
             recheck_seconds=settings.token_recheck_seconds,
         )
         self.token_use = TokenUse(self.sessions, settings.token_touch_seconds)
+        # As long as a token revoked elsewhere may keep an open WebSocket (Connections).
+        self.tokens = TokenCache(
+            self.sessions, settings.token_recheck_seconds, used=self.token_use.used
+        )
 
     async def close(self) -> None:
         """Stop checking open WebSockets' tokens and write the pending last uses."""

@@ -1,5 +1,13 @@
 # QaaS: the GraphQL API and its reconciler, as deployed by manifests/qaas.
 #   docker build -t REGISTRY/qaas:TAG .
+
+# The browser assets, from the same package-lock.json as `./dev setup`. Only the dashboard's
+# graphql-ws client is kept: production (QAAS_PRODUCTION=true) serves no GraphiQL.
+FROM node:20-bookworm-slim AS assets
+WORKDIR /web
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund --loglevel=error
+
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -21,8 +29,9 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
  && pip install --no-cache-dir -r /tmp/requirements.txt \
  && rm /tmp/requirements.txt
 
-# No node_modules: they only hold GraphiQL's assets, and production (QAAS_PRODUCTION=true)
-# serves no GraphiQL.
+# Of node_modules, only the file /dashboard loads (schema/graphiql.py: ASSETS).
+COPY --from=assets /web/node_modules/graphql-ws/umd/graphql-ws.min.js \
+     ./node_modules/graphql-ws/umd/graphql-ws.min.js
 COPY alembic.ini ./
 COPY migrations ./migrations
 COPY schema ./schema

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from schema.graphiql import ASSETS
 from tests.manifests.conftest import ROOT
 
 QAAS = ROOT / "Dockerfile"
@@ -53,6 +54,16 @@ def test_qaas_image_runs_as_the_manifests_non_root_user() -> None:
     # Editable: app/store/migrate.py looks for migrations/ next to the `app` package.
     assert any("pip install" in rest and " -e ." in rest for _, rest in _instructions(QAAS))
     assert ("COPY", "migrations ./migrations") in _instructions(QAAS)
+
+
+def test_qaas_image_carries_the_dashboards_script() -> None:
+    # /dashboard loads graphql-ws from node_modules (schema/graphiql.py: ASSETS); the image has
+    # no node_modules of its own, so it copies that one file from its npm build stage.
+    relative = ASSETS["graphql-ws.min.js"][0]
+    copies = [args for op, args in _instructions(QAAS) if op == "COPY"]
+    assert any(relative in args and args.endswith(f"./node_modules/{relative}") for args in copies)
+    lock = ROOT / ".dockerignore"
+    assert {"!package.json", "!package-lock.json"} <= set(lock.read_text().splitlines())
 
 
 def test_qaas_build_context_is_an_allow_list() -> None:

@@ -97,7 +97,8 @@ class NetworkTracker:
         if known is not None and known.deleted:
             return False
         if not self.local.wanted(NetworkChange(network_id, tenant_id, None)):
-            self._remember(network_id, tenant_id, deleting, known.last if known else None)
+            # Not read: the last view is stale now (a deletion then tells what subscribers saw).
+            self._remember(network_id, tenant_id, deleting, None)
             return False
         self.pending[network_id] = None
         return True

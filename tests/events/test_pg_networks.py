@@ -184,3 +184,30 @@ async def test_a_network_created_on_one_replica_is_read_by_the_other(
     assert created.snapshot.id == result.network.id
     assert created.snapshot.name == "fresh"
     assert two.networks.reads == 1
+
+
+async def test_a_deletion_never_carries_a_state_older_than_a_change_heard_unread(
+    sessions: async_sessionmaker[AsyncSession], replicas: tuple[PostgresBus, PostgresBus]
+) -> None:
+    one, two = replicas
+    tenant, _, _ = await create_token(sessions, "bus", Role.ADMIN, SETTINGS)
+    async with two.subscribe(tenant_id=tenant.id, networks=True) as first:
+        create = announced(one, lambda work: networks.create_network(
+            work, tenant.id, "stale", Consensus.RAFT, 300.0, None))  # fmt: skip
+        result = await commit_unless_refused(sessions, create)
+        assert result.network is not None, result.errors
+        assert isinstance(await _next(first), NetworkChange)  # "two" read it then
+    network_id = result.network.id
+    heard = two.notifications
+    await _mark_for_deletion(one, sessions, tenant.id, network_id)  # nobody on "two" wants it
+    await eventually(lambda: _true(two.notifications > heard))
+    async with sessions() as session:
+        (node_id,) = [node.id for node in await desired.nodes_of(session, network_id)]
+    async with two.subscribe(tenant_id=tenant.id, networks=True) as there:
+        await _remove(NodeWriter(sessions, one), network_id, node_id)
+        assert isinstance(await _next(there), NodeChange)
+        gone = await _next(there)
+    assert isinstance(gone, NetworkChange)
+    assert gone.deleted
+    # Not the state read at its creation: the subscriber tells what its snapshot showed.
+    assert gone.snapshot is None

@@ -16,6 +16,8 @@ from app.domain.storage import Storage
 from app.events.bus import EventBus, NetworkChange, NodeChange
 from app.services import networks, nodes
 from app.services.results import Result, commit_unless_refused, refused
+from app.store import node_feed
+from app.store.read_models import NetworkView
 from app.store.unit import UnitOfWork
 from schema.auth import Need, caller
 from schema.context import Context
@@ -140,21 +142,44 @@ async def _run(
     """Run one service in its own unit of work: committed unless it refused, and then the
     network and node it made or changed are published (``networkChanged`` tells of a network
     created or marked for deletion and of a node added at once) and the reconciler is woken
-    to converge the cluster."""
+    to converge the cluster. The network's change is also announced to the other replicas
+    inside the transaction (on PostgreSQL: a NOTIFY delivered with the commit, in commit order
+    with the node writes that follow, and never for a refusal that is rolled back)."""
     deps = info.context.deps
-    result = await commit_unless_refused(deps.sessions, change)
+    result = await commit_unless_refused(deps.sessions, announced(deps.bus, change))
     if not result.errors:
         _publish(deps.bus, result)
         deps.kick()
     return result
 
 
+def announced(
+    bus: EventBus, change: Callable[[UnitOfWork], Awaitable[Result]]
+) -> Callable[[UnitOfWork], Awaitable[Result]]:
+    """``change``, then (unless it refused) its network's change announced to the other
+    replicas in the same unit of work."""
+
+    async def change_and_announce(work: UnitOfWork) -> Result:
+        result = await change(work)
+        if not result.errors and result.network is not None:
+            note = bus.announcement(_network_change(result.network))
+            if note is not None:
+                await node_feed.announce(work.session, *note)
+        return result
+
+    return change_and_announce
+
+
 def _publish(bus: EventBus, result: Result) -> None:
     if result.network is not None:
-        bus.publish(NetworkChange(result.network.id, result.network.tenant_id, result.network))
+        bus.publish(_network_change(result.network))
     if result.node is not None:
         node = result.node
         bus.publish(NodeChange(node.id, node.network_id, node.tenant_id, node))
+
+
+def _network_change(network: NetworkView) -> NetworkChange:
+    return NetworkChange(network.id, network.tenant_id, network)
 
 
 @strawberry.type

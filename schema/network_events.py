@@ -79,15 +79,19 @@ class _Told:
     networks: dict[str, NetworkView]
     nodes: dict[str, int] = field(default_factory=dict)
 
-    def network_event(self, change: NetworkChange) -> Kind | None:
-        view: NetworkView = change.snapshot
+    def network_event(self, change: NetworkChange) -> tuple[Kind, NetworkView] | None:
+        """The event's kind and the network's last state, or None: nothing to tell."""
         if change.deleted:
-            if self.networks.pop(view.id, None) is None:
+            told = self.networks.pop(change.network_id, None)
+            if told is None:
                 return None  # made and deleted before this subscriber heard of it
-            return Kind.NETWORK_DELETED
+            # The bus's last state, or (heard from another replica that alone had it) the last
+            # state this subscriber was told.
+            return Kind.NETWORK_DELETED, change.snapshot or told
+        view: NetworkView = change.snapshot
         kind = Kind.NETWORK_UPDATED if view.id in self.networks else Kind.NETWORK_CREATED
         self.networks[view.id] = view
-        return kind
+        return kind, view
 
     def node_event(self, view: NodeView, deleted: bool) -> Kind | None:
         if deleted:
@@ -140,9 +144,9 @@ async def _events(
     context: Context, told: _Told, change: Change, all_networks: bool
 ) -> AsyncGenerator[NetworkEvent, None]:
     if isinstance(change, NetworkChange):
-        kind = told.network_event(change)
-        if kind is not None:
-            yield _event(context, kind, change.network_id, change.snapshot, told)
+        told_now = told.network_event(change)
+        if told_now is not None:
+            yield _event(context, told_now[0], change.network_id, told_now[1], told)
         return
     if change.network_id not in told.networks:
         if not all_networks or change.deleted:

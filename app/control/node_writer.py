@@ -103,7 +103,7 @@ class NodeWriter:
             work.after_commit(lambda: self.publish(change))
         return view
 
-    async def announce(self, session: AsyncSession, change: NodeChange) -> None:
+    async def announce(self, session: AsyncSession, change: Change) -> None:
         """Tell other replicas within the writing transaction (delivered on its commit)."""
         if (note := self.bus.announcement(change)) is not None:
             await node_feed.announce(session, *note)

@@ -135,6 +135,7 @@ class Removal:
             )  # fmt: skip
             gone = NetworkChange(network.id, network.tenant_id, NetworkView.of(network, []),
                                  deleted=True)  # fmt: skip
+            await self.writer.announce(work.session, gone)  # other replicas hear it on commit
             work.after_commit(lambda: self.writer.publish(gone))
         log.info("deleted network %s", network.name)
 

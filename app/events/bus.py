@@ -55,7 +55,8 @@ class NodeChange:
 @dataclass(frozen=True)
 class NetworkChange:
     """A network created, marked for deletion, or deleted (its nodes' changes are
-    ``NodeChange``s). ``snapshot`` is its last state (app.store.read_models.NetworkView)."""
+    ``NodeChange``s). ``snapshot`` is its last state (app.store.read_models.NetworkView); for a
+    deletion heard from another replica, the last state this replica delivered, or None."""
 
     network_id: str
     tenant_id: str
@@ -132,7 +133,7 @@ class Mailbox:
 class EventBus(Protocol):
     def publish(self, change: Change) -> None: ...
 
-    def announcement(self, change: NodeChange) -> tuple[str, str] | None:
+    def announcement(self, change: Change) -> tuple[str, str] | None:
         """(channel, payload) to NOTIFY within the transaction that makes ``change``, or None."""
         ...
 
@@ -161,7 +162,7 @@ class InProcessBus:
         """Whether any subscriber wants this change."""
         return any(mailbox.wants(change) for mailbox in self._mailboxes)
 
-    def announcement(self, change: NodeChange) -> tuple[str, str] | None:
+    def announcement(self, change: Change) -> tuple[str, str] | None:
         return None
 
     def publish(self, change: Change) -> None:

@@ -15,11 +15,16 @@ deletion is not read (the row is gone): its notification carries the ids, and th
 
 Per node, a subscriber sees strictly increasing revisions, and the latest state wins.
 
+Network changes (created, marked for deletion, deleted) cross the same way on a channel of their
+own (app/events/pg_networks.py): read when wanted (before the nodes heard in the same burst, so a
+network's creation comes before its nodes' changes), a deletion delivered with the last view.
+
 If the listening connection drops (or stops answering the heartbeat) the bus reconnects with
 backoff and jitter, LISTENs again, then catches up: it reads every node's revision in one
 statement and reads the nodes whose revision is newer than what it delivered; a node it knew
-that is gone is delivered as deleted. So a subscriber never misses a final state. A reconnect
-also wakes the local reconciler (a kick may have been missed).
+that is gone is delivered as deleted (and then a network it knew that is gone). So a
+subscriber never misses a final state. A reconnect also wakes the local reconciler (a kick may
+have been missed).
 
 ``kick`` runs this replica's ``on_kick`` handlers (its reconciler's wake-up call) and NOTIFYs
 the wake-up channel: every other replica runs its own (the sender ignores its own NOTIFY).
@@ -49,7 +54,8 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from app.events.bus import Change, InProcessBus, Mailbox, NodeChange
+from app.events.bus import Change, InProcessBus, Mailbox, NetworkChange, NodeChange
+from app.events.pg_networks import NETWORKS, NetworkSource, NetworkTracker
 
 log = logging.getLogger("qaas.events")
 
@@ -71,7 +77,7 @@ class Snapshot(Protocol):
     def revision(self) -> int: ...
 
 
-class NodeSource(Protocol):
+class NodeSource(NetworkSource, Protocol):
     """What the bus reads (app/store/node_feed.py: NodeFeed)."""
 
     async def views(self, node_ids: Sequence[str]) -> Sequence[Snapshot]: ...
@@ -117,6 +123,7 @@ class PostgresBus:
         self.notifications = 0
         self.reconnects = 0
         self._known: dict[str, _Known] = {}
+        self.networks = NetworkTracker(self.local, self.instance)
         self._deleted: OrderedDict[str, None] = OrderedDict()
         self._clock = 0
         self._pending: OrderedDict[str, int] = OrderedDict()  # node -> newest revision heard
@@ -142,7 +149,9 @@ class PostgresBus:
     ) -> contextlib.AbstractAsyncContextManager[Mailbox]:
         return self.local.subscribe(network_id, node_id, tenant_id, networks=networks)
 
-    def announcement(self, change: NodeChange) -> tuple[str, str] | None:
+    def announcement(self, change: Change) -> tuple[str, str] | None:
+        if isinstance(change, NetworkChange):
+            return self.networks.announcement(change)
         note: dict[str, Any] = {"n": change.node_id, "w": change.network_id, "t": change.tenant_id,
                                 "r": change.snapshot.revision, "i": self.instance}  # fmt: skip
         if change.deleted:
@@ -153,8 +162,8 @@ class PostgresBus:
         """A change this replica committed (its own notification is dropped, unread)."""
         if isinstance(change, NodeChange):
             self._deliver(change, change.snapshot.revision)
-        else:  # a network's change: delivered here only (yet)
-            self.local.publish(change)
+        else:
+            self.networks.deliver(change)
 
     # -- the reconciler's wake-up call -----------------------------------------------------------
 
@@ -232,6 +241,7 @@ class PostgresBus:
         connection.add_termination_listener(lambda _connection: lost.set())
         await connection.add_listener(NODES, self._heard)
         await connection.add_listener(KICK, self._heard)
+        await connection.add_listener(NETWORKS, self._heard)
         await self._catch_up()
         self.connected.set()
         for kick in self.on_kick:
@@ -254,6 +264,9 @@ class PostgresBus:
             if not known.deleted and known.stamp <= before and node_id not in present:
                 gone = NodeChange(node_id, known.network_id, known.tenant_id, known.last, True)
                 self._deliver(gone, known.revision)
+        await self.networks.catch_up(self.source)  # after the nodes: their deletions come first
+        if self.networks.pending:
+            self._wake.set()
 
     # -- notifications to changes ----------------------------------------------------------------
 
@@ -265,6 +278,13 @@ class PostgresBus:
             if payload != self.instance:
                 for kick in self.on_kick:
                     kick()
+            return
+        if channel == NETWORKS:
+            try:
+                if self.networks.heard(json.loads(payload)):
+                    self._wake.set()
+            except (ValueError, KeyError, TypeError):
+                log.warning("event bus: ignored a malformed notification %r", payload[:200])
             return
         try:
             note = json.loads(payload)
@@ -299,7 +319,17 @@ class PostgresBus:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._pending:
+            while self._pending or self.networks.pending:
+                if self.networks.pending:  # first: a network comes before its nodes
+                    try:
+                        await self.networks.read(self.source)
+                    except Exception as error:  # they stay pending: try again
+                        log.warning("event bus: cannot read changed networks: %s", error)
+                        await asyncio.sleep(random.uniform(delay / 2, delay))
+                        delay = min(delay * 2, self.retry_max_seconds)
+                        continue
+                    if not self._pending:
+                        continue
                 taken = [self._pending.popitem(last=False) for _ in range(
                     min(self.batch, len(self._pending)))]  # fmt: skip
                 ids = [node_id for node_id, _ in taken]

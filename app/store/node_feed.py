@@ -1,6 +1,7 @@
 """What the PostgreSQL event bus (app/events/pg_bus.py) asks of the database: the NOTIFY sent in
 a writing transaction, the nodes' current views by id, every node's revision (to catch up after
-a gap), and a NOTIFY of its own (the reconciler's wake-up call).
+a gap), the same two for networks (their views by id; every network's id, tenant and whether it
+is marked for deletion), and a NOTIFY of its own (the reconciler's wake-up call).
 
 A NOTIFY issued inside a transaction is delivered by PostgreSQL only when that transaction
 commits (and never if it rolls back), in commit order; so a listener hears of a node's revision
@@ -12,6 +13,8 @@ Example::
     feed = NodeFeed(sessions)
     views = await feed.views(["node-id", ...])     # one read for a burst of changes
     rows = await feed.revisions()                  # (node, network, tenant, revision) of all
+    networks = await feed.networks(["network-id"])  # NetworkViews of those that exist
+    states = await feed.network_states()            # (network, tenant, deleting) of all
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ from collections.abc import Sequence
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.domain.enums import Desired
+from app.store import reads
 from app.store.models import Network, Node
-from app.store.read_models import NodeView
+from app.store.read_models import NetworkView, NodeView
 
 
 async def announce(session: AsyncSession, channel: str, payload: str) -> None:
@@ -49,6 +54,22 @@ class NodeFeed:
                 select(Node.id, Node.network_id, Network.tenant_id, Node.revision).join(Network)
             )
             return [(row[0], row[1], row[2], row[3]) for row in rows]
+
+    async def networks(self, network_ids: Sequence[str]) -> list[NetworkView]:
+        """The current views of those of ``network_ids`` that exist (any tenant's)."""
+        async with self.sessions() as session:
+            rows = list(
+                await session.execute(
+                    select(*reads.NETWORK_VIEW_COLUMNS).where(Network.id.in_(list(network_ids)))
+                )
+            )
+            return await reads.network_views(session, rows)
+
+    async def network_states(self) -> list[tuple[str, str, bool]]:
+        """(network id, tenant id, marked for deletion) of every network, in one statement."""
+        async with self.sessions() as session:
+            rows = await session.execute(select(Network.id, Network.tenant_id, Network.desired))
+            return [(row[0], row[1], row[2] is Desired.ABSENT) for row in rows]
 
     async def notify(self, channel: str, payload: str) -> None:
         """NOTIFY ``channel`` now (its own transaction)."""

@@ -59,14 +59,14 @@ class FailoverReport:
     holders: list[str] = field(default_factory=list)  # the leader before each kill, then after
 
 
-async def _holder(leases: client.CoordinationV1Api, namespace: str) -> str | None:
+async def lease_holder(leases: client.CoordinationV1Api, namespace: str) -> str | None:
     with contextlib.suppress(client.ApiException):
         lease = await leases.read_namespaced_lease(LEASE, namespace)
         return lease.spec.holder_identity or None
     return None
 
 
-async def _until(probe: Callable[[], object], within: float, what: str) -> None:
+async def until(probe: Callable[[], object], within: float, what: str) -> None:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         outcome = probe()
@@ -78,14 +78,19 @@ async def _until(probe: Callable[[], object], within: float, what: str) -> None:
     raise AssertionError(f"{what}: not within {within:.0f}s")
 
 
+def election_env(cfg: FailoverConfig, **extra: str) -> dict[str, str]:
+    """A replica's environment: election on, with the config's (short) lease timings."""
+    return environment(cfg.database_url, cfg.kubeconfig, cfg.namespace, resync_seconds=2.0, extra={
+        "QAAS_LEADER_ELECTION": "on", "QAAS_LEASE_SECONDS": str(cfg.lease_seconds),
+        "QAAS_LEASE_RENEW_DEADLINE": str(cfg.renew_deadline),
+        "QAAS_LEASE_RETRY_PERIOD": str(cfg.retry_period), **extra,
+    })  # fmt: skip
+
+
 async def run_failover(cfg: FailoverConfig) -> FailoverReport:
     report = FailoverReport(cfg.lease_seconds)
     await upgrade(cfg.database_url)
-    env = environment(cfg.database_url, cfg.kubeconfig, cfg.namespace, resync_seconds=2.0, extra={
-        "QAAS_LEADER_ELECTION": "on", "QAAS_LEASE_SECONDS": str(cfg.lease_seconds),
-        "QAAS_LEASE_RENEW_DEADLINE": str(cfg.renew_deadline),
-        "QAAS_LEASE_RETRY_PERIOD": str(cfg.retry_period),
-    })  # fmt: skip
+    env = election_env(cfg)
     token = await create_admin_token(env, cfg.workdir)
     servers = {
         name: ServerProcess(
@@ -124,10 +129,10 @@ async def _one_kill(
 
     async def held() -> bool:
         nonlocal holder
-        holder = await _holder(leases, cfg.namespace)
+        holder = await lease_holder(leases, cfg.namespace)
         return holder in servers
 
-    await _until(held, 3 * cfg.lease_seconds, "a replica holds the lease")
+    await until(held, 3 * cfg.lease_seconds, "a replica holds the lease")
     assert holder is not None
     (survivor,) = set(servers) - {holder}
     name = f"fo-{uuid.uuid4().hex[:6]}"
@@ -158,9 +163,9 @@ async def _kill_during_work(
     servers[holder].kill9()
 
     async def taken() -> bool:
-        return await _holder(leases, cfg.namespace) == survivor
+        return await lease_holder(leases, cfg.namespace) == survivor
 
-    await _until(taken, 3 * cfg.lease_seconds, f"{survivor} takes the lease over")
+    await until(taken, 3 * cfg.lease_seconds, f"{survivor} takes the lease over")
     report.takeovers.append(time.monotonic() - killed_at)
 
     async def done() -> bool:
@@ -169,7 +174,7 @@ async def _kill_during_work(
             return True
         return False
 
-    await _until(done, 30 + 3 * cfg.lease_seconds, f"{survivor} creates {name}")
+    await until(done, 30 + 3 * cfg.lease_seconds, f"{survivor} creates {name}")
     report.pending_done.append(time.monotonic() - killed_at)
 
     async def running() -> None:

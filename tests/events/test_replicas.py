@@ -1,5 +1,6 @@
 """Two whole services on one PostgreSQL database and one sandbox: a mutation answered by the one
-that only serves (its control loop stopped) wakes the other's reconciler, which makes the pod;
+that only serves (the follower: it runs no control loop) wakes the leader's reconciler, which
+makes the pod;
 the serving one's subscriber sees the node's states the other observed. And which bus each
 database gets."""
 
@@ -29,16 +30,20 @@ async def test_a_mutation_on_one_replica_is_carried_out_by_the_other_and_seen_on
 ) -> None:
     if not database_url.startswith("postgresql"):
         pytest.skip("one replica on SQLite")
-    # No timed passes: only a wake-up call starts one.
+    # No timed passes: only a wake-up call starts one. Two replicas elect one leader.
     quiet = settings.model_copy(update={"resync_seconds": 600.0})
-    worker, server = create_app(quiet), create_app(quiet)
+    apps = [create_app(quiet.model_copy(update={"leader_identity": name})) for name in "ab"]
     async with (
-        worker.router.lifespan_context(worker),
-        server.router.lifespan_context(server),
+        apps[0].router.lifespan_context(apps[0]),
+        apps[1].router.lifespan_context(apps[1]),
     ):
+        leaders = [app for app in apps if app.state.startup.is_leader]
+        assert len(leaders) == 1, "exactly one replica runs the control loop"
+        (worker,) = leaders
+        (server,) = [app for app in apps if app is not worker]  # serves, nothing else
         serving = server.state.startup.control
-        await serving.stop()  # it serves, nothing else (what a non-leader does)
-        working = worker.state.startup.control
+        assert serving.control is None
+        working = worker.state.startup.control.control
         bus = server.state.deps.bus
         assert isinstance(bus, PostgresBus)
         await asyncio.wait_for(bus.connected.wait(), 10)
@@ -58,7 +63,8 @@ async def test_a_mutation_on_one_replica_is_carried_out_by_the_other_and_seen_on
                 change = await asyncio.wait_for(mailbox.get(), 60)
                 statuses.append(change.snapshot.status)
         assert working.reconciler.passes > passes
-        assert serving.reconciler.passes <= 1  # at most the pass it was in when stopped
+        assert serving.control is None
+        assert serving.terms == 0
         assert bus.reads >= 1  # what it delivered, it read: it wrote none of it
 
 

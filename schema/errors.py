@@ -1,6 +1,7 @@
 """Errors: what the caller may see, and what is masked.
 
-A ``ClientError`` is the caller's fault (a bad argument to a query) and its message is shown.
+A ``ClientError`` is the caller's fault (a bad argument to a query) and its message is shown,
+with the code BAD_USER_INPUT.
 Syntax and validation errors are shown too, and so is a ``ClusterFailure`` (code CLUSTER_ERROR).
 Anything else is a fault of ours: in the response it becomes "Unexpected error." and the details
 go to the log only, at ERROR with a traceback. A caller's mistake is logged at INFO in one line
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from typing import ClassVar
 
 from graphql import GraphQLError
 
@@ -19,7 +21,10 @@ log = logging.getLogger("qaas.graphql")
 
 
 class ClientError(Exception):
-    """The request is wrong in a way the caller can fix; the message says how."""
+    """The request is wrong in a way the caller can fix; the message says how. graphql-core
+    takes an original error's ``extensions`` for the error it reports."""
+
+    extensions: ClassVar[dict[str, object]] = {"code": "BAD_USER_INPUT"}
 
 
 class ClusterFailure(GraphQLError):

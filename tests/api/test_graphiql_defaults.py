@@ -11,7 +11,7 @@ from tests.helpers import GraphQLClient
 
 def _literal(page: str, prop: str) -> str:
     """The JavaScript string literal the page passes to GraphiQL as ``prop``."""
-    found = re.search(rf"{prop}: (\"(?:[^\"\\\\]|\\\\.)*\")", page)
+    found = re.search(prop + r': ("(?:[^"\\]|\\.)*")', page)
     assert found is not None, f"no {prop} in the page"
     value: str = json.loads(found.group(1))
     return value

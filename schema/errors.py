@@ -1,6 +1,7 @@
 """Errors: what the caller may see, and what is masked.
 
-A ``ClientError`` is the caller's fault (a bad argument to a query) and its message is shown.
+A ``ClientError`` is the caller's fault (a bad argument to a query) and its message is shown,
+with the code BAD_USER_INPUT.
 Syntax and validation errors are shown too, and so is a ``ClusterFailure`` (code CLUSTER_ERROR).
 A write that could not get the database's write lock in time (``DatabaseBusy``: another process
 held SQLite's) is UNAVAILABLE with ``retryAfterSeconds``: nothing was written, the caller may
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from typing import ClassVar
 
 from graphql import GraphQLError
 
@@ -23,7 +25,10 @@ log = logging.getLogger("qaas.graphql")
 
 
 class ClientError(Exception):
-    """The request is wrong in a way the caller can fix; the message says how."""
+    """The request is wrong in a way the caller can fix; the message says how. graphql-core
+    takes an original error's ``extensions`` for the error it reports."""
+
+    extensions: ClassVar[dict[str, object]] = {"code": "BAD_USER_INPUT"}
 
 
 class ClusterFailure(GraphQLError):

@@ -4,6 +4,10 @@ Strawberry's built-in GraphiQL page pulls React and GraphiQL from a public CDN, 
 leaves a blank page in the offline private clouds QaaS runs in. Instead the scripts come
 from the npm packages pinned in the project's ``package.json`` (installed with
 ``npm ci``) and are served by the same app that serves ``/graphql``.
+
+The page opens on a query that works for any token (``DEFAULT_QUERY``: who you are, and your
+networks with their nodes), its Headers tab open and holding ``DEFAULT_HEADERS`` (the token
+goes after ``Bearer``), and a line above the editor saying where tokens come from.
 """
 
 from __future__ import annotations
@@ -17,7 +21,41 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-__all__ = ["ASSETS", "ASSETS_ENV_VAR", "assets_dir", "assets_route", "graphiql_html"]
+__all__ = [
+    "ASSETS",
+    "ASSETS_ENV_VAR",
+    "DEFAULT_HEADERS",
+    "DEFAULT_QUERY",
+    "TOKEN_HINT",
+    "assets_dir",
+    "assets_route",
+    "graphiql_html",
+]
+
+DEFAULT_QUERY = """# Put your token after "Bearer" in the Headers tab below, then press Run.
+query Overview {
+  viewer { role tenant { name namespace } }
+  networks(first: 20) {
+    totalCount
+    edges {
+      node {
+        id name status consensus coordinatorIp
+        nodes { edges { node { id name role status statusReason ip } } }
+      }
+    }
+  }
+}
+"""
+
+DEFAULT_HEADERS = '{"Authorization": "Bearer "}'
+
+TOKEN_HINT = (
+    "Every request needs an API token in the Headers tab. <code>./dev serve</code> prints an "
+    "ADMIN token for the tenant <code>local</code> on its first start; make more with "
+    "<code>qaas token create --tenant NAME --role admin</code> (or the "
+    "<code>tokenCreate</code> mutation)."
+)
+"""The line shown above GraphiQL (HTML)."""
 
 ASSETS_ENV_VAR = "QAAS_WEB_ASSETS"
 """Overrides where ``node_modules`` lives, e.g. in an image that installs it elsewhere."""
@@ -85,10 +123,14 @@ def graphiql_html(graphql_path: str, assets_path: str) -> str:
     <link rel="stylesheet" href="{asset("graphiql.min.css")}">
     <style>
       html, body {{ height: 100%; margin: 0; }}
-      #graphiql {{ height: 100vh; }}
+      body {{ display: flex; flex-direction: column; }}
+      #token-hint {{ margin: 0; padding: 6px 12px; font: 14px/1.4 system-ui, sans-serif;
+                    background: #fdf6e3; border-bottom: 1px solid #ddd; }}
+      #graphiql {{ flex: 1; min-height: 0; }}
     </style>
   </head>
   <body>
+    <p id="token-hint">{TOKEN_HINT}</p>
     <div id="graphiql">Loading GraphiQL…</div>
     <script src="{asset("react.production.min.js")}"></script>
     <script src="{asset("react-dom.production.min.js")}"></script>
@@ -124,6 +166,9 @@ def graphiql_html(graphql_path: str, assets_path: str) -> str:
         ReactDOM.createRoot(document.getElementById("graphiql")).render(
           React.createElement(GraphiQL, {{
             fetcher: fetcher,
+            defaultQuery: {_script_string(DEFAULT_QUERY)},
+            defaultHeaders: {_script_string(DEFAULT_HEADERS)},
+            defaultEditorToolsVisibility: "headers",
             isHeadersEditorEnabled: true,
             shouldPersistHeaders: false
           }})

@@ -1,20 +1,80 @@
-"""Query root: node(id), networks, network(id or name), operation(id)."""
+"""Query root: node(id), networks (filtered, ordered, paged either way), network(id or name),
+operation(id), operations (newest first)."""
 
 from __future__ import annotations
+
+import enum
+from typing import Any
 
 import strawberry
 from strawberry.types import Info
 from strawberry.types.nodes import SelectedField, Selection
 
+from app.domain.enums import NetworkStatus, OperationState
 from app.domain.names import name_problem
-from app.store import reads
-from app.store.pages import BadCursor
+from app.store import operations, reads
+from app.store.pages import BadCursor, Page, Sort
 from schema.auth import caller
 from schema.context import Context, NodePages
 from schema.errors import ClientError
 from schema.ids import from_global_id, raw_id_of
-from schema.pagination import MAX_PAGE, PageInfo, page_args
-from schema.types import Entity, Network, NetworkConnection, NetworkEdge, Node, Operation
+from schema.pagination import MAX_PAGE, PageInfo, window
+from schema.types import (
+    Entity,
+    Network,
+    NetworkConnection,
+    NetworkEdge,
+    NetworkStatusEnum,
+    Node,
+    Operation,
+    OperationStateEnum,
+)
+
+
+@strawberry.enum(description="The order of `networks`.")
+class NetworkOrder(enum.Enum):
+    CREATED_ASC = "CREATED_ASC"
+    CREATED_DESC = "CREATED_DESC"
+    NAME_ASC = "NAME_ASC"
+    NAME_DESC = "NAME_DESC"
+
+
+SORTS = {
+    NetworkOrder.CREATED_ASC: Sort(),
+    NetworkOrder.CREATED_DESC: Sort(descending=True),
+    NetworkOrder.NAME_ASC: Sort(by_name=True),
+    NetworkOrder.NAME_DESC: Sort(by_name=True, descending=True),
+}
+
+
+@strawberry.input(description="Which networks `networks` lists; every given part must match.")
+class NetworkFilter:
+    status: NetworkStatusEnum | None = None  # type: ignore[valid-type]
+    name_contains: str | None = strawberry.field(
+        default=None, description="A part of the name (case-sensitive: names are lower case)."
+    )
+
+
+@strawberry.type
+class OperationEdge:
+    cursor: str
+    node: Operation
+
+
+@strawberry.type
+class OperationConnection:
+    edges: list[OperationEdge]
+    page_info: PageInfo
+    total_count: int
+
+
+def _page_info(page: Page[Any]) -> PageInfo:
+    return PageInfo(
+        has_next_page=page.has_next,
+        has_previous_page=page.has_previous,
+        start_cursor=page.cursors[0] if page.cursors else None,
+        end_cursor=page.end_cursor,
+    )
 
 
 async def lookup(info: Info[Context, None], global_id: str) -> Entity | None:
@@ -68,16 +128,32 @@ class Query:
     async def node(self, info: Info[Context, None], id: strawberry.ID) -> Entity | None:
         return await lookup(info, id)
 
-    @strawberry.field(description="Networks, oldest first.")
+    @strawberry.field(
+        description="Networks, oldest first unless `orderBy` says otherwise: `first` (default "
+        "20) after `after`, or `last` before `before`."
+    )
     async def networks(
-        self, info: Info[Context, None], first: int = 20, after: str | None = None
+        self,
+        info: Info[Context, None],
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        filter: NetworkFilter | None = None,
+        order_by: NetworkOrder = NetworkOrder.CREATED_ASC,
     ) -> NetworkConnection:
         principal = caller(info)
-        limit = page_args(first)
+        wanted = window(first, after, last, before)
         pages: NodePages = {}
+        filter = filter or NetworkFilter()
+        status: NetworkStatus | None = filter.status
         try:
             async with info.context.deps.sessions() as session:
-                page = await reads.networks_page(session, principal.tenant_id, limit, after)
+                page = await reads.networks_page(
+                    session, principal.tenant_id, wanted.size, wanted.cursor,
+                    sort=SORTS[order_by], backward=wanted.backward,
+                    name_contains=filter.name_contains, status=status,
+                )  # fmt: skip
                 ids = [view.id for view in page.items]
                 for size in _first_node_pages(info) if ids else ():  # read here, in one go
                     found = await reads.first_node_pages(session, principal.tenant_id, ids, size)
@@ -89,12 +165,44 @@ class Query:
                 NetworkEdge(cursor=cursor, node=Network.of(view, pages=pages))
                 for view, cursor in zip(page.items, page.cursors, strict=True)
             ],
-            page_info=PageInfo(
-                has_next_page=page.has_next,
-                has_previous_page=after is not None,
-                start_cursor=page.cursors[0] if page.cursors else None,
-                end_cursor=page.end_cursor,
-            ),
+            page_info=_page_info(page),
+            total_count=page.total,
+        )
+
+    @strawberry.field(
+        description="The operations mutations started, newest first: `first` (default 20) "
+        "after `after`, or `last` before `before`; only one network's, or in one state."
+    )
+    async def operations(
+        self,
+        info: Info[Context, None],
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        network_id: strawberry.ID | None = None,
+        state: OperationStateEnum | None = None,  # type: ignore[valid-type]
+    ) -> OperationConnection:
+        principal = caller(info)
+        wanted = window(first, after, last, before)
+        network_raw = raw_id_of(network_id, "Network") if network_id is not None else None
+        if network_id is not None and network_raw is None:
+            raise ClientError("`networkId` is not a Network ID")
+        chosen: OperationState | None = state
+        try:
+            async with info.context.deps.sessions() as session:
+                page = await operations.page(
+                    session, principal.tenant_id, wanted.size, wanted.cursor,
+                    backward=wanted.backward, network_id=network_raw, state=chosen,
+                )  # fmt: skip
+        except BadCursor as error:
+            raise ClientError(str(error)) from None
+        return OperationConnection(
+            edges=[
+                OperationEdge(cursor=cursor, node=Operation.of(view))
+                for view, cursor in zip(page.items, page.cursors, strict=True)
+            ],
+            page_info=_page_info(page),
             total_count=page.total,
         )
 

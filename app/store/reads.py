@@ -15,12 +15,22 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Row, func, select
+from sqlalchemy import Row, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.domain.enums import NodeRole, NodeStatus
+from app.domain.enums import NetworkStatus, NodeRole, NodeStatus
 from app.store.models import ApiToken, Network, Node, NodeStatusChange, Operation, Tenant
-from app.store.pages import BadCursor, Page, after, encode_cursor
+from app.store.pages import (
+    BadCursor,
+    Page,
+    Sort,
+    after,
+    cursor_of,
+    decode_cursor,
+    decode_name_cursor,
+    encode_cursor,
+    seek,
+)
 from app.store.read_models import (
     NODE_VIEW_COLUMNS,
     NetworkView,
@@ -29,7 +39,9 @@ from app.store.read_models import (
     StatusChangeView,
 )
 
-__all__ = ["BadCursor", "Page"]
+__all__ = ["BadCursor", "Page", "Sort"]
+
+OLDEST_FIRST = Sort()
 
 
 async def network_views(
@@ -84,22 +96,76 @@ NETWORK_VIEW_COLUMNS = (
 
 
 async def networks_page(
-    session: AsyncSession, tenant_id: str, first: int, cursor: str | None
+    session: AsyncSession,
+    tenant_id: str,
+    first: int,
+    cursor: str | None,
+    *,
+    sort: Sort = OLDEST_FIRST,
+    backward: bool = False,
+    name_contains: str | None = None,
+    status: NetworkStatus | None = None,
 ) -> Page[NetworkView]:
-    """A keyset page of the tenant's networks, oldest first, with their count in the same
-    statement (plain rows), and their nodes' statuses in one more."""
-    mine = Network.tenant_id == tenant_id
-    count = select(func.count()).select_from(Network).where(mine).scalar_subquery()
-    query = after(select(*NETWORK_VIEW_COLUMNS, count.label("total")).where(mine), Network, cursor)
+    """A keyset page of the tenant's networks in ``sort`` order (``first`` after ``cursor``,
+    or with ``backward`` the ``first`` before it), with their count in the same statement
+    (plain rows), and their nodes' statuses in one more. ``status`` is derived from the
+    nodes, so that filter reads the tenant's networks (at most its ``max_networks``) and
+    pages them here: the same two statements."""
+    where = Network.tenant_id == tenant_id
+    if name_contains:
+        where = and_(where, Network.name.contains(name_contains, autoescape=True))
+    if status is not None:
+        return await _networks_of_status(session, where, status, first, cursor, sort, backward)
+    count = select(func.count()).select_from(Network).where(where).scalar_subquery()
+    query = select(*NETWORK_VIEW_COLUMNS, count.label("total")).where(where)
     rows = list(
-        await session.execute(query.order_by(Network.created_at, Network.id).limit(first + 1))
+        await session.execute(seek(query, Network, cursor, sort, backward).limit(first + 1))
     )
     page = rows[:first]
     total = rows[0].total if rows else await session.scalar(select(count)) or 0
+    if backward:
+        page.reverse()
+    return _page(await network_views(session, page), len(rows) > first, total, cursor, sort,
+                 backward)  # fmt: skip
+
+
+async def _networks_of_status(
+    session: AsyncSession,
+    where: Any,
+    status: NetworkStatus,
+    first: int,
+    cursor: str | None,
+    sort: Sort,
+    backward: bool,
+) -> Page[NetworkView]:
+    rows = list(await session.execute(seek(select(*NETWORK_VIEW_COLUMNS).where(where), Network,
+                                           None, sort, backward)))  # fmt: skip
+    views = [v for v in await network_views(session, rows) if v.status is status]
+    total = len(views)
+    if cursor is not None:
+        key = decode_name_cursor(cursor) if sort.by_name else decode_cursor(cursor)
+        descending = sort.descending != backward
+
+        def beyond(view: NetworkView) -> bool:
+            mine = (view.name if sort.by_name else view.created_at, view.id)
+            return mine < key if descending else mine > key
+
+        views = [v for v in views if beyond(v)]
+    page = views[:first]
+    if backward:
+        page.reverse()
+    return _page(page, len(views) > first, total, cursor, sort, backward)
+
+
+def _page(
+    views: list[NetworkView], more: bool, total: int, cursor: str | None, sort: Sort,
+    backward: bool,
+) -> Page[NetworkView]:  # fmt: skip
     return Page(
-        items=await network_views(session, page),
-        cursors=[encode_cursor(row.created_at, row.id) for row in page],
-        has_next=len(rows) > first,
+        items=views,
+        cursors=[cursor_of(view, sort) for view in views],
+        has_next=cursor is not None if backward else more,
+        has_previous=more if backward else cursor is not None,
         total=total,
     )
 

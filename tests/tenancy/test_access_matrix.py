@@ -24,6 +24,8 @@ OPERATIONS: dict[str, tuple[str, Vars, bool]] = {
     "network(name)": ('{ network(name: "alpha") { id } }', lambda w: {}, False),
     "node(id)": ("query($id: ID!) { node(id: $id) { id } }", lambda w: {"id": w.node_id}, False),
     "operation": ("query($id: ID!) { operation(id: $id) { id } }", lambda w: {"id": w.operation_id}, False),
+    "networks(filter)": ('{ networks(last: 5, filter: {nameContains: "alp"}, orderBy: NAME_DESC) { totalCount edges { node { id } } } }', lambda w: {}, False),
+    "operations": ("query($id: ID) { operations(networkId: $id) { totalCount edges { node { id } } } }", lambda w: {"id": w.network_id}, False),
     "viewer": ("{ viewer { tenant { name } role } }", lambda w: {}, False),
     "tokens": ("{ tokens { totalCount edges { node { id } } } }", lambda w: {}, False),
     "networkCreate": ('mutation { networkCreate(input: {name: "mx"}) { network { id } userErrors { code } } }', lambda w: {}, True),
@@ -42,6 +44,9 @@ REFUSAL = {
     "revoked": "this token was revoked",
 }
 SUBSCRIBE = "subscription($id: ID) { nodeStatusChanged(networkId: $id) { id status } }"
+NETWORK_EVENTS = (
+    "subscription($id: ID) { networkChanged(networkId: $id) { kind network { id } node { id } } }"
+)
 
 
 async def call(
@@ -91,6 +96,8 @@ async def test_another_tenants_token_sees_nothing_of_ours(
         assert "errors" not in body, (name, body)
         seen[name] = body["data"]
     assert seen["networks"]["networks"] == {"totalCount": 0, "edges": []}
+    assert seen["networks(filter)"]["networks"] == {"totalCount": 0, "edges": []}
+    assert seen["operations"]["operations"] == {"totalCount": 0, "edges": []}
     assert seen["network(id)"]["network"] is None
     assert seen["network(name)"]["network"] is None
     assert seen["node(id)"]["node"] is None
@@ -150,9 +157,10 @@ async def test_a_websocket_without_a_usable_token_is_refused(
     assert closed.value.rcvd.code == 4403
 
 
+@pytest.mark.parametrize("document", [SUBSCRIBE, NETWORK_EVENTS])
 @pytest.mark.parametrize(("kind", "sees"), [("other-tenant", False), ("viewer", True)])
 async def test_subscriptions_see_only_their_tenant(
-    live: LiveServer, live_world: World, kind: str, sees: bool
+    live: LiveServer, live_world: World, kind: str, sees: bool, document: str
 ) -> None:
     payload = {"Authorization": f"Bearer {live_world.tokens[kind]}"}
     async with websockets.connect(
@@ -160,10 +168,15 @@ async def test_subscriptions_see_only_their_tenant(
     ) as ws:
         await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
         assert json.loads(await ws.recv())["type"] == "connection_ack"
-        subscribe = {"query": SUBSCRIBE, "variables": {"id": live_world.network_id}}
+        subscribe = {"query": document, "variables": {"id": live_world.network_id}}
         await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": subscribe}))
         message = json.loads(await ws.recv())
-    if sees:
+    if sees and document == NETWORK_EVENTS:
+        assert message["type"] == "next"
+        event = message["payload"]["data"]["networkChanged"]
+        assert event == {"kind": "NETWORK_UPDATED", "network": {"id": live_world.network_id},
+                         "node": None}  # fmt: skip
+    elif sees:
         assert message["type"] == "next"
         assert message["payload"]["data"]["nodeStatusChanged"]["id"] in (
             live_world.node_id, live_world.coordinator_id,

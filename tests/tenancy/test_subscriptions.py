@@ -20,6 +20,7 @@ from tests.live.wsclient import Subscriber
 # No network or node named: the caller's every node. Only the bus's tenant filter keeps other
 # tenants' changes out of this one (the ids of a network or node would do it otherwise).
 EVERY_NODE = "subscription { nodeStatusChanged { id status network { name } } }"
+EVERY_NETWORK = "subscription { networkChanged { kind network { id } node { id status } } }"
 CREATE = (
     "mutation($n: String!) { networkCreate(input: {name: $n}) "
     "{ network { id nodes { edges { node { id } } } } userErrors { code } } }"
@@ -57,6 +58,16 @@ async def _until_running(subscriber: Subscriber, node_id: str, seen: list[str]) 
                 return
 
 
+async def _events_until_running(subscriber: Subscriber, node_id: str) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    async with asyncio.timeout(60):  # a liveness bound, as above
+        while True:
+            events.append((await subscriber.next())["networkChanged"])
+            node = events[-1]["node"] or {}
+            if node.get("id") == node_id and node.get("status") == "RUNNING":
+                return events
+
+
 async def test_a_subscriber_never_sees_another_tenants_nodes(
     live: LiveServer,
     sessions: async_sessionmaker[AsyncSession],
@@ -73,6 +84,7 @@ async def test_a_subscriber_never_sees_another_tenants_nodes(
         async with (
             Subscriber(live.ws_url, EVERY_NODE, token=tenant.token) as ours,
             Subscriber(live.ws_url, EVERY_NODE, token=theirs_token) as theirs,
+            Subscriber(live.ws_url, EVERY_NETWORK, token=tenant.token) as our_events,
         ):
             first = (await asyncio.wait_for(ours.next(), 10))["nodeStatusChanged"]
             assert first["id"] == our_coordinator  # the snapshot: our one node
@@ -88,6 +100,12 @@ async def test_a_subscriber_never_sees_another_tenants_nodes(
             assert added["userErrors"] == []
             our_peer = added["node"]["id"]
             await _until_running(ours, our_peer, ours_seen)
+            # networkChanged of every network of ours: up to our peer's RUNNING (delivered in
+            # publishing order), only our network and its nodes.
+            events = await _events_until_running(our_events, our_peer)
+        assert events[0]["kind"] == "NETWORK_UPDATED"  # the snapshot: our network
+        assert {e["network"]["id"] for e in events} == {our_network}, events
+        assert {e["node"]["id"] for e in events if e["node"]} <= {our_coordinator, our_peer}
         assert set(ours_seen) <= {our_coordinator, our_peer}, ours_seen
         assert their_coordinator not in ours_seen
         assert set(theirs_seen) == {their_coordinator}, theirs_seen

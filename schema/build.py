@@ -196,6 +196,9 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             await super().handle_connection_init(message)
         except Refused as refusal:
             await self.websocket.close(refusal.code, refusal.reason)
+        # The init timeout was cancelled: the event loop finishes it; an idle socket need
+        # not keep the done task (and its coroutine) for hours.
+        self.connection_init_timeout_task = None
 
     async def send_message(self, message: Message) -> None:
         connection = self.context.connection

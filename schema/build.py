@@ -315,6 +315,7 @@ class QaasGraphQL(GraphQL[Context, None]):
         ``{"Authorization": "Bearer <token>"}`` (or ``authorization``, or ``token``), and
         within the token's cap of connections. Refused: closed with 4403 or 4429 and why."""
         params = context.connection_params or {}
+        context.connection_params = None  # read once: an idle socket keeps no copy of it
         if not isinstance(params, dict):
             raise Refused(FORBIDDEN, "connection_init payload must be an object")
         header = params.get("Authorization") or params.get("authorization")

@@ -5,9 +5,10 @@ so a server holding thousands of them is bound by what each idle socket holds (i
 bench/memory.py). ``LeanWebSocketProtocol`` is uvicorn's sans-I/O WebSocket protocol (on the
 `websockets` library's state machine) with three things an idle socket does not need:
 
-- the handshake's request and response objects (their header maps), kept by uvicorn for the
-  socket's life although nothing reads them once the handshake is answered (the ASGI scope
-  keeps its own copy of the request headers);
+- the handshake's request and response objects (their header maps), kept for the socket's
+  life (by uvicorn, and by the `websockets` parser's suspended generator) although nothing
+  reads them once the handshake is answered (the ASGI scope keeps its own copy of the
+  request headers);
 - an ``asyncio.Queue`` for the ASGI ``receive`` messages: three deques and an Event, where a
   list and a future made only while the application waits do;
 - an ``asyncio.Event`` for "the transport may be written to", replaced by a flag and a future
@@ -106,6 +107,9 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
         del self.request  # read by nothing after this; the scope has the headers
+        # The `websockets` parser's suspended generator still refers to the request for the
+        # socket's life: its header map goes, the scope has its own copy.
+        event.headers.clear()
 
     async def send(self, message: Any) -> None:
         await super().send(message)

@@ -40,7 +40,8 @@ async def test_two_readers_each_get_one_message() -> None:
     await asyncio.sleep(0)
     inbox.put_nowait("a")
     inbox.put_nowait("b")
-    assert sorted(await asyncio.gather(*readers)) == ["a", "b"]
+    async with asyncio.timeout(5):  # a liveness bound
+        assert sorted(await asyncio.gather(*readers)) == ["a", "b"]
 
 
 async def test_writers_wait_while_the_transport_is_full_and_go_on_when_it_drains() -> None:

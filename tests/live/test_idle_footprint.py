@@ -7,6 +7,8 @@ subscription keeps working: it still receives changes and ends cleanly.
 
 from __future__ import annotations
 
+from typing import Any
+
 from websockets.http11 import Request
 
 from app.cli.websocket import LeanWebSocketProtocol
@@ -31,9 +33,8 @@ async def test_an_idle_subscriber_keeps_no_handshake(live: LiveServer) -> None:
         assert socket.handshake_complete
         assert not hasattr(socket, "request")
         assert not hasattr(socket, "response")
-        [request] = [
-            e for e in socket.conn.parser.gi_frame.f_locals.values() if isinstance(e, Request)
-        ]
+        parser: Any = socket.conn.parser  # the `websockets` parser: a suspended generator
+        [request] = [e for e in parser.gi_frame.f_locals.values() if isinstance(e, Request)]
         assert not request.headers  # the parser's reference holds no header map
         assert socket.queue.empty()
 

@@ -146,7 +146,14 @@ def server_preexec() -> None:
 class Server:
     """``qaas serve`` as a child process (killed by the kernel if this process dies)."""
 
-    def __init__(self, workdir: Path, kubeconfig: Path, log_level: str) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        kubeconfig: Path,
+        log_level: str,
+        command: Sequence[str] | None = None,  # instead of `qaas serve` (bench/memory.py)
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_ports(1)[0]
         self.log_path = workdir / f"server-{self.port}.log"
         qaas = Path(sys.executable).with_name("qaas")
@@ -162,10 +169,12 @@ class Server:
             "QAAS_MAX_WS_PER_ADDRESS": "1000000",
             "QAAS_LOG_LEVEL": log_level,
             "QAAS_CHAIN_PROBE": "off",  # simulated pods: status from pods only
+            **(extra_env or {}),
         }
+        argv = [str(qaas), "serve"] if command is None else list(command)
         with self.log_path.open("ab") as out:
             self.proc = subprocess.Popen(
-                [str(qaas), "serve", "--host", HOST, "--port", str(self.port)],
+                [*argv, "--host", HOST, "--port", str(self.port)],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
                 cwd=workdir,  # no stray .env file is read
                 preexec_fn=server_preexec,

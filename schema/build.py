@@ -196,6 +196,9 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             await super().handle_connection_init(message)
         except Refused as refusal:
             await self.websocket.close(refusal.code, refusal.reason)
+        # The init timeout was cancelled: the event loop finishes it; an idle socket need
+        # not keep the done task (and its coroutine) for hours.
+        self.connection_init_timeout_task = None
 
     async def send_message(self, message: Message) -> None:
         connection = self.context.connection
@@ -312,6 +315,7 @@ class QaasGraphQL(GraphQL[Context, None]):
         ``{"Authorization": "Bearer <token>"}`` (or ``authorization``, or ``token``), and
         within the token's cap of connections. Refused: closed with 4403 or 4429 and why."""
         params = context.connection_params or {}
+        context.connection_params = None  # read once: an idle socket keeps no copy of it
         if not isinstance(params, dict):
             raise Refused(FORBIDDEN, "connection_init payload must be an object")
         header = params.get("Authorization") or params.get("authorization")

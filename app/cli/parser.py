@@ -51,17 +51,13 @@ def _tune_gc() -> None:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from app.cli.websocket import uvicorn_config
     from app.server import come_up, create_app
 
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
-    config = uvicorn.Config(
-        app, host=args.host, port=args.port, log_config=None,
-        ws="websockets-sansio", lifespan="on",
-        # Node updates are ~200 bytes: compression saves little and costs ~40 KiB per socket.
-        ws_per_message_deflate=False,
-    )  # fmt: skip
+    config = uvicorn_config(app, args.host, args.port)
     server = uvicorn.Server(config)
 
     async def serve() -> None:

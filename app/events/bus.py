@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import OrderedDict
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -77,7 +75,20 @@ def _key(change: Change) -> str:
 
 
 class Mailbox:
-    """One subscriber's bounded, per-node-coalescing queue."""
+    """One subscriber's bounded, per-node-coalescing queue. Thousands of them sit idle at
+    once, so it holds little: slots, a plain dict (insertion-ordered) and a future made only
+    while its subscriber waits (an asyncio.Event would hold a deque of its own)."""
+
+    __slots__ = (
+        "_pending",
+        "_waiter",
+        "dropped",
+        "limit",
+        "network_id",
+        "networks",
+        "node_id",
+        "tenant_id",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -92,8 +103,8 @@ class Mailbox:
         self.network_id = network_id
         self.node_id = node_id
         self.limit = limit
-        self._pending: OrderedDict[str, Change] = OrderedDict()
-        self._ready = asyncio.Event()
+        self._pending: dict[str, Change] = {}
+        self._waiter: asyncio.Future[None] | None = None  # only while get() waits
         self.dropped = 0  # superseded changes (a newer state of the same node replaced them)
 
     def wants(self, change: Change) -> bool:
@@ -113,18 +124,24 @@ class Mailbox:
             COALESCED.inc()
             self._pending.pop(key)
         elif len(self._pending) >= self.limit:
-            self._pending.popitem(last=False)  # the oldest node's state: memory stays bounded
+            del self._pending[next(iter(self._pending))]  # the oldest: memory stays bounded
             self.dropped += 1
             COALESCED.inc()
         self._pending[key] = change
-        self._ready.set()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def get(self) -> Change:
+        """The oldest pending change, once there is one (one subscriber reads a mailbox)."""
         while not self._pending:
-            self._ready.clear()
-            await self._ready.wait()
-        _, change = self._pending.popitem(last=False)
-        return change
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiter = waiter
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        return self._pending.pop(next(iter(self._pending)))
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -170,20 +187,34 @@ class InProcessBus:
             if mailbox.wants(change):
                 mailbox.offer(change)
 
-    @contextlib.asynccontextmanager
-    async def subscribe(
+    def subscribe(
         self,
         network_id: str | None = None,
         node_id: str | None = None,
         tenant_id: str | None = None,
         *,
         networks: bool = False,
-    ) -> AsyncIterator[Mailbox]:
+    ) -> _Subscription:
         mailbox = Mailbox(tenant_id, network_id, node_id, self.mailbox_limit, networks)
-        self._mailboxes.add(mailbox)
+        return _Subscription(self._mailboxes, mailbox)
+
+
+class _Subscription:
+    """``async with bus.subscribe(...) as mailbox``: the mailbox is among the bus's while the
+    block runs (a class, not a generator-based context manager: no suspended generator frame
+    per idle subscriber)."""
+
+    __slots__ = ("_mailbox", "_mailboxes")
+
+    def __init__(self, mailboxes: set[Mailbox], mailbox: Mailbox) -> None:
+        self._mailboxes = mailboxes
+        self._mailbox = mailbox
+
+    async def __aenter__(self) -> Mailbox:
+        self._mailboxes.add(self._mailbox)
         SUBSCRIBERS.inc()
-        try:
-            yield mailbox
-        finally:
-            self._mailboxes.discard(mailbox)
-            SUBSCRIBERS.dec()
+        return self._mailbox
+
+    async def __aexit__(self, *_: object) -> None:
+        self._mailboxes.discard(self._mailbox)
+        SUBSCRIBERS.dec()

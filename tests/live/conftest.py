@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 import uvicorn
 
+from app.cli.websocket import uvicorn_config
 from app.config import Settings
 from app.sandbox.processes import free_ports
 from app.server import create_app
@@ -19,10 +20,7 @@ class LiveServer:
         self.token = token  # the test tenant's ADMIN token
         self.port = port or free_ports(1)[0]  # a port: a restart on the same address
         self.app = create_app(settings)
-        config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=self.port, log_config=None,
-            ws="websockets-sansio", lifespan="on", ws_per_message_deflate=False,
-        )  # fmt: skip
+        config = uvicorn_config(self.app, "127.0.0.1", self.port)  # as `qaas serve` runs
         self.server = uvicorn.Server(config)
         self.task: asyncio.Task[None] | None = None
 

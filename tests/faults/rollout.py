@@ -183,6 +183,12 @@ async def run_rollout(cfg: RolloutConfig) -> RolloutRecord:
                 return all(record.sts_uids.get(f"{n}-coordinator") for n in record.networks)
 
             await until(all_done, 30 + 3 * cfg.lease_seconds, "every accepted network created")
+
+            def led_after_last_step() -> bool:  # keep recording until a new leader shows
+                at, flags = record.rounds[-1] if record.rounds else (0.0, {})
+                return at > record.steps[-1][1] and any(flags.values())
+
+            await until(led_after_last_step, 3 * cfg.lease_seconds, "a leader after the rollout")
         finally:
             for task in recorders:
                 task.cancel()

@@ -108,9 +108,13 @@ async def usage_by_tenant(session: AsyncSession) -> dict[str, tuple[int, int, in
 
 
 async def delete_tenant(session: AsyncSession, tenant_id: str) -> None:
-    """Delete the tenant's rows: its operations, networks (their nodes and status history go
-    with them, by foreign key), tokens and the tenant itself."""
-    await session.execute(delete(Operation).where(Operation.tenant_id == tenant_id))
+    """Delete the tenant's rows: its networks (their nodes and status history go with them, by
+    foreign key), operations, tokens and the tenant itself.
+
+    Nodes before operations: the control loop's transactions lock a node's row and then its
+    operations' (a node deleted, its operation finished), so the other order could deadlock
+    with a pass still at work on the tenant (seen on PostgreSQL)."""
     await session.execute(delete(Network).where(Network.tenant_id == tenant_id))
+    await session.execute(delete(Operation).where(Operation.tenant_id == tenant_id))
     await session.execute(delete(ApiToken).where(ApiToken.tenant_id == tenant_id))
     await session.execute(delete(Tenant).where(Tenant.id == tenant_id))

@@ -28,6 +28,7 @@ from app.store.node_feed import NodeFeed
 from app.store.read_models import NodeView
 from app.store.unit import UnitOfWork
 from tests.conftest import DATABASES, empty_database
+from tests.events.replicas import two_buses
 from tests.helpers import Writes, eventually
 
 
@@ -69,16 +70,8 @@ class GatedFeed(NodeFeed):
 async def replicas(
     pg: async_sessionmaker[AsyncSession], database_url: str
 ) -> AsyncIterator[tuple[PostgresBus, PostgresBus]]:
-    one = PostgresBus(database_url, GatedFeed(pg))
-    # The second reconnects slowly: long enough for changes to fall in its gap.
-    two = PostgresBus(database_url, GatedFeed(pg), retry_first_seconds=2.0)
-    for bus in (one, two):
-        await bus.start()
-    for bus in (one, two):
-        await asyncio.wait_for(bus.connected.wait(), 10)
-    yield one, two
-    for bus in (one, two):
-        await bus.stop()
+    async with two_buses(database_url, GatedFeed(pg), GatedFeed(pg)) as buses:
+        yield buses
 
 
 async def _network(sessions: async_sessionmaker[AsyncSession], nodes: int = 1) -> Net:

@@ -28,6 +28,7 @@ from app.store.node_feed import NodeFeed
 from app.store.read_models import NodeView
 from app.store.unit import UnitOfWork
 from schema.mutations import announced
+from tests.events.replicas import two_buses
 from tests.helpers import Writes, eventually
 
 SETTINGS = load_settings(database_url="sqlite+aiosqlite:///unused.db", namespace="bus")
@@ -39,16 +40,8 @@ async def replicas(
 ) -> AsyncIterator[tuple[PostgresBus, PostgresBus]]:
     if not database_url.startswith("postgresql"):
         pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
-    one = PostgresBus(database_url, NodeFeed(sessions))
-    # The second reconnects slowly: long enough for changes to fall in its gap.
-    two = PostgresBus(database_url, NodeFeed(sessions), retry_first_seconds=2.0)
-    for bus in (one, two):
-        await bus.start()
-    for bus in (one, two):
-        await asyncio.wait_for(bus.connected.wait(), 10)
-    yield one, two
-    for bus in (one, two):
-        await bus.stop()
+    async with two_buses(database_url, NodeFeed(sessions), NodeFeed(sessions)) as buses:
+        yield buses
 
 
 async def _restarted(_: AsyncSession, row: Node) -> bool:

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from app.sandbox.handle import SandboxState
+from tests.conftest import empty_database
 from tests.faults.proxy import FaultProxy
 
 
@@ -39,3 +40,10 @@ async def fault_proxy(sandbox: SandboxState) -> AsyncIterator[FaultProxy]:
 def proxy_kubeconfig(fault_proxy: FaultProxy, sandbox_token: str, tmp_path: Path) -> Path:
     """A kubeconfig that reaches the sandbox through the proxy."""
     return fault_proxy.kubeconfig(tmp_path / "kubeconfig-proxy", sandbox_token)
+
+
+@pytest.fixture
+async def shared_database(tmp_path: Path) -> AsyncIterator[str]:
+    """A PostgreSQL database of the test's own, for several `qaas serve` processes to share."""
+    async with empty_database("postgresql", tmp_path) as url:
+        yield url

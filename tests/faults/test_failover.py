@@ -5,20 +5,12 @@ accepted, and a subscriber connected to the survivor before the kill is told the
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from app.sandbox.handle import SandboxState
-from tests.conftest import empty_database
 from tests.faults.failover import FailoverConfig, run_failover
-
-
-@pytest.fixture
-async def shared_database(tmp_path: Path) -> AsyncIterator[str]:
-    async with empty_database("postgresql", tmp_path) as url:
-        yield url
 
 
 @pytest.mark.timeout(180)

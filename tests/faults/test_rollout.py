@@ -20,20 +20,12 @@ moment of a handover is checked in the Lease's history (terms never overlap), no
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from app.sandbox.handle import SandboxState
-from tests.conftest import empty_database
 from tests.faults.rollout import RolloutConfig, check, run_rollout, summary
-
-
-@pytest.fixture
-async def shared_database(tmp_path: Path) -> AsyncIterator[str]:
-    async with empty_database("postgresql", tmp_path) as url:
-        yield url
 
 
 @pytest.mark.timeout(180)

@@ -66,5 +66,6 @@ class ApiDeps:
         await self.token_use.stop()
 
     def unit_of_work(self) -> contextlib.AbstractAsyncContextManager[UnitOfWork]:
-        """One transaction: committed at the end unless discarded or failed."""
-        return UnitOfWork.begin(self.sessions)
+        """One transaction for a request: committed at the end unless discarded or failed; on
+        SQLite it is written before the control loop's queued transactions."""
+        return UnitOfWork.begin(self.sessions, urgent=True)

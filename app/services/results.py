@@ -42,8 +42,9 @@ async def commit_unless_refused(
     sessions: async_sessionmaker[AsyncSession], change: Callable[[UnitOfWork], Awaitable[Result]]
 ) -> Result:
     """Run one service in its own unit of work: committed, unless it refused (then nothing it
-    wrote is kept)."""
-    async with UnitOfWork.begin(sessions) as work:
+    wrote is kept). A caller waits for it: on SQLite it goes before the control loop's
+    queued writes."""
+    async with UnitOfWork.begin(sessions, urgent=True) as work:
         result = await change(work)
         if result.errors:
             work.discard()

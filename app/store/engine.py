@@ -2,7 +2,8 @@
 the one sentence that says why a database cannot be used, and SQLite's write turns.
 
 SQLite has one write lock per database. ``write_turn`` makes this process's write transactions
-queue for it in asyncio, in order, each then beginning with ``BEGIN IMMEDIATE``
+queue for it in asyncio, in order (a mutation's before the control loop's, a few at a time), each
+then beginning with ``BEGIN IMMEDIATE``
 (``app/store/unit.py``); a write lock held by another process (``qaas token create``) longer than
 the busy timeout is ``DatabaseBusy``, which the API answers as UNAVAILABLE with a retry delay.
 
@@ -26,6 +27,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import math
 import os
@@ -51,6 +53,8 @@ SQLITE_BUSY_TIMEOUT = 5.0  # seconds (QAAS_SQLITE_BUSY_TIMEOUT)
 # lets a request wait for a connection): the queue moves in order, so a wait this long means a
 # stuck writer, not a busy one.
 WRITE_QUEUE_TIMEOUT = 30.0
+# How many requests' writers may go before a waiting control-loop writer (see _WriteQueue).
+URGENT_IN_A_ROW = 4
 CONNECT_TIMEOUT_SECONDS = 10  # for reach(): a host that drops packets is a fault, not a hang
 
 
@@ -68,21 +72,67 @@ class DatabaseBusy(RuntimeError):
         self.retry_after = retry_after
 
 
+class _WriteQueue:
+    """One writer at a time, in arrival order, except that a request's writer (``urgent``: a
+    mutation someone waits for) goes before the control loop's, at most ``URGENT_IN_A_ROW``
+    times in a row while one of those waits, so neither side can starve the other."""
+
+    def __init__(self) -> None:
+        self.held = False
+        self.waiting: tuple[collections.deque[asyncio.Future[None]], ...] = (
+            collections.deque(),  # urgent
+            collections.deque(),  # background
+        )
+        self.urgent_in_a_row = 0
+
+    async def acquire(self, urgent: bool) -> None:
+        if not self.held:  # nobody waits either: a release hands the turn to a waiter
+            self.held = True
+            return
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiting[0 if urgent else 1].append(turn)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():  # handed the turn as we were cancelled
+                self.release()
+            raise
+
+    def release(self) -> None:
+        urgent, background = self.waiting
+        first = urgent
+        if self.urgent_in_a_row >= URGENT_IN_A_ROW and _pending(background):
+            first = background
+        for queue in (first, background if first is urgent else urgent):
+            while queue:
+                turn = queue.popleft()
+                if not turn.done():  # a cancelled waiter is skipped
+                    self.urgent_in_a_row = self.urgent_in_a_row + 1 if queue is urgent else 0
+                    turn.set_result(None)  # still held: the turn passes to that writer
+                    return
+        self.held = False
+        self.urgent_in_a_row = 0
+
+
+def _pending(queue: collections.deque[asyncio.Future[None]]) -> bool:
+    return any(not turn.done() for turn in queue)
+
+
 class _Turns:
-    """One engine's write turns: an asyncio lock per event loop, and how long to wait."""
+    """One engine's write turns: a queue per event loop, and how long to wait."""
 
     def __init__(self, busy_timeout: float) -> None:
         self.busy_timeout = busy_timeout
         self.queued = 0  # writers waiting for their turn
-        self.locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+        self.queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _WriteQueue] = (
             weakref.WeakKeyDictionary()
         )
 
-    def lock(self) -> asyncio.Lock:
+    def queue(self) -> _WriteQueue:
         loop = asyncio.get_running_loop()
-        found = self.locks.get(loop)
+        found = self.queues.get(loop)
         if found is None:
-            found = self.locks[loop] = asyncio.Lock()
+            found = self.queues[loop] = _WriteQueue()
         return found
 
     def busy(self, what: str) -> DatabaseBusy:
@@ -107,20 +157,23 @@ def _turns_of(sessions: async_sessionmaker[AsyncSession]) -> _Turns | None:
 
 
 @contextlib.asynccontextmanager
-async def write_turn(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[bool]:
-    """This process's turn to write (SQLite: one writer at a time, in the order they came;
-    ``DatabaseBusy`` after waiting the busy timeout). Yields whether the transaction must
-    begin with ``BEGIN IMMEDIATE`` (SQLite) or not (PostgreSQL: no turns, row locks)."""
+async def write_turn(
+    sessions: async_sessionmaker[AsyncSession], *, urgent: bool = False
+) -> AsyncIterator[bool]:
+    """This process's turn to write (SQLite: one writer at a time, in the order they came,
+    ``urgent`` ones first; ``DatabaseBusy`` after waiting the busy timeout). Yields whether the
+    transaction must begin with ``BEGIN IMMEDIATE`` (SQLite) or not (PostgreSQL: no turns, row
+    locks)."""
     turns = _turns_of(sessions)
     if turns is None:
         yield False
         return
-    lock = turns.lock()
+    queue = turns.queue()
     wait = max(turns.busy_timeout, WRITE_QUEUE_TIMEOUT)
     turns.queued += 1
     try:
         async with asyncio.timeout(wait):
-            await lock.acquire()
+            await queue.acquire(urgent)
     except TimeoutError:
         raise turns.busy(f"this process's writers queued for {wait:g} s") from None
     finally:
@@ -128,7 +181,7 @@ async def write_turn(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterato
     try:
         yield True
     finally:
-        lock.release()
+        queue.release()
 
 
 def queued_writers(sessions: async_sessionmaker[AsyncSession]) -> int:

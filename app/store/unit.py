@@ -59,10 +59,13 @@ class UnitOfWork:
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def begin(cls, sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[UnitOfWork]:
+    async def begin(
+        cls, sessions: async_sessionmaker[AsyncSession], *, urgent: bool = False
+    ) -> AsyncIterator[UnitOfWork]:
         """One write transaction; ``DatabaseBusy`` if another process keeps SQLite's write
-        lock longer than the busy timeout."""
-        async with write_turn(sessions) as immediate, sessions() as session:
+        lock longer than the busy timeout. ``urgent``: a caller waits for it (a mutation); on
+        SQLite it goes before the control loop's queued writers."""
+        async with write_turn(sessions, urgent=urgent) as immediate, sessions() as session:
             work = cls(session)
             try:
                 if immediate:

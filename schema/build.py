@@ -24,6 +24,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+import orjson
 import strawberry
 from cross_web import HTTPException
 from graphql import GraphQLError
@@ -282,6 +283,12 @@ class QaasGraphQL(GraphQL[Context, None]):
             code = HTTP_CODES.get(refused.status_code, "BAD_REQUEST")
             response = request_error(refused.status_code, refused.reason, code)
         await response(scope, receive, send)
+
+    def encode_json(self, data: object) -> str:
+        """Answers and WebSocket messages as compact JSON, by orjson (several times faster than
+        the standard library's encoder on a list of networks). Text, not bytes: a WebSocket
+        message must go out as a text frame."""
+        return orjson.dumps(data).decode()
 
     def parse_json(self, data: str | bytes) -> Any:
         """JSON of a query parameter (str), or the request body (bytes): that must be UTF-8

@@ -11,11 +11,12 @@ Example::
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Row, and_, func, select
+from sqlalchemy import Row, Select, and_, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain.enums import NetworkStatus, NodeRole, NodeStatus
@@ -44,6 +45,15 @@ __all__ = ["BadCursor", "Page", "Sort"]
 OLDEST_FIRST = Sort()
 
 
+# Statements of every list, built once: building them (and their cache keys) per request cost
+# more than running them (about 1 ms for the first node pages), and the ids are bound values.
+_NODE_STATUSES = (
+    select(Node.network_id, Node.status, Node.role, Node.service_ip)
+    .where(Node.network_id.in_(bindparam("network_ids", expanding=True)))
+    .order_by(Node.created_at, Node.id)
+)
+
+
 async def network_views(
     session: AsyncSession, networks: Sequence[Network | Row[*tuple[Any, ...]]]
 ) -> list[NetworkView]:
@@ -52,13 +62,9 @@ async def network_views(
     statuses: dict[str, list[NodeStatus]] = defaultdict(list)
     ips: dict[str, str | None] = {}  # the coordinator's, by network
     if networks:
-        query = (
-            select(Node.network_id, Node.status, Node.role, Node.service_ip)
-            .where(Node.network_id.in_([n.id for n in networks]))
-            .order_by(Node.created_at, Node.id)
-        )
+        ids = {"network_ids": [n.id for n in networks]}
         # By position: a Row's attribute lookups cost more than the rest of this loop.
-        for network_id, status, role, ip in await session.execute(query):
+        for network_id, status, role, ip in await session.execute(_NODE_STATUSES, ids):
             statuses[network_id].append(status)
             if role is NodeRole.COORDINATOR:
                 ips.setdefault(network_id, ip)
@@ -116,17 +122,36 @@ async def networks_page(
         where = and_(where, Network.name.contains(name_contains, autoescape=True))
     if status is not None:
         return await _networks_of_status(session, where, status, first, cursor, sort, backward)
-    count = select(func.count()).select_from(Network).where(where).scalar_subquery()
-    query = select(*NETWORK_VIEW_COLUMNS, count.label("total")).where(where)
-    rows = list(
-        await session.execute(seek(query, Network, cursor, sort, backward).limit(first + 1))
-    )
+    if cursor is None and not name_contains:  # a first page, as dashboards poll it
+        bound = {"tenant_id": tenant_id, "limit": first + 1}
+        query = _first_networks(sort, backward)
+        rows = list(await session.execute(query, bound))
+        count: Any = _NETWORK_COUNT
+    else:
+        bound = {}
+        count = select(func.count()).select_from(Network).where(where).scalar_subquery()
+        query = select(*NETWORK_VIEW_COLUMNS, count.label("total")).where(where)
+        rows = list(
+            await session.execute(seek(query, Network, cursor, sort, backward).limit(first + 1))
+        )
     page = rows[:first]
-    total = rows[0].total if rows else await session.scalar(select(count)) or 0
+    total = rows[0].total if rows else await session.scalar(select(count), bound) or 0
     if backward:
         page.reverse()
     return _page(await network_views(session, page), len(rows) > first, total, cursor, sort,
                  backward)  # fmt: skip
+
+
+_MINE = Network.tenant_id == bindparam("tenant_id")
+_NETWORK_COUNT = select(func.count()).select_from(Network).where(_MINE).scalar_subquery()
+
+
+@functools.cache
+def _first_networks(sort: Sort, backward: bool) -> Select[Any]:
+    """The first page of a tenant's networks in ``sort`` order, with their count (bound:
+    ``tenant_id`` and ``limit``); one statement per order, built once."""
+    query = select(*NETWORK_VIEW_COLUMNS, _NETWORK_COUNT.label("total")).where(_MINE)
+    return seek(query, Network, None, sort, backward).limit(bindparam("limit"))
 
 
 async def _networks_of_status(
@@ -235,14 +260,7 @@ _ID, _NETWORK_ID, _CREATED_AT = (
 _TOTAL = len(NODE_VIEW_COLUMNS) + 1
 
 
-async def first_node_pages(
-    session: AsyncSession, tenant_id: str, network_ids: Sequence[str], first: int
-) -> dict[str, Page[NodeView]]:
-    """The first page (``first`` nodes, oldest first) of each of ``tenant_id``'s networks in
-    ``network_ids``, with each network's exact node count: one statement whatever their number
-    (ROW_NUMBER and COUNT over a window per network), read as plain rows (no ORM objects: they
-    cost most of the time of a list). A network with no nodes, or not the tenant's, gets an
-    empty page."""
+def _first_node_pages() -> Select[Any]:
     place = (
         func.row_number()
         .over(partition_by=Node.network_id, order_by=(Node.created_at, Node.id))
@@ -252,16 +270,33 @@ async def first_node_pages(
     ranked = (
         select(*NODE_VIEW_COLUMNS, place, total)
         .join(Network, Network.id == Node.network_id)
-        .where(Network.tenant_id == tenant_id, Node.network_id.in_(network_ids))
+        .where(
+            Network.tenant_id == bindparam("tenant_id"),
+            Node.network_id.in_(bindparam("network_ids", expanding=True)),
+        )
         .subquery()
     )
-    query = (
+    return (
         select(ranked)
-        .where(ranked.c.place <= first + 1)
+        .where(ranked.c.place <= bindparam("limit"))
         .order_by(ranked.c.network_id, ranked.c.created_at, ranked.c.id)
     )
+
+
+_FIRST_NODE_PAGES = _first_node_pages()
+
+
+async def first_node_pages(
+    session: AsyncSession, tenant_id: str, network_ids: Sequence[str], first: int
+) -> dict[str, Page[NodeView]]:
+    """The first page (``first`` nodes, oldest first) of each of ``tenant_id``'s networks in
+    ``network_ids``, with each network's exact node count: one statement whatever their number
+    (ROW_NUMBER and COUNT over a window per network), read as plain rows (no ORM objects: they
+    cost most of the time of a list). A network with no nodes, or not the tenant's, gets an
+    empty page."""
+    bound = {"tenant_id": tenant_id, "network_ids": list(network_ids), "limit": first + 1}
     rows: dict[str, list[Row[*tuple[Any, ...]]]] = defaultdict(list)
-    for row in await session.execute(query):  # by position, as NodeView.of_row reads them
+    for row in await session.execute(_FIRST_NODE_PAGES, bound):  # by position (NodeView.of_row)
         rows[row[_NETWORK_ID]].append(row)
     pages = {}
     for network_id in network_ids:

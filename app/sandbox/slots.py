@@ -229,6 +229,11 @@ def can_manage_host() -> bool:
     return os.geteuid() == 0 and shutil.which("ip") is not None
 
 
+def held(slot: Slot) -> bool:
+    """Whether a sandbox alive now holds ``slot``."""
+    return _owner_alive(slot.directory / str(slot.index))
+
+
 def leftovers(slot: Slot) -> list[str]:
     """What of ``slot`` exists on the host: netns, links, nftables table, routes (for tests)."""
     if not can_manage_host():

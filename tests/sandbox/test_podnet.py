@@ -24,7 +24,7 @@ from app.sandbox.handle import Sandbox, SandboxState
 from app.sandbox.podenv import netns_preexec
 from app.sandbox.podnet import Attachment, PodNetwork, unavailable
 from app.sandbox.processes import wait_gone
-from app.sandbox.slots import Slot, claim, leftovers, release
+from app.sandbox.slots import Slot, claim, held, leftovers, release
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="pod networking needs root")
@@ -278,8 +278,10 @@ async def test_a_second_sandbox_has_its_own_slot_and_leaves_nothing_after_kill_9
         assert f"link {pod.host_veth}" not in leftovers(slot)
         assert sleeper.wait(10) == -signal.SIGKILL
         assert await asyncio.to_thread(handle.down)
-        assert leftovers(slot) == []  # and `down` leaves nothing either
-        assert leftovers(Slot(int(again.raw["slot"]))) == []
+        # And `down` leaves nothing either, on both slots it had: unless another sandbox of
+        # this machine (the suite runs several) claimed one of them meanwhile.
+        for used in {slot, Slot(int(again.raw["slot"]))}:
+            assert leftovers(used) == [] or held(used)
     finally:
         sleeper.kill()
         sleeper.wait()

@@ -81,7 +81,11 @@ async def test_a_failing_liveness_probe_restarts_the_container(process_node: Pro
     pod = await node.create(manifest)
     await node.running_ready("live")
     (node.root(pod["uid"]) / "alive").unlink()
-    restarted = await node.until_container("live", lambda c: c.restart_count == 1 and c.ready)
+    # The kubelet's first back-off is 10 s: a loaded machine (the suite runs two workers) needs
+    # more than the default 15 s bound for the probe, the stop, the back-off and the start.
+    restarted = await node.until_container(
+        "live", lambda c: c.restart_count == 1 and c.ready, within=60
+    )
     terminated = restarted.status.container_statuses[0].last_state.terminated
     assert terminated.exit_code == 128 + 15  # SIGTERM from the kubelet
     events = await node.core.list_namespaced_event(

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import uuid
 
 
+@functools.lru_cache(maxsize=16384)  # a polled list gives the same nodes' ids each time
 def to_global_id(type_name: str, raw_id: str) -> str:
     return base64.b64encode(f"{type_name}:{raw_id}".encode()).decode()
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
+import functools
 import uuid
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -57,6 +58,7 @@ class Sort:
     descending: bool = False
 
 
+@functools.lru_cache(maxsize=16384)  # a polled list encodes the same rows' cursors each time
 def encode_cursor(created_at: datetime.datetime, row_id: str) -> str:
     raw = f"{created_at.isoformat()}|{row_id}".encode()
     return base64.urlsafe_b64encode(raw).decode()

@@ -68,10 +68,10 @@ async def network_views(
             statuses[network_id].append(status)
             if role is NodeRole.COORDINATOR:
                 ips.setdefault(network_id, ip)
-    return [
-        NetworkView.of(network, statuses[network.id], ips.get(network.id), True)
-        for network in networks
-    ]
+    return [  # rows by position: NETWORK_VIEW_COLUMNS begins with the id
+        NetworkView.of(n, statuses[n.id], ips.get(n.id), True) if isinstance(n, Network)
+        else NetworkView.of_row(n, statuses[n[0]], ips.get(n[0])) for n in networks
+    ]  # fmt: skip
 
 
 M = TypeVar("M", Network, ApiToken)

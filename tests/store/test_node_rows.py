@@ -3,18 +3,20 @@ the same ``NodeView`` as the node read as an ORM object: every field, chain fact
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import load_settings
-from app.domain.enums import Consensus, NodeRole, NodeStatus, Role
+from app.domain.enums import Consensus, NetworkStatus, NodeRole, NodeStatus, Role
 from app.services.tenancy import create_token
 from app.store import reads
 from app.store.models import Network, Node, utcnow
-from app.store.read_models import NodeView
+from app.store.read_models import NetworkView, NodeView
 
 
 async def test_a_row_makes_the_view_an_orm_node_makes(
@@ -52,3 +54,31 @@ async def test_a_row_makes_the_view_an_orm_node_makes(
     assert from_rows[0].chain is not None
     assert from_rows[0].chain.validators == ("0x01", "0x02")
     assert from_rows[1].chain is None
+
+
+async def test_a_network_row_makes_the_view_an_orm_network_makes(
+    database_url: str, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    settings = load_settings(database_url=database_url)
+    tenant, _, _ = await create_token(sessions, "acme", Role.ADMIN, settings, "t")
+    network = Network(
+        tenant_id=tenant.id, name="beta", consensus=Consensus.IBFT, storage_size="2Gi",
+        storage_class="fast",
+    )  # fmt: skip
+    coordinator = Node(
+        network=network, name="coordinator", role=NodeRole.COORDINATOR,
+        status=NodeStatus.RUNNING, service_ip="10.0.0.7", status_changed_at=utcnow(),
+    )  # fmt: skip
+    peer = Node(network=network, name="peer-1", role=NodeRole.PEER, status=NodeStatus.FAILED,
+                status_changed_at=utcnow())  # fmt: skip
+    async with sessions.begin() as session:
+        session.add_all([network, coordinator, peer])
+    async with sessions() as session:
+        page = await reads.networks_page(session, tenant.id, 10, None)
+        orm = await session.get_one(Network, network.id)
+        statuses = [NodeStatus.RUNNING, NodeStatus.FAILED]
+        expected = NetworkView.of(orm, statuses, "10.0.0.7", True)
+    assert page.items == [expected]
+    assert page.items[0].status is NetworkStatus.DEGRADED
+    with pytest.raises(dataclasses.FrozenInstanceError):  # still a frozen snapshot
+        page.items[0].name = "other"  # type: ignore[misc]

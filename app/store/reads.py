@@ -253,50 +253,37 @@ async def nodes_page(
     )
 
 
-# Where first_node_pages finds these in its rows (NODE_VIEW_COLUMNS, then place and total).
+# Where first_node_pages finds these in its rows (NODE_VIEW_COLUMNS).
 _ID, _NETWORK_ID, _CREATED_AT = (
     [c.key for c in NODE_VIEW_COLUMNS].index(k) for k in ("id", "network_id", "created_at")
 )
-_TOTAL = len(NODE_VIEW_COLUMNS) + 1
 
 
-def _first_node_pages() -> Select[Any]:
-    place = (
-        func.row_number()
-        .over(partition_by=Node.network_id, order_by=(Node.created_at, Node.id))
-        .label("place")
+# Every node of some of a tenant's networks, oldest first per network. Plain, no window
+# function: a ROW_NUMBER and a COUNT over a window per network made SQLite sort the rows three
+# times (3.3 ms against 1.1 ms for 50 networks of 4 nodes, measured with sqlite3 alone).
+_NODES_OF_NETWORKS: Select[*tuple[Any, ...]] = (
+    select(*NODE_VIEW_COLUMNS)
+    .join(Network, Network.id == Node.network_id)
+    .where(
+        Network.tenant_id == bindparam("tenant_id"),
+        Node.network_id.in_(bindparam("network_ids", expanding=True)),
     )
-    total = func.count().over(partition_by=Node.network_id).label("total")
-    ranked = (
-        select(*NODE_VIEW_COLUMNS, place, total)
-        .join(Network, Network.id == Node.network_id)
-        .where(
-            Network.tenant_id == bindparam("tenant_id"),
-            Node.network_id.in_(bindparam("network_ids", expanding=True)),
-        )
-        .subquery()
-    )
-    return (
-        select(ranked)
-        .where(ranked.c.place <= bindparam("limit"))
-        .order_by(ranked.c.network_id, ranked.c.created_at, ranked.c.id)
-    )
-
-
-_FIRST_NODE_PAGES = _first_node_pages()
+    .order_by(Node.network_id, Node.created_at, Node.id)
+)
 
 
 async def first_node_pages(
     session: AsyncSession, tenant_id: str, network_ids: Sequence[str], first: int
 ) -> dict[str, Page[NodeView]]:
     """The first page (``first`` nodes, oldest first) of each of ``tenant_id``'s networks in
-    ``network_ids``, with each network's exact node count: one statement whatever their number
-    (ROW_NUMBER and COUNT over a window per network), read as plain rows (no ORM objects: they
-    cost most of the time of a list). A network with no nodes, or not the tenant's, gets an
-    empty page."""
-    bound = {"tenant_id": tenant_id, "network_ids": list(network_ids), "limit": first + 1}
+    ``network_ids``, with each network's exact node count: one statement whatever their number,
+    which reads all their nodes (at most the tenant's node limit) as plain rows (no ORM objects:
+    they cost most of the time of a list). A network with no nodes, or not the tenant's, gets
+    an empty page."""
+    bound = {"tenant_id": tenant_id, "network_ids": list(network_ids)}
     rows: dict[str, list[Row[*tuple[Any, ...]]]] = defaultdict(list)
-    for row in await session.execute(_FIRST_NODE_PAGES, bound):  # by position (NodeView.of_row)
+    for row in await session.execute(_NODES_OF_NETWORKS, bound):  # by position (NodeView.of_row)
         rows[row[_NETWORK_ID]].append(row)
     pages = {}
     for network_id in network_ids:
@@ -306,7 +293,7 @@ async def first_node_pages(
             items=[NodeView.of_row(row) for row in page],
             cursors=[encode_cursor(row[_CREATED_AT], row[_ID]) for row in page],
             has_next=len(found) > first,
-            total=found[0][_TOTAL] if found else 0,
+            total=len(found),
         )
     return pages
 

@@ -18,7 +18,7 @@ from strawberry.dataloader import DataLoader
 from app.services.api_deps import ApiDeps
 from app.services.connections import Connection
 from app.services.tenancy import Principal
-from app.store import reads
+from app.store import node_pages, reads
 from app.store.read_models import NetworkView, NodeView, OperationView, StatusChangeView
 
 NodePageKey = tuple[str, int, str | None]  # network id, first, after
@@ -52,7 +52,7 @@ class Loaders:
     @cached_property
     def node_page(self) -> DataLoader[NodePageKey, reads.Page[NodeView]]:
         """Keyed by (network id, first, after): the first pages of all networks in a batch
-        come from one statement per distinct ``first`` (``reads.first_node_pages``); a page
+        come from one statement per distinct ``first`` (``node_pages.first_node_pages``); a page
         ``after`` a cursor costs a statement pair of its own. A bad cursor fails its key."""
 
         async def load(keys: Sequence[NodePageKey]) -> list[reads.Page[NodeView] | BaseException]:
@@ -63,7 +63,7 @@ class Loaders:
             found: dict[NodePageKey, reads.Page[NodeView] | BaseException] = {}
             async with self.sessions() as session:
                 for first, ids in firsts.items():
-                    pages = await reads.first_node_pages(session, self.tenant_id, ids, first)
+                    pages = await node_pages.first_node_pages(session, self.tenant_id, ids, first)
                     found.update(((i, first, None), pages[i]) for i in ids)
                 for key in keys:
                     if key not in found:

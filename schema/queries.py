@@ -12,7 +12,7 @@ from strawberry.types.nodes import SelectedField, Selection
 
 from app.domain.enums import NetworkStatus, OperationState
 from app.domain.names import name_problem
-from app.store import operations, reads
+from app.store import node_pages, operations, reads
 from app.store.pages import BadCursor, Page, Sort
 from schema.auth import caller
 from schema.context import Context, NodePages
@@ -147,19 +147,21 @@ class Query:
         pages: NodePages = {}
         filter = filter or NetworkFilter()
         status: NetworkStatus | None = filter.status
+        sizes = _first_node_pages(info)  # their nodes are read with the networks' statuses
+        nodes: node_pages.NodeRows | None = {} if sizes else None
         try:
             async with info.context.deps.sessions() as session:
                 page = await reads.networks_page(
                     session, principal.tenant_id, wanted.size, wanted.cursor,
                     sort=SORTS[order_by], backward=wanted.backward,
-                    name_contains=filter.name_contains, status=status,
+                    name_contains=filter.name_contains, status=status, nodes=nodes,
                 )  # fmt: skip
-                ids = [view.id for view in page.items]
-                for size in _first_node_pages(info) if ids else ():  # read here, in one go
-                    found = await reads.first_node_pages(session, principal.tenant_id, ids, size)
-                    pages.update(((i, size, None), p) for i, p in found.items())
         except BadCursor as error:
             raise ClientError(str(error)) from None
+        ids = [view.id for view in page.items]
+        for size in sizes:
+            found = node_pages.first_pages(nodes or {}, ids, size)
+            pages.update(((i, size, None), p) for i, p in found.items())
         return NetworkConnection(
             edges=[
                 NetworkEdge(cursor=cursor, node=Network.of(view, pages=pages))

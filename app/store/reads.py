@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import Row, Select, and_, bindparam, func, select
@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain.enums import NetworkStatus, NodeRole, NodeStatus
 from app.store.models import ApiToken, Network, Node, NodeStatusChange, Operation, Tenant
+from app.store.node_pages import NodeRows, node_rows, status_of
 from app.store.pages import (
     BadCursor,
     Page,
@@ -33,7 +34,6 @@ from app.store.pages import (
     seek,
 )
 from app.store.read_models import (
-    NODE_VIEW_COLUMNS,
     NetworkView,
     NodeView,
     OperationView,
@@ -55,16 +55,26 @@ _NODE_STATUSES = (
 
 
 async def network_views(
-    session: AsyncSession, networks: Sequence[Network | Row[*tuple[Any, ...]]]
+    session: AsyncSession,
+    networks: Sequence[Network | Row[*tuple[Any, ...]]],
+    nodes: NodeRows | None = None,
 ) -> list[NetworkView]:
     """Views of ``networks``: their status and coordinator IP from one statement over their
-    nodes' status, role and IP (plain rows: no ORM objects)."""
+    nodes' status, role and IP (plain rows: no ORM objects). With ``nodes`` (a dict to fill),
+    that statement reads the nodes whole, into ``nodes``: a list that shows the networks' first
+    node pages takes them from there (``first_pages``), one statement for both."""
     statuses: dict[str, list[NodeStatus]] = defaultdict(list)
     ips: dict[str, str | None] = {}  # the coordinator's, by network
     if networks:
-        ids = {"network_ids": [n.id for n in networks]}
+        ids = [n.id for n in networks]
+        found: Iterable[tuple[Any, ...]]
+        if nodes is None:
+            found = await session.execute(_NODE_STATUSES, {"network_ids": ids})
+        else:
+            nodes.update(await node_rows(session, networks[0].tenant_id, ids))
+            found = (status_of(row) for network_id in ids for row in nodes.get(network_id, ()))
         # By position: a Row's attribute lookups cost more than the rest of this loop.
-        for network_id, status, role, ip in await session.execute(_NODE_STATUSES, ids):
+        for network_id, status, role, ip in found:
             statuses[network_id].append(status)
             if role is NodeRole.COORDINATOR:
                 ips.setdefault(network_id, ip)
@@ -111,6 +121,7 @@ async def networks_page(
     backward: bool = False,
     name_contains: str | None = None,
     status: NetworkStatus | None = None,
+    nodes: NodeRows | None = None,
 ) -> Page[NetworkView]:
     """A keyset page of the tenant's networks in ``sort`` order (``first`` after ``cursor``,
     or with ``backward`` the ``first`` before it), with their count in the same statement
@@ -121,7 +132,9 @@ async def networks_page(
     if name_contains:
         where = and_(where, Network.name.contains(name_contains, autoescape=True))
     if status is not None:
-        return await _networks_of_status(session, where, status, first, cursor, sort, backward)
+        return await _networks_of_status(
+            session, where, status, first, cursor, sort, backward, nodes
+        )
     if cursor is None and not name_contains:  # a first page, as dashboards poll it
         bound = {"tenant_id": tenant_id, "limit": first + 1}
         query = _first_networks(sort, backward)
@@ -138,8 +151,8 @@ async def networks_page(
     total = rows[0].total if rows else await session.scalar(select(count), bound) or 0
     if backward:
         page.reverse()
-    return _page(await network_views(session, page), len(rows) > first, total, cursor, sort,
-                 backward)  # fmt: skip
+    return _page(await network_views(session, page, nodes), len(rows) > first, total, cursor,
+                 sort, backward)  # fmt: skip
 
 
 _MINE = Network.tenant_id == bindparam("tenant_id")
@@ -162,10 +175,11 @@ async def _networks_of_status(
     cursor: str | None,
     sort: Sort,
     backward: bool,
+    nodes: NodeRows | None,
 ) -> Page[NetworkView]:
     rows = list(await session.execute(seek(select(*NETWORK_VIEW_COLUMNS).where(where), Network,
                                            None, sort, backward)))  # fmt: skip
-    views = [v for v in await network_views(session, rows) if v.status is status]
+    views = [v for v in await network_views(session, rows, nodes) if v.status is status]
     total = len(views)
     if cursor is not None:
         key = decode_name_cursor(cursor) if sort.by_name else decode_cursor(cursor)
@@ -251,51 +265,6 @@ async def nodes_page(
         has_next=len(rows) > first,
         total=total,
     )
-
-
-# Where first_node_pages finds these in its rows (NODE_VIEW_COLUMNS).
-_ID, _NETWORK_ID, _CREATED_AT = (
-    [c.key for c in NODE_VIEW_COLUMNS].index(k) for k in ("id", "network_id", "created_at")
-)
-
-
-# Every node of some of a tenant's networks, oldest first per network. Plain, no window
-# function: a ROW_NUMBER and a COUNT over a window per network made SQLite sort the rows three
-# times (3.3 ms against 1.1 ms for 50 networks of 4 nodes, measured with sqlite3 alone).
-_NODES_OF_NETWORKS: Select[*tuple[Any, ...]] = (
-    select(*NODE_VIEW_COLUMNS)
-    .join(Network, Network.id == Node.network_id)
-    .where(
-        Network.tenant_id == bindparam("tenant_id"),
-        Node.network_id.in_(bindparam("network_ids", expanding=True)),
-    )
-    .order_by(Node.network_id, Node.created_at, Node.id)
-)
-
-
-async def first_node_pages(
-    session: AsyncSession, tenant_id: str, network_ids: Sequence[str], first: int
-) -> dict[str, Page[NodeView]]:
-    """The first page (``first`` nodes, oldest first) of each of ``tenant_id``'s networks in
-    ``network_ids``, with each network's exact node count: one statement whatever their number,
-    which reads all their nodes (at most the tenant's node limit) as plain rows (no ORM objects:
-    they cost most of the time of a list). A network with no nodes, or not the tenant's, gets
-    an empty page."""
-    bound = {"tenant_id": tenant_id, "network_ids": list(network_ids)}
-    rows: dict[str, list[Row[*tuple[Any, ...]]]] = defaultdict(list)
-    for row in await session.execute(_NODES_OF_NETWORKS, bound):  # by position (NodeView.of_row)
-        rows[row[_NETWORK_ID]].append(row)
-    pages = {}
-    for network_id in network_ids:
-        found = rows[network_id]
-        page = found[:first]
-        pages[network_id] = Page(
-            items=[NodeView.of_row(row) for row in page],
-            cursors=[encode_cursor(row[_CREATED_AT], row[_ID]) for row in page],
-            has_next=len(found) > first,
-            total=len(found),
-        )
-    return pages
 
 
 async def coordinators(

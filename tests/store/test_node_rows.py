@@ -1,4 +1,4 @@
-"""A node read as a plain row (the lists' path: ``reads.first_node_pages``, by position) makes
+"""A node read as a plain row (the lists' path: ``node_pages.first_node_pages``, by position) makes
 the same ``NodeView`` as the node read as an ORM object: every field, chain facts included."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.config import load_settings
 from app.domain.enums import Consensus, NetworkStatus, NodeRole, NodeStatus, Role
 from app.services.tenancy import create_token
-from app.store import reads
+from app.store import node_pages, reads
 from app.store.models import Network, Node, utcnow
 from app.store.read_models import NetworkView, NodeView
 
@@ -45,7 +45,7 @@ async def test_a_row_makes_the_view_an_orm_node_makes(
     async with sessions.begin() as session:
         session.add_all([network, probed, unprobed])
     async with sessions() as session:
-        pages = await reads.first_node_pages(session, tenant.id, [network.id], 10)
+        pages = await node_pages.first_node_pages(session, tenant.id, [network.id], 10)
         rows = (await session.execute(select(Node, Network).join(Network))).all()
         from_orm = {node.id: NodeView.of(node, net) for node, net in rows}
     from_rows = pages[network.id].items

@@ -50,8 +50,9 @@ from app.domain.enums import Desired, NodeRole, NodeStatus
 from app.domain.status import node_status
 from app.events.bus import EventBus
 from app.metrics import reconcile_error, reconcile_pass
-from app.store import desired, tenants
+from app.store import pass_rows, tenants
 from app.store.models import Network, Node, Tenant, utcnow
+from app.store.pass_rows import PassNode
 
 log = logging.getLogger("qaas.reconciler")
 
@@ -136,14 +137,14 @@ class Reconciler:
     async def reconcile_once(self) -> None:
         async with self.sessions() as session:
             every_tenant = await tenants.all_tenants(session)
-            networks = await desired.networks_with_nodes(session)
-        by_tenant: dict[str, list[Network]] = {t.id: [] for t in every_tenant}
+            networks = await pass_rows.pass_rows(session)
+        by_tenant: dict[str, list[NetworkRows]] = {t.id: [] for t in every_tenant}
         current = {t.namespace for t in every_tenant}
         self.namespaces.retain(current)
         self._unprovisioned &= current
         self._on_current(current)
-        for network in networks:
-            by_tenant.setdefault(network.tenant_id, []).append(network)
+        for network, nodes in networks:
+            by_tenant.setdefault(network.tenant_id, []).append((network, nodes))
         failed: list[str] = []
         for tenant in every_tenant:
             # One tenant's broken namespace (forbidden, deleted by hand, over quota) or a
@@ -172,15 +173,15 @@ class Reconciler:
         if failed:
             raise PassFailed(f"the pass failed for tenant(s) {', '.join(failed)}")
 
-    async def _record_tenant_failure(self, networks: list[Network], error: Exception) -> None:
+    async def _record_tenant_failure(self, networks: list[NetworkRows], error: Exception) -> None:
         """Every node of a tenant whose pass failed says why, and start deadlines still run."""
         reason = retry_reason(error)
-        for network in networks:
-            for node in network.nodes:
+        for _, nodes in networks:
+            for node in nodes:
                 with contextlib.suppress(Exception):  # the database may be what failed
                     await self.writer.write(node.id, _retrying(reason))
 
-    async def _reconcile_namespace(self, tenant: Tenant, networks: list[Network]) -> None:
+    async def _reconcile_namespace(self, tenant: Tenant, networks: list[NetworkRows]) -> None:
         await self.namespaces.prepare(tenant)
         selector = selector_for(self.settings.instance)
         service_api, workload_api = self.resources(tenant.namespace)
@@ -190,17 +191,18 @@ class Reconciler:
         for api, objects in observed.kinds():
             items, _ = await api.list(selector)
             objects.update(Observed.index(items))
-        known = {node.id for network in networks for node in network.nodes}
-        for network in networks:
+        known = {node.id for _, nodes in networks for node in nodes}
+        loaded: dict[str, Network | None] = {}  # networks read as ORM objects to delete nodes
+        for network, nodes in networks:
             coordinator_ip = network.external_coordinator_ip
             # Coordinators first: peers need the coordinator's ClusterIP.
-            for node in sorted(network.nodes, key=lambda n: n.role is not NodeRole.COORDINATOR):
+            for node in sorted(nodes, key=lambda n: n.role is not NodeRole.COORDINATOR):
                 # A failure on one node is recorded on it; the pass goes on with the next.
                 try:
                     if network.desired is Desired.ABSENT or node.desired is Desired.ABSENT:
-                        await self.removal.remove_node(network, node, observed)
+                        await self._remove(network, node, observed, loaded)
                         continue
-                    ip = await self._converge(network, node, coordinator_ip, observed)
+                    ip = await self._converge(network, nodes, node, coordinator_ip, observed)
                 except Exception as error:
                     await self._node_failed(node, error)
                     continue
@@ -210,7 +212,24 @@ class Reconciler:
                 await self.removal.remove_network_if_empty(network)
         await self.removal.delete_orphans(observed, known)
 
-    async def _node_failed(self, node: Node, error: Exception) -> None:
+    async def _remove(
+        self,
+        network: Network,
+        node: PassNode,
+        observed: Observed,
+        loaded: dict[str, Network | None],
+    ) -> None:
+        """Delete a node marked ABSENT (or of a network marked ABSENT) from its network's ORM
+        rows, read once per pass and network (what deletion works from)."""
+        if network.id not in loaded:
+            async with self.sessions() as session:
+                loaded[network.id] = await pass_rows.network_for_removal(session, network.id)
+        full = loaded[network.id]
+        row = next((n for n in full.nodes if n.id == node.id), None) if full else None
+        if full is not None and row is not None:  # else deleted since the pass read it
+            await self.removal.remove_node(full, row, observed)
+
+    async def _node_failed(self, node: PassNode, error: Exception) -> None:
         reconcile_error(error)
         if isinstance(error, (SQLAlchemyError, WriteConflict)):
             log.warning("node %s: %s; the next pass tries again", node.name, _describe(error))
@@ -222,7 +241,12 @@ class Reconciler:
         await self.writer.write(node.id, _retrying(retry_reason(error)))
 
     async def _converge(
-        self, network: Network, node: Node, coordinator_ip: str | None, observed: Observed
+        self,
+        network: Network,
+        nodes: list[PassNode],
+        node: PassNode,
+        coordinator_ip: str | None,
+        observed: Observed,
     ) -> str | None:
         """Bring one node's objects to the desired state; returns its ClusterIP if it has one.
 
@@ -270,12 +294,12 @@ class Reconciler:
             retrying = retry_reason(failed)
         await self._record(node, has_service=ip is not None, has_deployment=has_deployment,
                            service_ip=ip, error=error, retrying=retrying,
-                           another_ran=_another_ran(network, node))  # fmt: skip
+                           another_ran=_another_ran(nodes, node))  # fmt: skip
         return ip
 
     async def _record(
         self,
-        node: Node,
+        node: PassNode,
         *,
         has_service: bool,
         has_deployment: bool,
@@ -312,15 +336,19 @@ class Reconciler:
         await self.writer.write(node.id, objects_made, skip_absent=True)
 
 
+# A network and its nodes, as a pass reads them (app/store/pass_rows.py).
+NetworkRows = tuple[Network, list[PassNode]]
+
+
 class PassFailed(KubeError):
     """A pass could not converge one or more tenants (each is named, with why)."""
 
 
-def _another_ran(network: Network, node: Node) -> bool:
+def _another_ran(nodes: list[PassNode], node: PassNode) -> bool:
     """As app.store.chain.another_node_ran, from the pass's loaded rows."""
     return node.role is NodeRole.COORDINATOR and any(
         other.id != node.id and other.desired is Desired.PRESENT and other.start_deadline is None
-        for other in network.nodes
+        for other in nodes
     )
 
 

@@ -9,7 +9,8 @@ labels but have no row. Every
 action is idempotent, so a pass can be interrupted at any line and the next one converges.
 Passes run every ``resync_seconds`` and sooner when something kicks the loop (a mutation, a pod
 event). The pieces: ``namespaces`` (preparing a tenant), ``converge`` (one node's objects),
-``removal`` (deletion and orphans), ``node_writer`` (recording what was done).
+``removal`` (deletion and orphans), ``node_writer`` (recording what was done), ``settled``
+(nodes found settled, skipped by the next pass while nothing they depend on changed).
 
 Example::
 
@@ -46,6 +47,7 @@ from app.control.namespaces import NotProvisioned, TenantNamespaces
 from app.control.node_writer import Apply, NodeWriter, WriteConflict
 from app.control.progress import facts_of
 from app.control.removal import Removal
+from app.control.settled import SettledNodes, another_ran, fingerprint_of
 from app.domain.enums import Desired, NodeRole, NodeStatus
 from app.domain.status import node_status
 from app.events.bus import EventBus
@@ -80,6 +82,7 @@ class Reconciler:
         self._wake = asyncio.Event()
         self._stopping = False
         self.passes = 0
+        self.settled = SettledNodes()  # skipped by the next pass while unchanged
         self.failing_since: float | None = None  # time.monotonic() of the first failed pass
         self.last_error: str | None = None
 
@@ -145,6 +148,7 @@ class Reconciler:
         self._on_current(current)
         for network, nodes in networks:
             by_tenant.setdefault(network.tenant_id, []).append((network, nodes))
+        self.settled.begin()
         failed: list[str] = []
         for tenant in every_tenant:
             # One tenant's broken namespace (forbidden, deleted by hand, over quota) or a
@@ -169,6 +173,7 @@ class Reconciler:
                 await self._record_tenant_failure(by_tenant[tenant.id], error)
             else:
                 self._unprovisioned.discard(tenant.namespace)
+        self.settled.end()  # nodes gone (or failed in this pass) are forgotten
         self.passes += 1
         if failed:
             raise PassFailed(f"the pass failed for tenant(s) {', '.join(failed)}")
@@ -253,6 +258,9 @@ class Reconciler:
         A refusal that will not change by retrying (a foreign object holds the name, the API
         rejects the object as invalid) fails the node; any other API error is recorded as the
         reason the node is still on its way, and retried by the next pass."""
+        fingerprint = fingerprint_of(network, nodes, node, coordinator_ip, observed)
+        if (unchanged := self.settled.unchanged(node.id, fingerprint)) is not None:
+            return unchanged  # as when it was last settled (app/control/settled.py)
         spec = NodeObjects.for_node(
             self.settings, network_id=network.id, node_id=node.id, network=network.name,
             node=node.name, role=node.role, consensus=network.consensus,
@@ -263,10 +271,10 @@ class Reconciler:
         ip: str | None = None
         # The row's has_deployment predates StatefulSets: it says the node's workload exists.
         has_deployment = node.id in observed.workloads
+        sent = True  # anything sent to the API for the node (or its objects not compared)
         try:
-            service = await ensure_service(
-                observed.service_api, spec, observed.services.get(node.id)
-            )
+            current = observed.services.get(node.id)
+            service = await ensure_service(observed.service_api, spec, current)
             ip = service_ip(service)
             if ip is None:
                 error = "its Service has no ClusterIP yet"
@@ -274,10 +282,11 @@ class Reconciler:
                 pass  # waits for the coordinator's Service (peers need its address)
             else:
                 await retire_deployment(observed, node.id)
-                await ensure_statefulset(
+                made = await ensure_statefulset(
                     observed.workload_api, spec, ip, coordinator_ip,
                     observed.workloads.get(node.id),
                 )  # fmt: skip
+                sent = made or service is not current
                 has_deployment = True
         except ForeignObject as foreign:
             reconcile_error(foreign)
@@ -292,9 +301,11 @@ class Reconciler:
             reconcile_error(failed)
             log.warning("node %s: %s", node.name, _describe(failed))
             retrying = retry_reason(failed)
-        await self._record(node, has_service=ip is not None, has_deployment=has_deployment,
-                           service_ip=ip, error=error, retrying=retrying,
-                           another_ran=_another_ran(nodes, node))  # fmt: skip
+        wrote = await self._record(node, has_service=ip is not None, has_deployment=has_deployment,
+                                   service_ip=ip, error=error, retrying=retrying,
+                                   another_ran=another_ran(nodes, node))  # fmt: skip
+        if ip is not None and not (sent or wrote or error or retrying):
+            self.settled.settled(node.id, fingerprint, ip)
         return ip
 
     async def _record(
@@ -307,7 +318,8 @@ class Reconciler:
         error: str | None,
         retrying: str | None,
         another_ran: bool = False,
-    ) -> None:
+    ) -> bool:
+        """Write what the pass found for the node, if it differs from its row; True if it did."""
         # A node still on its way has nothing to write either while facts and status agree:
         # its start deadline is part of the status (``facts_of`` compares it with now). Only a
         # RUNNING node whose deadline is still set needs the write that clears it.
@@ -322,7 +334,7 @@ class Reconciler:
                          another_ran=another_ran)  # fmt: skip
         agrees = node_status(facts) == (node.status, node.status_reason)
         if settled and unchanged and agrees:
-            return  # the common case on every resync: nothing to write
+            return False  # the common case on every resync: nothing to write
 
         async def objects_made(_: AsyncSession, row: Node) -> bool:
             before = (row.has_service, row.has_deployment, row.service_ip, row.reconcile_error,
@@ -334,6 +346,7 @@ class Reconciler:
             return before != after
 
         await self.writer.write(node.id, objects_made, skip_absent=True)
+        return True
 
 
 # A network and its nodes, as a pass reads them (app/store/pass_rows.py).
@@ -342,14 +355,6 @@ NetworkRows = tuple[Network, list[PassNode]]
 
 class PassFailed(KubeError):
     """A pass could not converge one or more tenants (each is named, with why)."""
-
-
-def _another_ran(nodes: list[PassNode], node: PassNode) -> bool:
-    """As app.store.chain.another_node_ran, from the pass's loaded rows."""
-    return node.role is NodeRole.COORDINATOR and any(
-        other.id != node.id and other.desired is Desired.PRESENT and other.start_deadline is None
-        for other in nodes
-    )
 
 
 def _describe(error: BaseException) -> str:

@@ -122,21 +122,22 @@ async def retire_deployment(observed: Observed, node_id: str) -> None:
 
 async def ensure_statefulset(
     api: Resource, spec: NodeObjects, ip: str, coordinator_ip: str | None, current: Obj | None
-) -> None:
+) -> bool:
+    """Create or replace the node's StatefulSet unless it is as wanted; True if it sent one."""
     if current is not None and not statefulset_drifted(current, spec, ip, coordinator_ip):
-        return  # the common case on every resync: nothing is built, nothing is sent
+        return False  # the common case on every resync: nothing is built, nothing is sent
     desired = spec.statefulset(own_ip=ip, coordinator_ip=coordinator_ip)
     if current is None:
         try:
             await api.create(desired)
             log.info("created StatefulSet %s/%s (IP %s)", api.namespace, spec.name, ip)
-            return
+            return True
         except Conflict:
             current = await api.get(spec.name)
             check_ours(current, spec)
     for attempt in range(3):
         if not workload_drifted(current, desired):
-            return
+            return False
         desired["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
         # What cannot change is kept as it is (a replace that changed it would be refused).
         for immutable in ("serviceName", "selector", "volumeClaimTemplates",
@@ -146,9 +147,10 @@ async def ensure_statefulset(
         log.info("replacing StatefulSet %s: it drifted from the desired spec", spec.name)
         try:
             await api.replace(spec.name, desired)
-            return
+            return True
         except Conflict:
             # The controllers write the object too (its status): read it again and retry.
             if attempt == 2:
                 raise
             current = await api.get(spec.name)
+    return True  # not reached: the third Conflict is raised above

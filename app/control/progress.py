@@ -15,6 +15,7 @@ from app.domain.enums import Desired, NodeRole, NodeStatus, OperationKind, Opera
 from app.domain.status import ChainFacts, NodeFacts, node_status
 from app.store import chain, desired, operations
 from app.store.models import Node, NodeStatusChange, utcnow
+from app.store.pass_rows import PassNode
 
 STARTING_KINDS = (OperationKind.NETWORK_CREATE, OperationKind.NETWORK_JOIN, OperationKind.NODE_ADD)
 _OPERATION_STATE = {
@@ -32,7 +33,7 @@ def container_run(pod_name: str | None, restart_count: int) -> str:
     return f"{pod_name}#{restart_count}"
 
 
-def chain_facts(node: Node) -> ChainFacts | None:
+def chain_facts(node: Node | PassNode) -> ChainFacts | None:
     """The probe's facts about the node's current container, or None (not probed since)."""
     if node.chain_probed_at is None or node.chain_run != container_run(
         node.pod_name, node.restart_count
@@ -48,13 +49,13 @@ def chain_facts(node: Node) -> ChainFacts | None:
     )
 
 
-def needs_peers(node: Node, another_ran: bool) -> bool:
+def needs_peers(node: Node | PassNode, another_ran: bool) -> bool:
     """A peer needs peers; so does any node of a network where another node has run."""
     return node.role is NodeRole.PEER or another_ran
 
 
 def facts_of(
-    node: Node,
+    node: Node | PassNode,
     now: datetime.datetime,
     *,
     chain_required: bool = False,

@@ -9,7 +9,8 @@ labels but have no row. Every
 action is idempotent, so a pass can be interrupted at any line and the next one converges.
 Passes run every ``resync_seconds`` and sooner when something kicks the loop (a mutation, a pod
 event). The pieces: ``namespaces`` (preparing a tenant), ``converge`` (one node's objects),
-``removal`` (deletion and orphans), ``node_writer`` (recording what was done).
+``removal`` (deletion and orphans), ``node_writer`` (recording what was done), ``settled``
+(nodes found settled, skipped by the next pass while nothing they depend on changed).
 
 Example::
 
@@ -46,12 +47,14 @@ from app.control.namespaces import NotProvisioned, TenantNamespaces
 from app.control.node_writer import Apply, NodeWriter, WriteConflict
 from app.control.progress import facts_of
 from app.control.removal import Removal
+from app.control.settled import SettledNodes, another_ran, fingerprint_of
 from app.domain.enums import Desired, NodeRole, NodeStatus
 from app.domain.status import node_status
 from app.events.bus import EventBus
 from app.metrics import reconcile_error, reconcile_pass
-from app.store import desired, tenants
+from app.store import pass_rows, tenants
 from app.store.models import Network, Node, Tenant, utcnow
+from app.store.pass_rows import PassNode
 
 log = logging.getLogger("qaas.reconciler")
 
@@ -79,6 +82,7 @@ class Reconciler:
         self._wake = asyncio.Event()
         self._stopping = False
         self.passes = 0
+        self.settled = SettledNodes()  # skipped by the next pass while unchanged
         self.failing_since: float | None = None  # time.monotonic() of the first failed pass
         self.last_error: str | None = None
 
@@ -136,14 +140,15 @@ class Reconciler:
     async def reconcile_once(self) -> None:
         async with self.sessions() as session:
             every_tenant = await tenants.all_tenants(session)
-            networks = await desired.networks_with_nodes(session)
-        by_tenant: dict[str, list[Network]] = {t.id: [] for t in every_tenant}
+            networks = await pass_rows.pass_rows(session)
+        by_tenant: dict[str, list[NetworkRows]] = {t.id: [] for t in every_tenant}
         current = {t.namespace for t in every_tenant}
         self.namespaces.retain(current)
         self._unprovisioned &= current
         self._on_current(current)
-        for network in networks:
-            by_tenant.setdefault(network.tenant_id, []).append(network)
+        for network, nodes in networks:
+            by_tenant.setdefault(network.tenant_id, []).append((network, nodes))
+        self.settled.begin()
         failed: list[str] = []
         for tenant in every_tenant:
             # One tenant's broken namespace (forbidden, deleted by hand, over quota) or a
@@ -168,19 +173,20 @@ class Reconciler:
                 await self._record_tenant_failure(by_tenant[tenant.id], error)
             else:
                 self._unprovisioned.discard(tenant.namespace)
+        self.settled.end()  # nodes gone (or failed in this pass) are forgotten
         self.passes += 1
         if failed:
             raise PassFailed(f"the pass failed for tenant(s) {', '.join(failed)}")
 
-    async def _record_tenant_failure(self, networks: list[Network], error: Exception) -> None:
+    async def _record_tenant_failure(self, networks: list[NetworkRows], error: Exception) -> None:
         """Every node of a tenant whose pass failed says why, and start deadlines still run."""
         reason = retry_reason(error)
-        for network in networks:
-            for node in network.nodes:
+        for _, nodes in networks:
+            for node in nodes:
                 with contextlib.suppress(Exception):  # the database may be what failed
                     await self.writer.write(node.id, _retrying(reason))
 
-    async def _reconcile_namespace(self, tenant: Tenant, networks: list[Network]) -> None:
+    async def _reconcile_namespace(self, tenant: Tenant, networks: list[NetworkRows]) -> None:
         await self.namespaces.prepare(tenant)
         selector = selector_for(self.settings.instance)
         service_api, workload_api = self.resources(tenant.namespace)
@@ -190,17 +196,18 @@ class Reconciler:
         for api, objects in observed.kinds():
             items, _ = await api.list(selector)
             objects.update(Observed.index(items))
-        known = {node.id for network in networks for node in network.nodes}
-        for network in networks:
+        known = {node.id for _, nodes in networks for node in nodes}
+        loaded: dict[str, Network | None] = {}  # networks read as ORM objects to delete nodes
+        for network, nodes in networks:
             coordinator_ip = network.external_coordinator_ip
             # Coordinators first: peers need the coordinator's ClusterIP.
-            for node in sorted(network.nodes, key=lambda n: n.role is not NodeRole.COORDINATOR):
+            for node in sorted(nodes, key=lambda n: n.role is not NodeRole.COORDINATOR):
                 # A failure on one node is recorded on it; the pass goes on with the next.
                 try:
                     if network.desired is Desired.ABSENT or node.desired is Desired.ABSENT:
-                        await self.removal.remove_node(network, node, observed)
+                        await self._remove(network, node, observed, loaded)
                         continue
-                    ip = await self._converge(network, node, coordinator_ip, observed)
+                    ip = await self._converge(network, nodes, node, coordinator_ip, observed)
                 except Exception as error:
                     await self._node_failed(node, error)
                     continue
@@ -210,7 +217,24 @@ class Reconciler:
                 await self.removal.remove_network_if_empty(network)
         await self.removal.delete_orphans(observed, known)
 
-    async def _node_failed(self, node: Node, error: Exception) -> None:
+    async def _remove(
+        self,
+        network: Network,
+        node: PassNode,
+        observed: Observed,
+        loaded: dict[str, Network | None],
+    ) -> None:
+        """Delete a node marked ABSENT (or of a network marked ABSENT) from its network's ORM
+        rows, read once per pass and network (what deletion works from)."""
+        if network.id not in loaded:
+            async with self.sessions() as session:
+                loaded[network.id] = await pass_rows.network_for_removal(session, network.id)
+        full = loaded[network.id]
+        row = next((n for n in full.nodes if n.id == node.id), None) if full else None
+        if full is not None and row is not None:  # else deleted since the pass read it
+            await self.removal.remove_node(full, row, observed)
+
+    async def _node_failed(self, node: PassNode, error: Exception) -> None:
         reconcile_error(error)
         if isinstance(error, (SQLAlchemyError, WriteConflict)):
             log.warning("node %s: %s; the next pass tries again", node.name, _describe(error))
@@ -222,13 +246,21 @@ class Reconciler:
         await self.writer.write(node.id, _retrying(retry_reason(error)))
 
     async def _converge(
-        self, network: Network, node: Node, coordinator_ip: str | None, observed: Observed
+        self,
+        network: Network,
+        nodes: list[PassNode],
+        node: PassNode,
+        coordinator_ip: str | None,
+        observed: Observed,
     ) -> str | None:
         """Bring one node's objects to the desired state; returns its ClusterIP if it has one.
 
         A refusal that will not change by retrying (a foreign object holds the name, the API
         rejects the object as invalid) fails the node; any other API error is recorded as the
         reason the node is still on its way, and retried by the next pass."""
+        fingerprint = fingerprint_of(network, nodes, node, coordinator_ip, observed)
+        if (unchanged := self.settled.unchanged(node.id, fingerprint)) is not None:
+            return unchanged  # as when it was last settled (app/control/settled.py)
         spec = NodeObjects.for_node(
             self.settings, network_id=network.id, node_id=node.id, network=network.name,
             node=node.name, role=node.role, consensus=network.consensus,
@@ -239,10 +271,10 @@ class Reconciler:
         ip: str | None = None
         # The row's has_deployment predates StatefulSets: it says the node's workload exists.
         has_deployment = node.id in observed.workloads
+        sent = True  # anything sent to the API for the node (or its objects not compared)
         try:
-            service = await ensure_service(
-                observed.service_api, spec, observed.services.get(node.id)
-            )
+            current = observed.services.get(node.id)
+            service = await ensure_service(observed.service_api, spec, current)
             ip = service_ip(service)
             if ip is None:
                 error = "its Service has no ClusterIP yet"
@@ -250,10 +282,11 @@ class Reconciler:
                 pass  # waits for the coordinator's Service (peers need its address)
             else:
                 await retire_deployment(observed, node.id)
-                await ensure_statefulset(
+                made = await ensure_statefulset(
                     observed.workload_api, spec, ip, coordinator_ip,
                     observed.workloads.get(node.id),
                 )  # fmt: skip
+                sent = made or service is not current
                 has_deployment = True
         except ForeignObject as foreign:
             reconcile_error(foreign)
@@ -268,14 +301,16 @@ class Reconciler:
             reconcile_error(failed)
             log.warning("node %s: %s", node.name, _describe(failed))
             retrying = retry_reason(failed)
-        await self._record(node, has_service=ip is not None, has_deployment=has_deployment,
-                           service_ip=ip, error=error, retrying=retrying,
-                           another_ran=_another_ran(network, node))  # fmt: skip
+        wrote = await self._record(node, has_service=ip is not None, has_deployment=has_deployment,
+                                   service_ip=ip, error=error, retrying=retrying,
+                                   another_ran=another_ran(nodes, node))  # fmt: skip
+        if ip is not None and not (sent or wrote or error or retrying):
+            self.settled.settled(node.id, fingerprint, ip)
         return ip
 
     async def _record(
         self,
-        node: Node,
+        node: PassNode,
         *,
         has_service: bool,
         has_deployment: bool,
@@ -283,7 +318,8 @@ class Reconciler:
         error: str | None,
         retrying: str | None,
         another_ran: bool = False,
-    ) -> None:
+    ) -> bool:
+        """Write what the pass found for the node, if it differs from its row; True if it did."""
         # A node still on its way has nothing to write either while facts and status agree:
         # its start deadline is part of the status (``facts_of`` compares it with now). Only a
         # RUNNING node whose deadline is still set needs the write that clears it.
@@ -298,7 +334,7 @@ class Reconciler:
                          another_ran=another_ran)  # fmt: skip
         agrees = node_status(facts) == (node.status, node.status_reason)
         if settled and unchanged and agrees:
-            return  # the common case on every resync: nothing to write
+            return False  # the common case on every resync: nothing to write
 
         async def objects_made(_: AsyncSession, row: Node) -> bool:
             before = (row.has_service, row.has_deployment, row.service_ip, row.reconcile_error,
@@ -310,18 +346,15 @@ class Reconciler:
             return before != after
 
         await self.writer.write(node.id, objects_made, skip_absent=True)
+        return True
+
+
+# A network and its nodes, as a pass reads them (app/store/pass_rows.py).
+NetworkRows = tuple[Network, list[PassNode]]
 
 
 class PassFailed(KubeError):
     """A pass could not converge one or more tenants (each is named, with why)."""
-
-
-def _another_ran(network: Network, node: Node) -> bool:
-    """As app.store.chain.another_node_ran, from the pass's loaded rows."""
-    return node.role is NodeRole.COORDINATOR and any(
-        other.id != node.id and other.desired is Desired.PRESENT and other.start_deadline is None
-        for other in network.nodes
-    )
 
 
 def _describe(error: BaseException) -> str:

@@ -1,6 +1,7 @@
 """What a read costs per request: a dashboard's list of N networks with their nodes,
 coordinator IPs and statuses costs the same number of SQL statements whatever N is (the first
-node pages of all networks, their statuses and coordinator IPs come from one statement), and a repeated document is parsed and validated once.
+node pages of all networks, their statuses and coordinator IPs come from one statement), and
+a repeated document is parsed and validated once.
 
 The service here is the real HTTP path (the guard, then the GraphQL view) on the test
 database, without the control loop: the networks are seeded as rows, and no reconciler may

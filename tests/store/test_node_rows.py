@@ -1,5 +1,6 @@
-"""A node read as a plain row (the lists' path: ``node_pages.first_node_pages``, by position) makes
-the same ``NodeView`` as the node read as an ORM object: every field, chain facts included."""
+"""A node read as a plain row (the lists' path: ``node_pages.first_node_pages``, by position)
+makes the same ``NodeView`` as the node read as an ORM object: every field, chain facts
+included; a network row makes the same ``NetworkView`` as the ORM network."""
 
 from __future__ import annotations
 

@@ -270,7 +270,12 @@ async def real_phase(args: argparse.Namespace, workdir: Path, kubeconfig: Path) 
 
 
 async def startup(settings: Settings, nodes: int) -> None:
-    """The service's start-up on a warm sandbox and a database of ``nodes`` settled nodes."""
+    """The service's start-up on a warm sandbox and a database of ``nodes`` settled nodes.
+
+    The project's bytecode is compiled first, in place, as the image does (this machine sets
+    PYTHONDONTWRITEBYTECODE: a fresh interpreter would compile ``app`` and ``schema`` again)."""
+    compiled = [sys.executable, "-m", "compileall", "-q", "app", "schema", "migrations"]
+    await asyncio.to_thread(subprocess.run, compiled, cwd=ROOT, check=True)
     started = time.perf_counter()
     app = create_app(settings)
     async with app.router.lifespan_context(app):
@@ -283,31 +288,32 @@ async def startup(settings: Settings, nodes: int) -> None:
                     break
                 await asyncio.sleep(0.01)
         took = time.perf_counter() - started
+    importing = min([await import_seconds() for _ in range(3)])
+    print(f"start-up with {nodes:,} nodes (warm sandbox): ready and first pass done "
+          f"{took:.2f} s after create_app, + {importing:.2f} s importing app.server (min of 3, "
+          f"bytecode compiled) = {took + importing:.2f} s (goal <= {GOAL_STARTUP:g} s)")  # fmt: skip
+
+
+async def import_seconds() -> float:
+    """How long a fresh interpreter takes to import app.server."""
     imported = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-c", "import time; t = time.perf_counter(); import app.server; "
          "print(time.perf_counter() - t)"], cwd=ROOT, capture_output=True, text=True, check=True,
     )  # fmt: skip
-    importing = float(imported.stdout.strip())
-    print(f"start-up with {nodes:,} nodes (warm sandbox): ready and first pass done "
-          f"{took:.2f} s after create_app, + {importing:.2f} s importing app.server = "
-          f"{took + importing:.2f} s (goal <= {GOAL_STARTUP:g} s)")  # fmt: skip
+    return float(imported.stdout.strip())
 
 
 async def serve_process(settings: Settings, nodes: int, workdir: Path, runs: int) -> None:
     """`qaas serve` end to end, ``runs`` times: a fresh process started until /readyz answers
     200 and /metrics counts a finished pass. What it imports late is counted too (unlike the
-    in-process figure, whose process imported everything before). Bytecode is compiled first,
-    as in the image (a cache in ``workdir``: this machine sets PYTHONDONTWRITEBYTECODE)."""
+    in-process figure, whose process imported everything before). Bytecode as ``startup``
+    left it: compiled."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("QAAS_")}
     env.pop("KUBECONFIG", None)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env.update(PYTHONPATH=str(ROOT), PYTHONPYCACHEPREFIX=str(workdir / "pyc"),
-               QAAS_DATABASE_URL=settings.database_url, QAAS_CLUSTER="kubeconfig",
-               QAAS_KUBECONFIG=str(settings.kubeconfig), QAAS_RESYNC_SECONDS="3600",
-               QAAS_CHAIN_PROBE="off")  # fmt: skip
-    compiled = [sys.executable, "-m", "compileall", "-q", "app", "schema", "migrations"]
-    await asyncio.to_thread(subprocess.run, compiled, cwd=ROOT, env=env, check=True)
+    env.update(PYTHONPATH=str(ROOT), QAAS_DATABASE_URL=settings.database_url,
+               QAAS_CLUSTER="kubeconfig", QAAS_KUBECONFIG=str(settings.kubeconfig),
+               QAAS_RESYNC_SECONDS="3600", QAAS_CHAIN_PROBE="off")  # fmt: skip
     serve = "import sys; from app.cli import main; sys.exit(main(sys.argv[1:]))"
     took: list[float] = []
     for _ in range(runs):
@@ -328,8 +334,8 @@ async def serve_process(settings: Settings, nodes: int, workdir: Path, runs: int
             if process.returncode is None:
                 process.send_signal(signal.SIGTERM)
             await process.wait()
-    print(f"start-up of `qaas serve` in a fresh process with {nodes:,} nodes (warm sandbox, "
-          f"bytecode compiled): ready and first pass done {min(took):.2f} s (min of {runs}; "
+    print(f"start-up of `qaas serve` in a fresh process with {nodes:,} nodes (warm sandbox): "
+          f"ready and first pass done {min(took):.2f} s (min of {runs}; "
           f"median {statistics.median(took):.2f} s; goal <= {GOAL_STARTUP:g} s)")  # fmt: skip
 
 

@@ -291,7 +291,8 @@ async def startup(settings: Settings, nodes: int) -> None:
     importing = min([await import_seconds() for _ in range(3)])
     print(f"start-up with {nodes:,} nodes (warm sandbox): ready and first pass done "
           f"{took:.2f} s after create_app, + {importing:.2f} s importing app.server (min of 3, "
-          f"bytecode compiled) = {took + importing:.2f} s (goal <= {GOAL_STARTUP:g} s)")  # fmt: skip
+          f"bytecode compiled) = {took + importing:.2f} s "
+          f"(goal <= {GOAL_STARTUP:g} s)")  # fmt: skip
 
 
 async def import_seconds() -> float:

@@ -187,14 +187,9 @@ class Reconciler:
         claim_api = self.cluster.resource(CLAIMS, tenant.namespace)
         legacy_api = self.cluster.resource(DEPLOYMENTS, tenant.namespace)
         observed = Observed(tenant.namespace, service_api, workload_api, claim_api, legacy_api)
-        # The four lists at once: the apiserver encodes one while this process decodes another.
-        kinds = observed.kinds()
-        lists = await asyncio.gather(*(api.list(selector) for api, _ in kinds),
-                                     return_exceptions=True)  # fmt: skip
-        for (_, objects), listed in zip(kinds, lists, strict=True):
-            if isinstance(listed, BaseException):
-                raise listed  # the first that failed, in the order they were once listed
-            objects.update(Observed.index(listed[0]))
+        for api, objects in observed.kinds():
+            items, _ = await api.list(selector)
+            objects.update(Observed.index(items))
         known = {node.id for network in networks for node in network.nodes}
         for network in networks:
             coordinator_ip = network.external_coordinator_ip

@@ -27,8 +27,7 @@ from app.cli.tokens import add_token_commands
 from app.cluster.connect import ClusterConfigError
 from app.config import ConfigError, load_settings
 from app.domain.enums import Consensus
-from app.sandbox.build import BuildError
-from app.sandbox.handle import SandboxError
+from app.sandbox.errors import BuildError, SandboxError
 from app.store.engine import DatabaseUnavailable
 from app.store.migrate import MigrationNeeded
 

@@ -5,12 +5,20 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
-from app.sandbox.handle import Sandbox
+if TYPE_CHECKING:  # imported when a sandbox command runs: `qaas serve` needs none of it
+    from app.sandbox.handle import Sandbox
+
+
+def _default() -> Sandbox:
+    from app.sandbox.handle import Sandbox  # lazily: see above
+
+    return Sandbox.default()
 
 
 def _up(args: argparse.Namespace) -> int:
-    sandbox = Sandbox.default()
+    sandbox = _default()
     try:
         state = sandbox.up(
             progress=lambda line: print(line, flush=True),
@@ -27,13 +35,13 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _down(_: argparse.Namespace) -> int:
-    stopped = Sandbox.default().down()
+    stopped = _default().down()
     print("sandbox stopped" if stopped else "no sandbox was running")
     return 0
 
 
 def _status(_: argparse.Namespace) -> int:
-    state = Sandbox.default().state()
+    state = _default().state()
     if state is None:
         print("no sandbox is running (start one with: qaas sandbox up)")
         return 3
@@ -47,7 +55,7 @@ def _status(_: argparse.Namespace) -> int:
 
 
 def _kubeconfig(_: argparse.Namespace) -> int:
-    state = Sandbox.default().state()
+    state = _default().state()
     if state is None:
         print("no sandbox is running (start one with: qaas sandbox up)", file=sys.stderr)
         return 3

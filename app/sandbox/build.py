@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import IO
 
 from app.sandbox.apt import PrivateApt, unpack_debs
+from app.sandbox.errors import BuildError
 
 KUBERNETES_VERSION = "1.20.2"
 GO_PACKAGES = ["golang-1.19-go", "golang-1.19-src"]
@@ -37,10 +38,6 @@ BUILD_TOOL_PACKAGES = ["rsync", "libpopt0", "libxxhash0", "jq", "libjq1", "libon
 CONTROL_PLANE = ["kube-apiserver", "kube-controller-manager", "kube-scheduler"]
 
 Progress = Callable[[str], None]
-
-
-class BuildError(RuntimeError):
-    """The control plane could not be built; the message says which phase and why."""
 
 
 def cache_root() -> Path:

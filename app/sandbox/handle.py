@@ -28,12 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from app.sandbox.build import ensure_binaries
+from app.sandbox.errors import SandboxError
 from app.sandbox.processes import pid_alive, spawn, stop, wait_gone
 from app.sandbox.supervisor import STATE_FILE
-
-
-class SandboxError(RuntimeError):
-    """The sandbox could not start or stop; the message says why and where the logs are."""
 
 
 def default_state_dir() -> Path:

@@ -7,13 +7,21 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from app.store.engine import make_engine
-from app.store.migrate import upgrade
+from app.store.migrate import HEAD, alembic_config, upgrade
 from app.store.models import Base
 from tests.conftest import DATABASES, empty_database
+
+
+def test_head_is_the_newest_migration() -> None:
+    """Start-up compares the database's revision with ``HEAD`` instead of loading Alembic's
+    scripts: a new migration must bump it."""
+    scripts = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    assert scripts.get_heads() == [HEAD], "set app.store.migrate.HEAD to the new migration"
 
 
 @pytest.mark.parametrize("kind", DATABASES)

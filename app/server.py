@@ -191,24 +191,25 @@ class Startup:
             delay = min(delay * 2, RETRY_MAX_SECONDS)
 
     async def _attempt(self, *, keep_going: bool) -> bool:
-        """One try at each part not up yet, the cluster and the database at once (neither needs
-        the other); True once the control loop runs. Fail fast raises the cluster's fault
-        before the database's: its checks log nothing when they pass, so a fault is the only
-        line."""
-        steps = [(name, step) for name, step in (("cluster", self._cluster),
-                 ("database", self._database)) if name in self.pending]  # fmt: skip
-        outcomes = await asyncio.gather(*(step() for _, step in steps), return_exceptions=True)
-        for (name, _), outcome in zip(steps, outcomes, strict=True):
-            if outcome is None:
+        """One try at each part not up yet; True once the control loop runs."""
+        # The cluster first: its checks log nothing when they pass, so a fault is the only line.
+        for name, step in (("cluster", self._cluster), ("database", self._database)):
+            if name not in self.pending:
+                continue
+            try:
+                await step()
+            except STARTUP_FAULTS as fault:
+                if not keep_going:
+                    raise
+                self.pending[name] = str(fault)
+            except Exception as error:  # a bug, not a fault: fail fast shows the traceback
+                if not keep_going:
+                    raise
+                log.exception("start-up: the %s failed unexpectedly", name)
+                said = " ".join(str(error).split())[:300]
+                self.pending[name] = f"unexpected {type(error).__name__} ({said}); see the log"
+            else:
                 del self.pending[name]
-            elif not keep_going or not isinstance(outcome, Exception):
-                raise outcome
-            elif isinstance(outcome, STARTUP_FAULTS):
-                self.pending[name] = str(outcome)
-            else:  # a bug, not a fault: fail fast (above) shows the traceback
-                log.error("start-up: the %s failed unexpectedly", name, exc_info=outcome)
-                said = " ".join(str(outcome).split())[:300]
-                self.pending[name] = f"unexpected {type(outcome).__name__} ({said}); see the log"
         if self.pending:
             return False
         await self._start_control()

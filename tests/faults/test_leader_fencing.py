@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from kubernetes_asyncio import client
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.cluster.client import SERVICES
 from app.cluster.fence import Fenced
@@ -29,6 +30,7 @@ async def test_a_leader_that_cannot_renew_stops_writing_before_another_leads(
     proxy_kubeconfig: Path,
     kube_api: client.ApiClient,
     namespace: str,
+    sessions: async_sessionmaker[AsyncSession],  # empties the database: no earlier test's tenant
 ) -> None:
     if not settings.database_url.startswith("postgresql"):
         pytest.skip("several replicas need PostgreSQL")

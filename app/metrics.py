@@ -36,11 +36,13 @@ disable_created_metrics()  # type: ignore[no-untyped-call]  # no "_created" seri
 REGISTRY = CollectorRegistry()
 
 RECONCILE_PASSES = Counter(
-    "qaas_reconcile_passes", "Reconcile passes completed (failed ones included).",
-    registry=REGISTRY,
+    "qaas_reconcile_passes",
+    "Reconcile passes completed (failed ones included), by scope: all, or kicked networks.",
+    ["scope"], registry=REGISTRY,
 )  # fmt: skip
 RECONCILE_SECONDS = Histogram(
-    "qaas_reconcile_pass_seconds", "Duration of a reconcile pass.", registry=REGISTRY,
+    "qaas_reconcile_pass_seconds", "Duration of a reconcile pass, by scope.", ["scope"],
+    registry=REGISTRY,
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )  # fmt: skip
 RECONCILE_ERRORS = Counter(
@@ -130,9 +132,10 @@ def reconcile_error(error: BaseException) -> None:
 
 
 @contextmanager
-def reconcile_pass() -> Iterator[None]:
-    """Count and time one pass. A pass that raises counts as an error of its kind, unless it
-    is the reconciler's summary of tenant failures (``PassFailed``), counted one by one."""
+def reconcile_pass(scope: str = "all") -> Iterator[None]:
+    """Count and time one pass (``scope``: ``all`` or ``networks``, a pass over kicked networks
+    only). A pass that raises counts as an error of its kind, unless it is the reconciler's
+    summary of tenant failures (``PassFailed``), counted one by one."""
     started = time.perf_counter()
     try:
         yield
@@ -141,8 +144,8 @@ def reconcile_pass() -> Iterator[None]:
             reconcile_error(error)
         raise
     finally:
-        RECONCILE_PASSES.inc()
-        RECONCILE_SECONDS.observe(time.perf_counter() - started)
+        RECONCILE_PASSES.labels(scope).inc()
+        RECONCILE_SECONDS.labels(scope).observe(time.perf_counter() - started)
 
 
 def cluster_object(kind: str, action: str) -> None:

@@ -149,8 +149,15 @@ async def _run(
     result = await commit_unless_refused(deps.sessions, announced(deps.bus, change))
     if not result.errors:
         _publish(deps.bus, result)
-        deps.kick()
+        deps.kick(_network_of(result))
     return result
+
+
+def _network_of(result: Result) -> str | None:
+    """The network a change was to (its pass can cover that network only), or None."""
+    if result.network is not None:
+        return result.network.id
+    return result.node.network_id if result.node is not None else None
 
 
 def announced(

@@ -38,6 +38,15 @@ async def eventually(
     raise AssertionError(f"condition not met within {within}s (last value: {last!r})")
 
 
+async def holds(condition: Callable[[], bool], within: float = 10.0) -> None:
+    """``eventually`` for a condition that needs no awaiting."""
+
+    async def probe() -> bool:
+        return condition()
+
+    await eventually(probe, within)
+
+
 class GraphQLClient:
     """POSTs GraphQL to the app; ``data`` fails the test on any top-level error."""
 

@@ -61,11 +61,11 @@ class Leadership:
             return False
         return self.elector is None or self.elector.is_leader
 
-    def kick(self) -> None:
-        """Ask the reconciler for a pass soon; a follower has none (the leader's resync, or
-        the event bus's cross-replica kick, carries the change over)."""
+    def kick(self, network_id: str | None = None) -> None:
+        """Ask the reconciler for a pass soon (over one network, or all); a follower has none
+        (the leader's resync, or the event bus's cross-replica kick, carries the change over)."""
         if self.control is not None:
-            self.control.kick()
+            self.control.kick(network_id)
 
     def problems(self, longer_than: float) -> dict[str, str]:
         """For /readyz: the loop's failing parts; a follower serves, so it has none."""

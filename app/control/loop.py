@@ -64,8 +64,8 @@ class ControlLoop:
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
 
-    def kick(self) -> None:
-        self.reconciler.kick()
+    def kick(self, network_id: str | None = None) -> None:
+        self.reconciler.kick(network_id)
 
     def watch_namespace(self, namespace: str) -> None:
         if namespace in self.informers or not self._running:

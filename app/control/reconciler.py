@@ -7,33 +7,34 @@ a Deployment the node ran as before); replace what drifted; delete what is marke
 included) and, once the cluster has nothing left of it, the row; delete orphans that carry our
 labels but have no row. Every
 action is idempotent, so a pass can be interrupted at any line and the next one converges.
-Passes run every ``resync_seconds`` and sooner when something kicks the loop (a mutation, a pod
-event). The pieces: ``namespaces`` (preparing a tenant), ``converge`` (one node's objects),
-``removal`` (deletion and orphans), ``node_writer`` (recording what was done), ``settled``
-(nodes found settled, skipped by the next pass while nothing they depend on changed).
+A full pass runs every ``resync_seconds`` and sooner when something kicks the loop (a pod gone,
+another replica); a mutation's kick names its network, and the pass it asks for covers that
+network only (app/control/schedule.py). The pieces: ``namespaces`` (preparing a tenant),
+``converge`` (one node's objects), ``removal`` (deletion and orphans), ``node_writer``
+(recording what was done), ``settled`` (nodes found settled, skipped by the next pass while
+nothing they depend on changed).
 
 Example::
 
     reconciler = Reconciler(sessions, cluster, settings, bus)
     task = asyncio.create_task(reconciler.run())
-    reconciler.kick()   # after writing desired state
+    reconciler.kick(network_id)   # after writing a network's desired state
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.cluster.client import CLAIMS, DEPLOYMENTS, SERVICES, STATEFULSETS, Cluster, Resource
 from app.cluster.errors import Conflict, Invalid, KubeError, NotFound
-from app.cluster.objects import NodeObjects, selector_for
+from app.cluster.objects import NETWORK_ID, NodeObjects, selector_for
 from app.config import Settings
 from app.control.converge import (
     ForeignObject,
@@ -47,6 +48,7 @@ from app.control.namespaces import NotProvisioned, TenantNamespaces
 from app.control.node_writer import Apply, NodeWriter, WriteConflict
 from app.control.progress import facts_of
 from app.control.removal import Removal
+from app.control.schedule import PassSchedule
 from app.control.settled import SettledNodes, another_ran, fingerprint_of
 from app.domain.enums import Desired, NodeRole, NodeStatus
 from app.domain.status import node_status
@@ -79,9 +81,10 @@ class Reconciler:
         self.namespaces = TenantNamespaces(cluster, settings, on_ready=lambda _: None)
         self._unprovisioned: set[str] = set()  # namespaces said to be not provisioned
         self._on_current: Callable[[set[str]], None] = lambda _: None
-        self._wake = asyncio.Event()
+        self.schedule = PassSchedule(settings.resync_seconds)
         self._stopping = False
-        self.passes = 0
+        self.passes = 0  # full passes
+        self.network_passes = 0  # passes over kicked networks only
         self.settled = SettledNodes()  # skipped by the next pass while unchanged
         self.failing_since: float | None = None  # time.monotonic() of the first failed pass
         self.last_error: str | None = None
@@ -94,26 +97,30 @@ class Reconciler:
         self.namespaces.on_ready = ready
         self._on_current = current
 
-    def kick(self) -> None:
-        """Ask for a pass soon (after a mutation or an observed change)."""
-        self._wake.set()
+    def kick(self, network_id: str | None = None) -> None:
+        """Ask for a pass soon: over one network (after a mutation of it) or over all."""
+        self.schedule.kick(network_id)
 
     def stop(self) -> None:
         """Finish the pass under way, then return from run() (see ControlLoop.stop)."""
         self._stopping = True
-        self._wake.set()
+        self.schedule.wake()
 
     async def run(self) -> None:
         """Reconcile until stopped; a failed pass is retried after a backoff with jitter, and
         ``failing_since`` / ``last_error`` say since when it fails and why (for /readyz)."""
         failures = 0
         while not self._stopping:
-            self._wake.clear()
+            networks = self.schedule.take()
+            if networks == set():
+                await self.schedule.wait()  # woken to stop
+                continue
             try:
-                with reconcile_pass():
-                    await self.reconcile_once()
+                with reconcile_pass("all" if networks is None else "networks"):
+                    await self.reconcile_once(networks)
                 failures, self.failing_since, self.last_error = 0, None, None
-                delay = self.settings.resync_seconds
+                if networks is None:
+                    self.schedule.full_pass_in(self.settings.resync_seconds)
             except Exception as error:
                 failures += 1
                 self.last_error = _describe(error)
@@ -123,10 +130,8 @@ class Reconciler:
                 delay *= random.uniform(0.5, 1.0)
                 log.warning("reconcile pass failed (%s); retrying in %.1fs", self.last_error,
                             delay, exc_info=not isinstance(error, KubeError))  # fmt: skip
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
-            except TimeoutError:
-                pass
+                self.schedule.full_pass_in(delay)
+            await self.schedule.wait()
 
     # -- one pass ---------------------------------------------------------------------------
 
@@ -137,24 +142,28 @@ class Reconciler:
             self.cluster.resource(STATEFULSETS, namespace),
         )
 
-    async def reconcile_once(self) -> None:
+    async def reconcile_once(self, only: Collection[str] | None = None) -> None:
+        """One pass: over every tenant, or (``only``) over those networks and nothing else."""
         async with self.sessions() as session:
             every_tenant = await tenants.all_tenants(session)
-            networks = await pass_rows.pass_rows(session)
+            networks = await pass_rows.pass_rows(session, only)
         by_tenant: dict[str, list[NetworkRows]] = {t.id: [] for t in every_tenant}
-        current = {t.namespace for t in every_tenant}
-        self.namespaces.retain(current)
-        self._unprovisioned &= current
-        self._on_current(current)
         for network, nodes in networks:
             by_tenant.setdefault(network.tenant_id, []).append((network, nodes))
-        self.settled.begin()
+        if only is None:
+            current = {t.namespace for t in every_tenant}
+            self.namespaces.retain(current)
+            self._unprovisioned &= current
+            self._on_current(current)
+            self.settled.begin()
+        else:  # the tenants of those networks; what is settled stays remembered as it is
+            every_tenant = [t for t in every_tenant if by_tenant[t.id]]
         failed: list[str] = []
         for tenant in every_tenant:
             # One tenant's broken namespace (forbidden, deleted by hand, over quota) or a
             # database error must not stop the others: each is tried, the pass says what failed.
             try:
-                await self._reconcile_namespace(tenant, by_tenant[tenant.id])
+                await self._reconcile_namespace(tenant, by_tenant[tenant.id], only)
             except NotProvisioned as waiting:
                 # An administrator's step is missing: the nodes say so, QaaS itself is fine.
                 if tenant.namespace not in self._unprovisioned:
@@ -173,8 +182,11 @@ class Reconciler:
                 await self._record_tenant_failure(by_tenant[tenant.id], error)
             else:
                 self._unprovisioned.discard(tenant.namespace)
-        self.settled.end()  # nodes gone (or failed in this pass) are forgotten
-        self.passes += 1
+        if only is None:
+            self.settled.end()  # nodes gone (or failed in this pass) are forgotten
+            self.passes += 1
+        else:
+            self.network_passes += 1
         if failed:
             raise PassFailed(f"the pass failed for tenant(s) {', '.join(failed)}")
 
@@ -186,9 +198,13 @@ class Reconciler:
                 with contextlib.suppress(Exception):  # the database may be what failed
                     await self.writer.write(node.id, _retrying(reason))
 
-    async def _reconcile_namespace(self, tenant: Tenant, networks: list[NetworkRows]) -> None:
+    async def _reconcile_namespace(
+        self, tenant: Tenant, networks: list[NetworkRows], only: Collection[str] | None
+    ) -> None:
         await self.namespaces.prepare(tenant)
         selector = selector_for(self.settings.instance)
+        if only is not None:  # the objects of those networks only
+            selector += f",{NETWORK_ID} in ({','.join(sorted(n.id for n, _ in networks))})"
         service_api, workload_api = self.resources(tenant.namespace)
         claim_api = self.cluster.resource(CLAIMS, tenant.namespace)
         legacy_api = self.cluster.resource(DEPLOYMENTS, tenant.namespace)
@@ -215,7 +231,8 @@ class Reconciler:
                     coordinator_ip = ip
             if network.desired is Desired.ABSENT:
                 await self.removal.remove_network_if_empty(network)
-        await self.removal.delete_orphans(observed, known)
+        if only is None:  # an object of no known node is an orphan only in a full view
+            await self.removal.delete_orphans(observed, known)
 
     async def _remove(
         self,
@@ -295,7 +312,7 @@ class Reconciler:
             reconcile_error(invalid)
             error = f"the Kubernetes API rejected its objects: {invalid}"
         except (NotFound, Conflict):
-            self.kick()  # deleted or changed while we worked: the next pass converges it
+            self.kick(network.id)  # deleted or changed while we worked: the next pass converges
             return None
         except KubeError as failed:  # what was made so far is recorded, with why it stopped
             reconcile_error(failed)

@@ -27,7 +27,9 @@ subscriber never misses a final state. A reconnect also wakes the local reconcil
 have been missed).
 
 ``kick`` runs this replica's ``on_kick`` handlers (its reconciler's wake-up call) and NOTIFYs
-the wake-up channel: every other replica runs its own (the sender ignores its own NOTIFY).
+the wake-up channel: every other replica runs its own (the sender ignores its own NOTIFY). A
+kick may name the network a mutation changed; the NOTIFY carries the names of the networks
+kicked since the last one (up to ``KICKED_MOST``, else none: a pass over everything).
 
 Example::
 
@@ -61,7 +63,8 @@ log = logging.getLogger("qaas.events")
 
 # Node changes: {"n": node, "w": network, "t": tenant, "r": revision, "i": sender, "d": deleted}
 NODES = "qaas_nodes"
-KICK = "qaas_kick"  # wake the reconciler: the payload is the sender's instance id
+KICK = "qaas_kick"  # wake the reconciler: "<sender's instance id>[ <network id>...]"
+KICKED_MOST = 50  # network ids one wake-up call names (more: it names none, a full pass)
 DELETED_KEPT = 10_000  # deleted nodes remembered (to drop late notifications about them)
 LOST = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, ConnectionError)
 
@@ -116,7 +119,7 @@ class PostgresBus:
         self.retry_first_seconds, self.retry_max_seconds = retry_first_seconds, retry_max_seconds
         self.local = InProcessBus(mailbox_limit)
         self.instance = uuid.uuid4().hex
-        self.on_kick: list[Callable[[], None]] = []
+        self.on_kick: list[Callable[[str | None], None]] = []
         self.connected = asyncio.Event()  # set while LISTENing and caught up
         # Counters, for tests and benchmarks.
         self.reads = 0  # node reads (each one for a batch of changes)
@@ -132,6 +135,7 @@ class PostgresBus:
         self._connection: asyncpg.Connection[Any] | None = None
         self._kicking: asyncio.Task[None] | None = None
         self._kick_again = False
+        self._kicked: set[str] | None = set()  # networks to name in the next call; None: all
 
     # -- the EventBus protocol ------------------------------------------------------------------
 
@@ -167,10 +171,15 @@ class PostgresBus:
 
     # -- the reconciler's wake-up call -----------------------------------------------------------
 
-    def kick(self) -> None:
-        """Wake this replica's reconciler now and every other one's (their NOTIFYs coalesced)."""
+    def kick(self, network_id: str | None = None) -> None:
+        """Wake this replica's reconciler now and every other one's (their NOTIFYs coalesced),
+        for a pass over ``network_id`` or, with None, over everything."""
         for kick in self.on_kick:
-            kick()
+            kick(network_id)
+        if network_id is None or self._kicked is None:
+            self._kicked = None
+        else:
+            self._kicked.add(network_id)
         if self._kicking is not None and not self._kicking.done():
             self._kick_again = True
             return
@@ -179,8 +188,11 @@ class PostgresBus:
     async def _send_kicks(self) -> None:
         while True:
             self._kick_again = False
+            networks, self._kicked = self._kicked, set()
+            named = sorted(networks) if networks and len(networks) <= KICKED_MOST else []
+            payload = " ".join([self.instance, *named])
             try:
-                await self.source.notify(KICK, self.instance)
+                await self.source.notify(KICK, payload)
             except Exception as error:  # the resync timer covers a lost kick
                 log.warning("cannot send the reconciler's wake-up call: %s", error)
             if not self._kick_again:
@@ -245,7 +257,7 @@ class PostgresBus:
         await self._catch_up()
         self.connected.set()
         for kick in self.on_kick:
-            kick()  # a wake-up call may have been sent while nobody listened
+            kick(None)  # a wake-up call may have been sent while nobody listened
         while not lost.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(lost.wait(), self.heartbeat_seconds)
@@ -275,9 +287,12 @@ class PostgresBus:
         if not isinstance(payload, str):
             return
         if channel == KICK:
-            if payload != self.instance:
+            sender, *networks = payload.split(" ")
+            if sender != self.instance:
+                named: list[str | None] = list(networks) if networks else [None]
                 for kick in self.on_kick:
-                    kick()
+                    for network_id in named:
+                        kick(network_id)
             return
         if channel == NETWORKS:
             try:

@@ -33,8 +33,9 @@ class ApiDeps:
     settings: Settings
     sessions: async_sessionmaker[AsyncSession]
     bus: EventBus
-    # Wakes the reconciler after a mutation wrote desired state (a no-op without one).
-    kick: Callable[[], None] = lambda: None
+    # Wakes the reconciler after a mutation wrote a network's desired state (its id: the pass
+    # may cover that network only; None: every network). A no-op without a reconciler.
+    kick: Callable[[str | None], None] = lambda _network_id: None
     cluster_reachable: Callable[[], Awaitable[bool]] | None = None
     cluster_description: str = "none"
     # The control loop's parts failing for too long, by name, with why (for /readyz).

@@ -18,6 +18,7 @@ Example::
 from __future__ import annotations
 
 import datetime
+from collections.abc import Collection
 from typing import NamedTuple
 
 from sqlalchemy import select
@@ -65,11 +66,18 @@ class PassNode(NamedTuple):
 PASS_COLUMNS = tuple(getattr(Node, name) for name in PassNode._fields)
 
 
-async def pass_rows(session: AsyncSession) -> list[tuple[Network, list[PassNode]]]:
-    """Every network of every tenant with its nodes: two statements whatever the number."""
-    networks = list(await session.scalars(select(Network)))
+async def pass_rows(
+    session: AsyncSession, only: Collection[str] | None = None
+) -> list[tuple[Network, list[PassNode]]]:
+    """Every network of every tenant (or the networks ``only`` names) with its nodes: two
+    statements whatever the number."""
+    network_rows, node_rows = select(Network), select(*PASS_COLUMNS)
+    if only is not None:
+        network_rows = network_rows.where(Network.id.in_(only))
+        node_rows = node_rows.where(Node.network_id.in_(only))
+    networks = list(await session.scalars(network_rows))
     nodes: dict[str, list[PassNode]] = {network.id: [] for network in networks}
-    for row in await session.execute(select(*PASS_COLUMNS)):
+    for row in await session.execute(node_rows):
         node = PassNode(*row)
         nodes.setdefault(node.network_id, []).append(node)
     return [(network, nodes[network.id]) for network in networks]

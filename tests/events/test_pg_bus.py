@@ -18,7 +18,7 @@ from app.config import load_settings
 from app.control.node_writer import Apply, NodeWriter
 from app.domain.enums import Consensus, Role
 from app.events.bus import Change, Mailbox, NodeChange
-from app.events.pg_bus import PostgresBus
+from app.events.pg_bus import KICKED_MOST, PostgresBus
 from app.services.tenancy import create_token
 from app.store import desired
 from app.store.engine import make_engine, make_sessionmaker
@@ -250,15 +250,37 @@ async def test_a_wake_up_call_on_one_replica_wakes_the_other(
     replicas: tuple[PostgresBus, PostgresBus],
 ) -> None:
     one, two = replicas
-    woken = {"one": 0, "two": 0}
-    one.on_kick.append(lambda: woken.__setitem__("one", woken["one"] + 1))
-    two.on_kick.append(lambda: woken.__setitem__("two", woken["two"] + 1))
+    woken: dict[str, list[str | None]] = {"one": [], "two": []}
+    one.on_kick.append(woken["one"].append)
+    two.on_kick.append(woken["two"].append)
     heard = one.notifications
     one.kick()
-    assert woken["one"] == 1  # at once, locally
-    await eventually(lambda: _true(woken["two"] == 1))
+    assert woken["one"] == [None]  # at once, locally
+    await eventually(lambda: _true(woken["two"] == [None]))
     await eventually(lambda: _true(one.notifications > heard))  # its own NOTIFY came back
-    assert woken == {"one": 1, "two": 1}  # and was not taken as another call
+    assert woken == {"one": [None], "two": [None]}  # and was not taken as another call
+
+
+async def test_a_wake_up_call_names_the_networks_kicked_and_none_past_the_limit(
+    replicas: tuple[PostgresBus, PostgresBus],
+) -> None:
+    one, two = replicas
+    woken: list[str | None] = []
+    two.on_kick.append(woken.append)
+    one.kick("net-a")  # a mutation of one network: the other replica's pass may cover it only
+    await eventually(lambda: _true(woken == ["net-a"]))
+    woken.clear()
+    one.kick("net-c")  # a burst is one call, which names each network kicked
+    one.kick("net-b")
+    await eventually(lambda: _true(woken == ["net-b", "net-c"]))
+    woken.clear()
+    for k in range(KICKED_MOST + 1):  # past the limit: one call naming none, a full pass
+        one.kick(f"net-{k:03}")
+    await eventually(lambda: _true(woken == [None]))
+    woken.clear()
+    one.kick("net-b")
+    one.kick()  # one that names none: a pass over everything, whatever else was named
+    await eventually(lambda: _true(woken == [None]))
 
 
 async def test_a_bus_started_before_its_database_is_ready_connects_once_it_is(

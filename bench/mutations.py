@@ -223,6 +223,12 @@ def record(args: argparse.Namespace, pid: int) -> subprocess.Popen[bytes] | None
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+async def profiled(recorder: subprocess.Popen[bytes] | None, args: argparse.Namespace) -> None:
+    if recorder is not None:
+        await asyncio.to_thread(recorder.wait, 30)
+        log(f"profiled the {args.profile_phase} phase (slowed by it); stacks in {args.profile}")
+
+
 @dataclass(frozen=True)
 class Figures:
     viewer: Latencies
@@ -260,13 +266,13 @@ async def bench(args: argparse.Namespace, workdir: Path, kubeconfig: Path) -> Fi
             hit = Latencies("{ viewer { role } }, cached", hits)
             create = Latencies("networkCreate, idle", create_ms)
             log(f"maximum rate: {args.concurrency} in flight for {args.seconds:.0f} s")
-            recorder = record(args, server.pid)
+            recorder = record(args, server.pid) if args.profile_phase == "max" else None
             rate, busy = await max_rate(client, args.seconds, args.concurrency)
-            if recorder is not None:
-                await asyncio.to_thread(recorder.wait, 30)
-                log(f"profiled the max-rate phase (slowed by it); stacks in {args.profile}")
+            await profiled(recorder, args)
             log(f"{rate:.0f} req/s; now {rate / 2:.0f}/s on a schedule for {args.seconds:.0f} s")
+            recorder = record(args, server.pid) if args.profile_phase == "half" else None
             half = await open_loop(client, rate / 2, args.seconds)
+            await profiled(recorder, args)
     except Exception:
         log(
             "the server's log ends with:\n"
@@ -300,7 +306,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--idle", type=int, default=200, help="sequential requests of each")
     parser.add_argument("--seconds", type=float, default=10.0, help="each loaded phase")
     parser.add_argument("--concurrency", type=int, default=16, help="in flight at max rate")
-    parser.add_argument("--profile", help="record the server with py-spy in the max-rate phase")
+    parser.add_argument("--profile", help="record the server with py-spy in one phase")
+    parser.add_argument("--profile-phase", choices=("max", "half"), default="max",
+                        help="the phase --profile records: max rate or half of it")  # fmt: skip
     parser.add_argument("--timeout", type=float, default=180.0, help="the whole run, seconds")
     return parser.parse_args(argv)
 

@@ -47,6 +47,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 import app.store.changes  # noqa: F401  (counts committed changes of every session)
+from app.store import sqlite_loop
 
 SQLITE_BUSY_TIMEOUT = 5.0  # seconds (QAAS_SQLITE_BUSY_TIMEOUT)
 # How long a writer may queue behind this process's other writers (as long as SQLAlchemy's pool
@@ -203,7 +204,9 @@ def busy_error(
 def make_engine(url: str, busy_timeout: float = SQLITE_BUSY_TIMEOUT, **kwargs: Any) -> AsyncEngine:
     """``busy_timeout``: how long a SQLite writer waits for the write lock, in seconds."""
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
+        # Statements run on the loop's thread; a BEGIN waits on aiosqlite's (sqlite_loop.py).
+        connect_args = {"timeout": 30, "async_creator_fn": sqlite_loop.connect}
+        engine = create_async_engine(url, connect_args=connect_args, **kwargs)
         _turns[engine.sync_engine] = _Turns(busy_timeout)
         busy_ms = max(1, round(busy_timeout * 1000))
 

@@ -1,0 +1,55 @@
+"""SQLite statements run on the event loop's thread, except the one that may wait for a lock.
+
+aiosqlite runs every call (make a cursor, execute, fetch, close) on a thread of its own and hands
+the result back through the event loop. Each hand-back waits for the loop to come round, so a
+statement costs as many loop turns as it has calls, and a write transaction holds SQLite's one
+write lock across all of them: with the loop busy serving other requests, a mutation's ten
+statements held the lock for 60 ms where they need 5 (measured with three tasks keeping the loop
+busy, on one core). Every writer of the process queues behind that lock (``write_turn``), so the
+hand-backs were what the mutations' tail latency was made of.
+
+SQLite itself answers these calls in microseconds: under WAL a reader never waits for a writer,
+and a writer that holds the lock (after ``BEGIN IMMEDIATE``) waits for nobody. So this connection
+runs them inline, on the loop's thread, and sends to aiosqlite's thread only what may wait: a
+``BEGIN``, which waits up to the busy timeout for another process's write lock (``qaas token
+create``, a second ``qaas serve`` on the same file), and opening and closing the connection.
+
+The cost: the loop does the SQLite work itself, so a very large read (the reconciler's pass over
+10,000 nodes) holds the loop for its SQLite time, as the Python that decodes its rows already did.
+
+Example::
+
+    engine = create_async_engine(url, connect_args={"async_creator_fn": sqlite_loop.connect})
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+import aiosqlite
+
+
+class LoopConnection(aiosqlite.Connection):
+    """An aiosqlite connection whose calls run on the caller's thread, except a BEGIN."""
+
+    async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if self._connection is None or may_wait(args):
+            return await super()._execute(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
+        return fn(*args, **kwargs)
+
+
+def may_wait(args: tuple[Any, ...]) -> bool:
+    """True for a call that may wait for another process's lock: a statement that begins a
+    transaction (``BEGIN IMMEDIATE`` takes the write lock, waiting up to the busy timeout)."""
+    return bool(args) and isinstance(args[0], str) and args[0].lstrip()[:5].upper() == "BEGIN"
+
+
+def connect(database: str, **kwargs: Any) -> LoopConnection:
+    """SQLAlchemy's ``async_creator_fn``: called with what it would give ``sqlite3.connect``."""
+    # Opened on aiosqlite's thread, then used on the loop's: never by both at once.
+    kwargs["check_same_thread"] = False
+    connection = LoopConnection(lambda: sqlite3.connect(database, **kwargs), 64)
+    connection._thread.daemon = True  # as SQLAlchemy does: it never holds the process open
+    return connection

@@ -54,7 +54,7 @@ async def limit_refusal(session: AsyncSession, tenant_id: str, new_network: bool
     tenant = await tenants.lock_tenant(session, tenant_id)
     if tenant is None:
         return refused("name", "no such tenant", ErrorCode.NOT_FOUND)
-    networks, nodes = await desired.tenant_counts(session, tenant_id)
+    networks, nodes = tenant.network_count, tenant.node_count  # kept by app/store/desired.py
     if new_network and networks >= tenant.max_networks:
         return refused("name", f"your tenant may run at most {tenant.max_networks} networks; "
                        "delete one first", ErrorCode.LIMIT_EXCEEDED)  # fmt: skip

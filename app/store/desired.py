@@ -84,7 +84,8 @@ async def nodes_of(session: AsyncSession, network_id: str) -> list[Node]:
 
 
 async def tenant_counts(session: AsyncSession, tenant_id: str) -> tuple[int, int]:
-    """How many networks and nodes the tenant has (those being deleted included); one query."""
+    """How many networks and nodes the tenant has (those being deleted included), counted;
+    one query. A mutation reads the tenant's kept counts instead (``Tenant.network_count``)."""
     networks = select(func.count()).select_from(Network).where(Network.tenant_id == tenant_id)
     nodes = select(func.count()).select_from(Node).join(Network)
     nodes = nodes.where(Network.tenant_id == tenant_id)
@@ -135,9 +136,30 @@ async def node_with_network(
 
 
 async def insert(session: AsyncSession, *rows: Network | Node | NodeStatusChange) -> None:
-    """Insert ``rows`` now (flush), so ids exist and a name race surfaces as IntegrityError."""
+    """Insert ``rows`` now (flush), so ids exist and a name race surfaces as IntegrityError;
+    their tenants' counts go up with them."""
     session.add_all(rows)
+    new = [row for row in rows if row in session.new]  # not a network that exists already
     await session.flush()
+    added: dict[str, tuple[int, int]] = {}  # by network id: networks and nodes inserted
+    for row in new:
+        if isinstance(row, Network | Node):
+            network_id = row.id if isinstance(row, Network) else row.network_id
+            networks, nodes = added.get(network_id, (0, 0))
+            added[network_id] = (networks + isinstance(row, Network), nodes + isinstance(row, Node))
+    for network_id, (networks, nodes) in added.items():
+        await _count(session, network_id, networks, nodes)
+
+
+async def _count(session: AsyncSession, network_id: str, networks: int, nodes: int) -> None:
+    """Add ``networks`` and ``nodes`` to the counts of the tenant of ``network_id``."""
+    tenant = select(Network.tenant_id).where(Network.id == network_id).scalar_subquery()
+    await session.execute(
+        update(Tenant)
+        .where(Tenant.id == tenant)
+        .values(network_count=Tenant.network_count + networks, node_count=Tenant.node_count + nodes)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def claim_revision(session: AsyncSession, node: Node) -> bool:
@@ -166,12 +188,16 @@ def record_status(session: AsyncSession, change: NodeStatusChange) -> None:
 
 
 async def delete_node(session: AsyncSession, node_id: str) -> None:
-    await session.execute(delete(Node).where(Node.id == node_id))
+    deleted = delete(Node).where(Node.id == node_id).returning(Node.network_id)
+    network_id = await session.scalar(deleted.execution_options(synchronize_session=False))
+    if network_id is not None:
+        await _count(session, network_id, 0, -1)
 
 
 async def delete_network_if_empty(session: AsyncSession, network_id: str) -> bool:
     """Delete the network's row if it has no node left; True if it did."""
     if await session.scalar(select(Node.id).where(Node.network_id == network_id)) is not None:
         return False
+    await _count(session, network_id, -1, 0)
     await session.execute(delete(Network).where(Network.id == network_id))
     return True

@@ -92,6 +92,10 @@ class Tenant(Base):
     namespace: Mapped[str] = mapped_column(String(63), unique=True)
     max_networks: Mapped[int] = mapped_column(Integer)
     max_nodes: Mapped[int] = mapped_column(Integer)
+    # How many networks and nodes it has (those being deleted included), kept by every insert
+    # and delete in app/store/desired.py: what the limits are checked against.
+    network_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    node_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -379,7 +379,7 @@ async def served(http: httpx.AsyncClient) -> bool:
     except httpx.TransportError:  # not listening yet
         return False
     passes = [line.split()[-1] for line in metrics.splitlines()
-              if line.startswith("qaas_reconcile_passes_total ")]  # fmt: skip
+              if line.startswith('qaas_reconcile_passes_total{scope="all"} ')]  # fmt: skip
     return bool(passes) and float(passes[0]) >= 1
 
 

@@ -118,8 +118,8 @@ class Reconciler:
             try:
                 with reconcile_pass("all" if networks is None else "networks"):
                     await self.reconcile_once(networks)
-                failures, self.failing_since, self.last_error = 0, None, None
-                if networks is None:
+                if networks is None:  # only a full pass says that all is well again
+                    failures, self.failing_since, self.last_error = 0, None, None
                     self.schedule.full_pass_in(self.settings.resync_seconds)
             except Exception as error:
                 failures += 1

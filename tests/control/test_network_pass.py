@@ -16,11 +16,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.cluster.client import SERVICES, STATEFULSETS, Cluster
+from app.cluster.errors import KubeError
 from app.cluster.objects import NETWORK_ID, NODE_ID, selector_for
 from app.config import Settings
 from app.control.reconciler import Reconciler
-from app.domain.enums import Consensus
+from app.domain.enums import Consensus, Role
 from app.events.bus import InProcessBus
+from app.services.tenancy import create_token
 from app.store.models import Node
 from tests.conftest import CallerTenant
 from tests.helpers import Writes, eventually, holds
@@ -164,6 +166,50 @@ async def test_the_loop_runs_a_network_pass_for_a_named_kick_and_a_full_one_othe
         assert reconciler.network_passes >= 1
         reconciler.kick()
         await holds(lambda: reconciler.passes == 2)
+    finally:
+        reconciler.stop()
+        await running
+
+
+class _Broken(Reconciler):
+    """The real reconciler, with every pass failing for the tenant named ``broken`` (a fault
+    injected in front of its namespace) while ``broken`` is set."""
+
+    broken = True
+
+    async def _reconcile_namespace(self, tenant: Any, *args: Any) -> None:
+        if self.broken and tenant.name == "broken":
+            raise KubeError("injected: the namespace cannot be served")
+        await super()._reconcile_namespace(tenant, *args)
+
+
+async def test_only_a_full_pass_says_that_a_failing_tenant_is_well_again(
+    sessions: async_sessionmaker[AsyncSession],
+    cluster: Cluster,
+    settings: Settings,
+    tenant: CallerTenant,
+) -> None:
+    writes = Writes(sessions)
+    broken, _, _ = await create_token(sessions, "broken", Role.ADMIN, settings)
+    await writes.create_network(broken.id, "theirs", Consensus.RAFT)
+    reconciler = _Broken(sessions, cluster, settings.model_copy(update={"resync_seconds": 3600}),
+                         InProcessBus())  # fmt: skip
+    running = asyncio.create_task(reconciler.run())
+    try:
+        await holds(lambda: reconciler.failing_since is not None)
+        failing_since = reconciler.failing_since
+        ours = await _network(writes, tenant, "ours")
+        reconciler.kick(ours)  # a pass over another tenant's network succeeds...
+
+        async def made() -> bool:
+            return len(await _names(cluster, tenant.namespace, STATEFULSETS)) == 1
+
+        await eventually(made)
+        await holds(lambda: reconciler.network_passes >= 1)
+        assert reconciler.failing_since == failing_since  # ...and says nothing of the other
+        reconciler.broken = False
+        reconciler.kick()
+        await holds(lambda: reconciler.failing_since is None)
     finally:
         reconciler.stop()
         await running

@@ -6,6 +6,8 @@ queue for it in asyncio, in order (a mutation's before the control loop's, a few
 then beginning with ``BEGIN IMMEDIATE``
 (``app/store/unit.py``); a write lock held by another process (``qaas token create``) longer than
 the busy timeout is ``DatabaseBusy``, which the API answers as UNAVAILABLE with a retry delay.
+SQLite's calls run on the event loop's thread, a ``BEGIN`` on aiosqlite's (``sqlite_loop.py``):
+a transaction holds the write lock for its statements, not for turns of a busy loop.
 
 ``synchronous=NORMAL`` under WAL: a commit survives the process being killed (its pages are in
 the WAL file, which the operating system holds); only a power cut or kernel crash may lose the

@@ -15,9 +15,11 @@ What it does
        request that had to wait for a free moment counts its wait.
 
     Each network created makes the reconciler (kicked by the mutation) write its coordinator's
-    Service and Deployment into the sandbox in the background: that work shares core 0 with
-    the answers, as it would in production. Every answer must be a 200 without ``errors`` and
-    with empty ``userErrors``, or the benchmark fails.
+    Service and StatefulSet into the sandbox in the background: that work shares core 0 with
+    the answers, as it would in production. With ``--follower`` another replica holds the
+    control loop's Lease (made in the sandbox before the server starts), so the server only
+    answers, as a replica that does not lead: the answer path alone. Every answer must be a
+    200 without ``errors`` and with empty ``userErrors``, or the benchmark fails.
 
 How to read the figures
     p50/p90/p99/max  milliseconds a request, client side, over loopback
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import itertools
 import os
 import subprocess
@@ -99,11 +102,30 @@ async def make_token(url: str) -> str:
     return secret
 
 
+async def hold_the_lease(kubeconfig: Path) -> dict[str, str]:
+    """``--follower``: the control loop's Lease, held by another replica for an hour, and the
+    settings that make the server a follower for that long (it answers, it does not reconcile)."""
+    from kubernetes_asyncio import client, config  # only here: the bench's one direct use
+
+    now = datetime.datetime.now(datetime.UTC).isoformat()
+    api = await config.new_client_from_config(str(kubeconfig))
+    try:
+        await client.CoordinationV1Api(api).create_namespaced_lease("default", {
+            "metadata": {"name": "qaas-control"},
+            "spec": {"holderIdentity": "another-replica", "leaseDurationSeconds": 3600,
+                     "acquireTime": now, "renewTime": now},
+        })  # fmt: skip
+    finally:
+        await api.close()
+    return {"QAAS_LEADER_ELECTION": "on", "QAAS_LEASE_SECONDS": "3600",
+            "QAAS_LEASE_RENEW_DEADLINE": "3000"}  # fmt: skip
+
+
 def start_server(
-    workdir: Path, database: str, kubeconfig: Path
+    workdir: Path, database: str, kubeconfig: Path, extra: dict[str, str]
 ) -> tuple[subprocess.Popen[bytes], int]:
     port = free_ports(1)[0]
-    env = {**os.environ, "QAAS_DATABASE_URL": database, "QAAS_KUBECONFIG": str(kubeconfig),
+    env = {**os.environ, **extra, "QAAS_DATABASE_URL": database, "QAAS_KUBECONFIG": str(kubeconfig),
            "QAAS_CLUSTER": "kubeconfig", "QAAS_NAMESPACE": "default", "QAAS_LOG_LEVEL": "WARNING",
            "QAAS_CHAIN_PROBE": "off", "QAAS_TENANT_MAX_NETWORKS": str(LIMIT),
            "QAAS_TENANT_MAX_NODES": str(LIMIT), "QAAS_MUTATIONS_PER_MINUTE": str(LIMIT * 60),
@@ -242,7 +264,8 @@ class Figures:
 async def bench(args: argparse.Namespace, workdir: Path, kubeconfig: Path) -> Figures:
     database = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
     token = await make_token(database)
-    server, port = start_server(workdir, database, kubeconfig)
+    extra = await hold_the_lease(kubeconfig) if args.follower else {}
+    server, port = start_server(workdir, database, kubeconfig, extra)
     os.sched_setaffinity(0, {LOAD_CORE})  # the load; the server has core 0
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
     try:
@@ -289,7 +312,8 @@ def report(figures: Figures, args: argparse.Namespace) -> str:
     header = f"{'':<34}{'n':>6}{'p50':>8}{'p90':>8}{'p99':>8}{'max':>8}  (ms)"
     rows = [figures.hit, figures.viewer, figures.create, figures.busy, figures.half]
     return "\n".join([
-        f"\nqaas serve on 1 core, SQLite, load on the other; {os.cpu_count()} cores",
+        f"\nqaas serve on 1 core, SQLite, load on the other; {os.cpu_count()} cores"
+        + (" (a follower: no control loop)" if args.follower else ""),
         header, *(r.row() for r in rows),
         f"idle: networkCreate p50 {figures.create.at(50):.1f} ms | reference "
         f"{{ viewer {{ role }} }} computed p50 {figures.viewer.at(50):.1f} ms | ratio "
@@ -306,6 +330,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--idle", type=int, default=200, help="sequential requests of each")
     parser.add_argument("--seconds", type=float, default=10.0, help="each loaded phase")
     parser.add_argument("--concurrency", type=int, default=16, help="in flight at max rate")
+    parser.add_argument("--follower", action="store_true",
+                        help="another replica holds the control loop's Lease: the server only "
+                        "answers (the answer path alone)")  # fmt: skip
     parser.add_argument("--profile", help="record the server with py-spy in one phase")
     parser.add_argument("--profile-phase", choices=("max", "half"), default="max",
                         help="the phase --profile records: max rate or half of it")  # fmt: skip

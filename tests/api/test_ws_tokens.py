@@ -25,7 +25,7 @@ from app.services.tenancy import create_token
 from app.store.models import ApiToken, utcnow
 from schema.ids import to_global_id
 from tests.conftest import CallerTenant
-from tests.helpers import eventually
+from tests.helpers import holds
 from tests.live import conftest as live_fixtures
 from tests.live.conftest import LiveServer
 
@@ -114,16 +114,12 @@ async def _subscribe(live: LiveServer, secret: str) -> AsyncIterator[Socket]:
         await connection.send(json.dumps(subscribe))
         socket = Socket(connection)
         try:
-            await eventually(lambda: _true(bool(socket.nodes)))  # the snapshot's coordinator
+            await holds(lambda: bool(socket.nodes))  # the snapshot's coordinator
             yield socket
         finally:
             socket.reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await socket.reader
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 @pytest.fixture
@@ -189,7 +185,7 @@ async def test_an_expired_or_deleted_token_closes_its_sockets(
     reason: str,
 ) -> None:
     # Once the coordinator runs no more events come: only the recheck can notice the change.
-    await eventually(lambda: _true("RUNNING" in socket.statuses), within=30)
+    await holds(lambda: "RUNNING" in socket.statuses, within=30)
     async with sessions.begin() as session:
         if change == "expire":
             past = utcnow() - datetime.timedelta(seconds=1)
@@ -216,7 +212,7 @@ async def test_nothing_is_delivered_after_the_token_expires(
             update(ApiToken).where(ApiToken.id == member[0]).values(expires_at=soon)
         )
     async with _subscribe(live, member[1]) as socket:
-        await eventually(lambda: _true(utcnow() > soon), within=5)
+        await holds(lambda: utcnow() > soon, within=5)
         seen = len(socket.nodes)
         added = (await _post(live, tenant.token, ADD, id=network))["nodeAdd"]
         assert added["userErrors"] == []

@@ -29,7 +29,7 @@ from app.store.read_models import NodeView
 from app.store.unit import UnitOfWork
 from tests.conftest import DATABASES, empty_database
 from tests.events.replicas import two_buses
-from tests.helpers import Writes, eventually
+from tests.helpers import Writes, holds
 
 
 @dataclass
@@ -142,7 +142,7 @@ async def test_a_change_written_on_one_replica_reaches_the_other_once(
         assert written is not None
         heard = await _next(there)
         # Its own notification overtakes the writer's publish (a race it may lose in life).
-        await eventually(lambda: _true(one.notifications >= 1))
+        await holds(lambda: one.notifications >= 1)
         writer.release()
         assert (heard.node_id, heard.snapshot.revision, heard.snapshot.restart_count) == (
             node_id, written.revision, 3)  # fmt: skip
@@ -160,10 +160,6 @@ async def test_a_change_written_on_one_replica_reaches_the_other_once(
         assert len(there) == 0
 
 
-async def _true(value: bool) -> bool:
-    return value
-
-
 async def test_a_burst_is_one_read_of_the_latest_state_in_revision_order(
     pg: async_sessionmaker[AsyncSession], replicas: tuple[PostgresBus, PostgresBus]
 ) -> None:
@@ -177,10 +173,10 @@ async def test_a_burst_is_one_read_of_the_latest_state_in_revision_order(
         feed.hold = True
         first = await writer.write(node_id, restarts(1))
         assert first is not None
-        await eventually(lambda: _true(feed.waiting == 1))  # its read is under way, held
+        await holds(lambda: feed.waiting == 1)  # its read is under way, held
         for count in range(2, 21):
             await writer.write(node_id, restarts(count))
-        await eventually(lambda: _true(two.notifications >= 20))
+        await holds(lambda: two.notifications >= 20)
         feed.hold = False
         feed.opened.set()
         seen = [await _next(there)]
@@ -226,7 +222,7 @@ async def test_a_replica_that_lost_its_connection_catches_up(
         async with pg() as session:
             await session.execute(text("SELECT pg_terminate_backend(:pid)"),
                                   {"pid": two.listener_pid})  # fmt: skip
-        await eventually(lambda: _true(not two.connected.is_set()))
+        await holds(lambda: not two.connected.is_set())
         heard = two.notifications
         # Meanwhile (it waits at least a second before reconnecting):
         for count in range(1, 6):
@@ -256,8 +252,8 @@ async def test_a_wake_up_call_on_one_replica_wakes_the_other(
     heard = one.notifications
     one.kick()
     assert woken["one"] == [None]  # at once, locally
-    await eventually(lambda: _true(woken["two"] == [None]))
-    await eventually(lambda: _true(one.notifications > heard))  # its own NOTIFY came back
+    await holds(lambda: woken["two"] == [None])
+    await holds(lambda: one.notifications > heard)  # its own NOTIFY came back
     assert woken == {"one": [None], "two": [None]}  # and was not taken as another call
 
 
@@ -268,19 +264,19 @@ async def test_a_wake_up_call_names_the_networks_kicked_and_none_past_the_limit(
     woken: list[str | None] = []
     two.on_kick.append(woken.append)
     one.kick("net-a")  # a mutation of one network: the other replica's pass may cover it only
-    await eventually(lambda: _true(woken == ["net-a"]))
+    await holds(lambda: woken == ["net-a"])
     woken.clear()
     one.kick("net-c")  # a burst is one call, which names each network kicked
     one.kick("net-b")
-    await eventually(lambda: _true(woken == ["net-b", "net-c"]))
+    await holds(lambda: woken == ["net-b", "net-c"])
     woken.clear()
     for k in range(KICKED_MOST + 1):  # past the limit: one call naming none, a full pass
         one.kick(f"net-{k:03}")
-    await eventually(lambda: _true(woken == [None]))
+    await holds(lambda: woken == [None])
     woken.clear()
     one.kick("net-b")
     one.kick()  # one that names none: a pass over everything, whatever else was named
-    await eventually(lambda: _true(woken == [None]))
+    await holds(lambda: woken == [None])
 
 
 async def test_a_bus_started_before_its_database_is_ready_connects_once_it_is(
@@ -295,7 +291,7 @@ async def test_a_bus_started_before_its_database_is_ready_connects_once_it_is(
         await bus.start()
         try:
             # It can connect and LISTEN, but its catch-up cannot read: no tables yet.
-            await eventually(lambda: _true(bus.reconnects >= 2))
+            await holds(lambda: bus.reconnects >= 2)
             assert not bus.connected.is_set()
             await upgrade(url)
             await asyncio.wait_for(bus.connected.wait(), 10)

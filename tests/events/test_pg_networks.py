@@ -29,7 +29,7 @@ from app.store.read_models import NodeView
 from app.store.unit import UnitOfWork
 from schema.mutations import announced
 from tests.events.replicas import two_buses
-from tests.helpers import Writes, eventually
+from tests.helpers import Writes, holds
 
 SETTINGS = load_settings(database_url="sqlite+aiosqlite:///unused.db", namespace="bus")
 
@@ -47,10 +47,6 @@ async def replicas(
 async def _restarted(_: AsyncSession, row: Node) -> bool:
     row.restart_count = 1
     return True
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def _next(mailbox: Mailbox) -> NodeChange | NetworkChange:
@@ -129,7 +125,7 @@ async def test_a_network_deletion_missed_while_disconnected_arrives_with_the_cat
         async with sessions() as session:
             await session.execute(text("SELECT pg_terminate_backend(:pid)"),
                                   {"pid": two.listener_pid})  # fmt: skip
-        await eventually(lambda: _true(not two.connected.is_set()))
+        await holds(lambda: not two.connected.is_set())
         heard = two.notifications
         await _remove(writer, network_id, node_id)  # in its gap
         await asyncio.wait_for(two.connected.wait(), 15)
@@ -193,7 +189,7 @@ async def test_a_deletion_never_carries_a_state_older_than_a_change_heard_unread
     network_id = result.network.id
     heard = two.notifications
     await _mark_for_deletion(one, sessions, tenant.id, network_id)  # nobody on "two" wants it
-    await eventually(lambda: _true(two.notifications > heard))
+    await holds(lambda: two.notifications > heard)
     async with sessions() as session:
         (node_id,) = [node.id for node in await desired.nodes_of(session, network_id)]
     async with two.subscribe(tenant_id=tenant.id, networks=True) as there:

@@ -34,7 +34,7 @@ from app.services.token_use import TokenUse
 from app.store import tenants
 from app.store.models import ApiToken, Network, Node, Tenant
 from tests.conftest import CallerTenant
-from tests.helpers import Writes, eventually
+from tests.helpers import Writes, eventually, holds
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -249,20 +249,16 @@ async def test_a_deleted_tenant_stops_its_watch_and_nothing_fails(
     assert created.network is not None
     control = app.state.control
     control.kick()
-    await eventually(lambda: _true(row.namespace in control.informers), within=30)
+    await holds(lambda: row.namespace in control.informers, within=30)
 
     async with sessions.begin() as session:
         await delete_tenant(session, other, force=True, keep_namespace=tenant.namespace)
     await client.CoreV1Api(kube_api).delete_namespace(row.namespace)
     control.kick()
-    await eventually(lambda: _true(row.namespace not in control.informers), within=30)
+    await holds(lambda: row.namespace not in control.informers, within=30)
     passes = control.reconciler.passes
-    await eventually(lambda: _true(control.reconciler.passes >= passes + 2), within=30)
+    await holds(lambda: control.reconciler.passes >= passes + 2, within=30)
     assert control.reconciler.failing_since is None
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://qaas.test") as http:  # fmt: skip
         assert (await http.get("/readyz")).status_code == 200
-
-
-async def _true(value: bool) -> bool:
-    return value

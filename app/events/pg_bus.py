@@ -134,8 +134,8 @@ class PostgresBus:
         self._tasks: list[asyncio.Task[None]] = []
         self._connection: asyncpg.Connection[Any] | None = None
         self._kicking: asyncio.Task[None] | None = None
-        self._kick_again = False
-        self._kicked: set[str] | None = set()  # networks to name in the next call; None: all
+        # Kicks not sent yet: the networks they named, None if one named none (empty: no kick).
+        self._kicked: set[str] | None = set()
 
     # -- the EventBus protocol ------------------------------------------------------------------
 
@@ -180,14 +180,11 @@ class PostgresBus:
             self._kicked = None
         else:
             self._kicked.add(network_id)
-        if self._kicking is not None and not self._kicking.done():
-            self._kick_again = True
-            return
-        self._kicking = asyncio.get_running_loop().create_task(self._send_kicks())
+        if self._kicking is None or self._kicking.done():  # else the sender takes it next
+            self._kicking = asyncio.get_running_loop().create_task(self._send_kicks())
 
     async def _send_kicks(self) -> None:
-        while True:
-            self._kick_again = False
+        while self._kicked != set():  # kicks came while the last call was being sent
             networks, self._kicked = self._kicked, set()
             named = sorted(networks) if networks and len(networks) <= KICKED_MOST else []
             payload = " ".join([self.instance, *named])
@@ -195,8 +192,6 @@ class PostgresBus:
                 await self.source.notify(KICK, payload)
             except Exception as error:  # the resync timer covers a lost kick
                 log.warning("cannot send the reconciler's wake-up call: %s", error)
-            if not self._kick_again:
-                return
 
     # -- running ---------------------------------------------------------------------------------
 

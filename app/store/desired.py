@@ -93,20 +93,6 @@ async def tenant_counts(session: AsyncSession, tenant_id: str) -> tuple[int, int
     return row[0] or 0, row[1] or 0
 
 
-async def networks_with_nodes(session: AsyncSession) -> list[Network]:
-    """Every network of every tenant, its nodes loaded: what one reconcile pass works from.
-
-    Two statements whatever the number of networks (a selectin load would send one per 500
-    networks)."""
-    networks = list(await session.scalars(select(Network)))
-    nodes: dict[str, list[Node]] = {network.id: [] for network in networks}
-    for node in await session.scalars(select(Node)):
-        nodes.setdefault(node.network_id, []).append(node)
-    for network in networks:
-        set_committed_value(network, "nodes", nodes[network.id])
-    return networks
-
-
 async def pod_facts_in_namespace(
     session: AsyncSession, namespace: str
 ) -> dict[str, tuple[Any, ...]]:

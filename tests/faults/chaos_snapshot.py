@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes_asyncio import client
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.cluster.objects import NODE_ID
 from app.domain.enums import Desired
-from app.store import desired
+from app.store.models import Network, Node
 from schema.ids import raw_id_of
 from tests.faults.chaos_burst import Api
 
@@ -169,14 +170,17 @@ class SnapshotReader:
 
     async def _read_rows(self, snapshot: Snapshot) -> None:
         async with self.sessions() as session:
-            networks = await desired.networks_with_nodes(session)
-            for network in networks:
-                snapshot.networks[network.id] = (network.name, network.desired)
-                for node in network.nodes:
-                    snapshot.rows[node.id] = Row(
-                        network.id, network.name, network.desired, node.id, node.name,
-                        node.desired, node.status.value, node.status_reason, node.revision,
-                    )  # fmt: skip
+            networks = {n.id: n for n in await session.scalars(select(Network))}
+            nodes = list(await session.scalars(select(Node)))
+        for network in networks.values():
+            snapshot.networks[network.id] = (network.name, network.desired)
+        for node in nodes:
+            if (owner := networks.get(node.network_id)) is None:
+                continue  # its network was made after the networks were read
+            snapshot.rows[node.id] = Row(
+                owner.id, owner.name, owner.desired, node.id, node.name, node.desired,
+                node.status.value, node.status_reason, node.revision,
+            )  # fmt: skip
 
     async def _read_cluster(self, snapshot: Snapshot) -> None:
         listings = {

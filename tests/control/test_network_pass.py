@@ -8,8 +8,6 @@ Against the sandbox's apiserver, with the reconciler driven pass by pass or run 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import select
@@ -25,27 +23,8 @@ from app.events.bus import InProcessBus
 from app.services.tenancy import create_token
 from app.store.models import Node
 from tests.conftest import CallerTenant
+from tests.control.counting import counting
 from tests.helpers import Writes, eventually, holds
-
-
-@contextmanager
-def listed(cluster: Cluster) -> Iterator[list[int]]:
-    """The number of objects each list call of the Kubernetes API returned, while counting."""
-    sizes: list[int] = []
-    caller = cluster.caller
-    real_call = caller.call
-
-    async def call(verb: str, *args: Any, **kwargs: Any) -> Any:
-        result = await real_call(verb, *args, **kwargs)
-        if verb == "list":
-            sizes.append(len(result["items"]))
-        return result
-
-    caller.call = call  # type: ignore[method-assign]
-    try:
-        yield sizes
-    finally:
-        caller.call = real_call  # type: ignore[method-assign]
 
 
 async def _network(writes: Writes, tenant: CallerTenant, name: str, peers: int = 0) -> str:
@@ -88,11 +67,11 @@ async def test_a_pass_over_one_network_lists_and_converges_that_network_only(
     await _orphan(cluster, tenant.namespace, settings)
 
     new = await _network(writes, tenant, "new", peers=1)
-    with listed(cluster) as sizes:
+    with counting(sessions, cluster) as counted:
         await reconciler.reconcile_once({new})
     # Four lists (Services, StatefulSets, claims, Deployments) by the network's label: none
     # of the 6 Services and StatefulSets of the other networks, nor the orphan, came back.
-    assert sizes == [0, 0, 0, 0]
+    assert counted.listed == [0, 0, 0, 0]
     assert reconciler.network_passes == 1
     assert reconciler.passes == 2
     async with sessions() as session:

@@ -9,12 +9,7 @@ every node is RUNNING; then it is stopped and single passes and relists are coun
 
 from __future__ import annotations
 
-import collections
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
-
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.cluster.client import PODS, Cluster
@@ -28,45 +23,8 @@ from app.domain.enums import Consensus, NodeStatus
 from app.events.bus import InProcessBus
 from app.store.models import Network, Node
 from tests.conftest import CallerTenant
+from tests.control.counting import Counted, counting
 from tests.helpers import Writes, eventually
-
-WRITES = ("INSERT", "UPDATE", "DELETE")
-
-
-class Counted:
-    """SQL statements sent on an engine, and Kubernetes API calls by verb, while counting."""
-
-    def __init__(self) -> None:
-        self.statements: list[str] = []
-        self.calls: collections.Counter[str] = collections.Counter()
-
-    @property
-    def writes(self) -> list[str]:
-        return [s for s in self.statements if s.lstrip().upper().startswith(WRITES)]
-
-
-@contextmanager
-def counting(sessions: async_sessionmaker[AsyncSession], cluster: Cluster) -> Iterator[Counted]:
-    counted = Counted()
-    engine = sessions.kw["bind"].sync_engine
-
-    def statement(*args: Any) -> None:
-        counted.statements.append(args[2])
-
-    caller = cluster.caller
-    real_call = caller.call
-
-    async def call(verb: str, *args: Any, **kwargs: Any) -> Any:
-        counted.calls[verb] += 1
-        return await real_call(verb, *args, **kwargs)
-
-    event.listen(engine, "before_cursor_execute", statement)
-    caller.call = call  # type: ignore[method-assign]
-    try:
-        yield counted
-    finally:
-        caller.call = real_call  # type: ignore[method-assign]
-        event.remove(engine, "before_cursor_execute", statement)
 
 
 async def _grow_to(

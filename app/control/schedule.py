@@ -7,12 +7,12 @@ pod gone, another replica's wake-up call that names none, a new leader).
 
 A mutation changes one network, so its kick names it: the next pass covers the named networks
 only (their rows, and their objects listed by the network's label). Such a pass costs what the
-network costs, not what the installation costs; with hundreds of networks a full pass for every
-``networkCreate`` held the event loop, that also serves the answers, for longer and longer
-(bench/mutations.py). The full pass still follows on its period, so whatever a network pass
-does not look at (orphans, other networks' drift) is converged as before. Kicks that arrive
-while a pass runs are gathered for the next one; more than ``MOST_NETWORKS`` named networks, or
-any kick that names none, make the next pass a full one.
+network costs, not what the installation costs: a full pass for every ``networkCreate`` lists
+and walks every network, on the event loop that also serves the answers. The full pass still
+follows on its period, so whatever a network pass does not look at (orphans, other networks'
+drift) is converged as before. Kicks that arrive while a pass runs are gathered for the next
+one; more than ``MOST_NETWORKS`` named networks, or any kick that names none, make the next
+pass a full one.
 
 Example::
 

@@ -3,10 +3,9 @@
 aiosqlite runs every call (make a cursor, execute, fetch, close) on a thread of its own and hands
 the result back through the event loop. Each hand-back waits for the loop to come round, so a
 statement costs as many loop turns as it has calls, and a write transaction holds SQLite's one
-write lock across all of them: with the loop busy serving other requests, a mutation's ten
-statements held the lock for 60 ms where they need 5 (measured with three tasks keeping the loop
-busy, on one core). Every writer of the process queues behind that lock (``write_turn``), so the
-hand-backs were what the mutations' tail latency was made of.
+write lock across all of them: with the loop busy serving other requests, ten statements held
+the lock for about 75 ms where they need 7 (bench/sqlite_loop.py: three tasks keep the loop
+busy, one core). Every writer of the process queues behind that lock (``write_turn``).
 
 SQLite itself answers these calls in microseconds: under WAL a reader never waits for a writer,
 and a writer that holds the lock (after ``BEGIN IMMEDIATE``) waits for nobody. So this connection

@@ -50,6 +50,7 @@ from app.control.progress import facts_of
 from app.control.removal import Removal
 from app.control.schedule import PassSchedule
 from app.control.settled import SettledNodes, another_ran, fingerprint_of
+from app.control.turns import Turns, collector_paused
 from app.domain.enums import Desired, NodeRole, NodeStatus
 from app.domain.status import node_status
 from app.events.bus import EventBus
@@ -86,6 +87,7 @@ class Reconciler:
         self.passes = 0  # full passes
         self.network_passes = 0  # passes over kicked networks only
         self.settled = SettledNodes()  # skipped by the next pass while unchanged
+        self.turns = Turns()  # a long pass gives the event loop back (app/control/turns.py)
         self.failing_since: float | None = None  # time.monotonic() of the first failed pass
         self.last_error: str | None = None
 
@@ -144,9 +146,13 @@ class Reconciler:
 
     async def reconcile_once(self, only: Collection[str] | None = None) -> None:
         """One pass: over every tenant, or (``only``) over those networks and nothing else."""
+        with collector_paused():  # app/control/turns.py
+            await self._pass(only)
+
+    async def _pass(self, only: Collection[str] | None) -> None:
         async with self.sessions() as session:
             every_tenant = await tenants.all_tenants(session)
-            networks = await pass_rows.pass_rows(session, only)
+            networks = await pass_rows.pass_rows(session, only, self.turns.take)
         by_tenant: dict[str, list[NetworkRows]] = {t.id: [] for t in every_tenant}
         for network, nodes in networks:
             by_tenant.setdefault(network.tenant_id, []).append((network, nodes))
@@ -209,15 +215,14 @@ class Reconciler:
         claim_api = self.cluster.resource(CLAIMS, tenant.namespace)
         legacy_api = self.cluster.resource(DEPLOYMENTS, tenant.namespace)
         observed = Observed(tenant.namespace, service_api, workload_api, claim_api, legacy_api)
-        for api, objects in observed.kinds():
-            items, _ = await api.list(selector)
-            objects.update(Observed.index(items))
+        await observed.read(selector, self.turns)
         known = {node.id for _, nodes in networks for node in nodes}
         loaded: dict[str, Network | None] = {}  # networks read as ORM objects to delete nodes
         for network, nodes in networks:
             coordinator_ip = network.external_coordinator_ip
             # Coordinators first: peers need the coordinator's ClusterIP.
             for node in sorted(nodes, key=lambda n: n.role is not NodeRole.COORDINATOR):
+                await self.turns.take()
                 # A failure on one node is recorded on it; the pass goes on with the next.
                 try:
                     if network.desired is Desired.ABSENT or node.desired is Desired.ABSENT:
@@ -233,6 +238,7 @@ class Reconciler:
                 await self.removal.remove_network_if_empty(network)
         if only is None:  # an object of no known node is an orphan only in a full view
             await self.removal.delete_orphans(observed, known)
+        await observed.release(self.turns)
 
     async def _remove(
         self,

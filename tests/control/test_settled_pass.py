@@ -1,13 +1,18 @@
 """A settled cluster costs a constant amount per pass: a reconcile pass over N converged nodes
 sends the same number of SQL statements whatever N is (1, 10, 50), writes none, and asks the
 Kubernetes API for lists only (no create, replace or delete); a relist of the pod informer that
-finds every pod as recorded writes nothing either, in a constant number of statements.
+finds every pod as recorded writes nothing either, in a constant number of statements. And the
+pass shares the event loop: it gives other tasks a turn between nodes once its slice is used up,
+with the garbage collector paused until it ends (``_turns_during_a_pass``).
 
 The control loop runs for real (reconciler, pod informer, observer) against the sandbox until
 every node is RUNNING; then it is stopped and single passes and relists are counted.
 """
 
 from __future__ import annotations
+
+import asyncio
+import gc
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -19,6 +24,7 @@ from app.config import Settings
 from app.control.loop import ControlLoop
 from app.control.observer import PodObserver
 from app.control.reconciler import Reconciler
+from app.control.turns import Turns
 from app.domain.enums import Consensus, NodeStatus
 from app.events.bus import InProcessBus
 from app.store.models import Network, Node
@@ -56,6 +62,26 @@ async def _all_running(sessions: async_sessionmaker[AsyncSession], total: int) -
     return running == total
 
 
+async def _collector_during_a_pass(reconciler: Reconciler) -> set[bool]:
+    """Whether the garbage collector was on, as another task saw it at each of its turns
+    during one pass."""
+    collecting: set[bool] = set()
+
+    async def other() -> None:
+        while True:
+            await asyncio.sleep(0)
+            collecting.add(gc.isenabled())
+
+    task = asyncio.create_task(other())
+    await asyncio.sleep(0)  # it starts before the pass
+    collecting.clear()
+    try:
+        await reconciler.reconcile_once()
+    finally:
+        task.cancel()
+    return collecting
+
+
 async def test_a_settled_pass_costs_the_same_whatever_n(
     sessions: async_sessionmaker[AsyncSession],
     cluster: Cluster,
@@ -85,6 +111,14 @@ async def test_a_settled_pass_costs_the_same_whatever_n(
     }
     # Lists once per kind and namespace, whatever N is.
     assert seen[1].calls == seen[50].calls
+
+    # With a slice of 0 the pass gives the loop a turn at every node at least (and others
+    # between chunks of rows and of listed objects); the collector is off meanwhile.
+    reconciler.turns = Turns(slice_seconds=0)
+    collecting = await _collector_during_a_pass(reconciler)
+    assert reconciler.turns.given >= 50, reconciler.turns.given
+    assert collecting == {False}
+    assert gc.isenabled()
 
     # The pod informer's relist (what a restart or a 410 Gone does) finds every pod as
     # recorded: nothing is written, in a constant number of statements.

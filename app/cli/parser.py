@@ -37,7 +37,7 @@ STARTUP_FAULT_EXIT = 69  # a dependency cannot be used: database, kubeconfig, cl
 GC_THRESHOLDS = (10_000, 20, 100)  # CPython's defaults are (700, 10, 10)
 
 
-def _tune_gc() -> None:
+def tune_gc() -> None:
     """Fewer garbage collections for a server holding many live objects. Each open
     subscription keeps several hundred objects alive; with CPython's thresholds opening 1,000
     of them spent most of its time in the collector (bench/fanout.py: 3.8 s, 1.6 s with these
@@ -63,7 +63,7 @@ def _serve(args: argparse.Namespace) -> int:
         # On a workstation the database and the cluster come up before the server listens, so
         # a fault is main()'s one sentence, not uvicorn's traceback of the lifespan.
         await come_up(app)
-        _tune_gc()
+        tune_gc()
         await server.serve()
 
     with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:

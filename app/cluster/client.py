@@ -26,7 +26,7 @@ from app.cluster.retry import Caller, ClusterStats, KubeLimits, decode, unavaila
 from app.metrics import cluster_object
 
 Obj = dict[str, Any]
-LIST_PAGE = 500  # objects a list reads per request
+LIST_PAGE = 250  # objects a list reads per request
 
 
 @dataclass(frozen=True)

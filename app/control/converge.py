@@ -24,7 +24,7 @@ from app.control.drift import service_drifted, statefulset_drifted, workload_dri
 from app.control.turns import Turns
 
 log = logging.getLogger("qaas.reconciler")
-INDEX_CHUNK = 1000  # listed objects indexed between two chances of the event loop to run
+INDEX_CHUNK = 250  # listed objects indexed between two chances of the event loop to run
 
 
 class ForeignObject(Exception):

@@ -64,7 +64,7 @@ class PassNode(NamedTuple):
 
 
 PASS_COLUMNS = tuple(getattr(Node, name) for name in PassNode._fields)
-CHUNK = 1000  # rows fetched and converted at a time
+CHUNK = 250  # rows fetched and converted at a time
 
 
 async def pass_rows(

@@ -247,7 +247,7 @@ def report(label: str, figures: dict[str, Any], nodes: int) -> None:
     print(f"{label}: a settled pass over {nodes:,} nodes: {figures['seconds']:.2f} s "
           f"(goal <= {GOAL_PASS:g} s at 10,000); {figures['statements']} SQL statements, "
           f"{figures['writes']} writes (goal 0); API calls {dict(figures['calls'])} "
-          "(goal: lists only, 4 per namespace)")  # fmt: skip
+          "(goal: lists only, of 4 kinds per namespace, 1 request per page)")  # fmt: skip
     print(
         f"  the event loop held by the pass for at most {figures['held'] * 1000:.0f} ms at a "
         f"time (goal <= {GOAL_HOLD * 1000:g} ms: how long a request may wait for its turn)"

@@ -2,13 +2,13 @@
 
 The API's answers, the pod watch and the reconciler share one event loop. A full pass over
 10,000 settled nodes made only a handful of awaits that suspend (its SQL runs inline on the
-loop, app/store/sqlite_loop.py; a settled node needs no API call), so it held the loop for up
-to 567 ms at a time (bench/reconcile_scale.py, lists from memory): each resync froze the API
-that long. A pass now calls ``Turns.take`` between units of its work (nodes, chunks of rows and
-of listed objects); once a slice (5 ms) has passed since this object last gave a turn, that
-call lets everything ready run before the pass goes on. With the lists read in pages
+loop, app/store/sqlite_loop.py; a settled node needs no API call), so it held the loop for
+572 ms at a time (bench/reconcile_scale.py, lists from memory, in CPU time): each resync froze
+the API that long. A pass now calls ``Turns.take`` between units of its work (nodes, chunks of
+rows and of listed objects); once a slice (5 ms) has passed since this object last gave a turn,
+that call lets everything ready run before the pass goes on. With the lists read in pages
 (app/cluster/client.py) and the collector paused (``collector_paused``), the longest hold of
-that pass was 30 ms.
+that pass was 21 ms.
 
 Example::
 

@@ -72,6 +72,7 @@ from schema.metrics import OperationMetrics
 from schema.mutations import Mutation
 from schema.queries import Query
 from schema.response_cache import ResponseCache
+from schema.runner import LeanExtensionsRunner
 from schema.subscriptions import Subscription
 from schema.tokens import TokenMutation, TokenQuery
 from schema.types import Network, Node, Operation
@@ -144,6 +145,11 @@ class QaasSchema(strawberry.Schema):
     a bad argument, no token) at INFO in one line with a hash and a prefix of the query, never
     the whole text nor a traceback. Unexpected errors are logged, with their traceback, where
     they are masked (``schema.errors.should_mask``)."""
+
+    def create_extensions_runner(
+        self, execution_context: ExecutionContext, extensions: list[SchemaExtension]
+    ) -> LeanExtensionsRunner:
+        return LeanExtensionsRunner(execution_context, extensions)  # schema/runner.py
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.store.models import Network, Node
 from app.store.pages import Page, encode_cursor
+from app.store.plain import plain
 from app.store.read_models import NODE_VIEW_COLUMNS, NodeView
 
 # A network's nodes as plain rows of NODE_VIEW_COLUMNS, oldest first, by network id.
@@ -61,7 +62,7 @@ async def node_rows(session: AsyncSession, tenant_id: str, network_ids: Sequence
     limit), as plain rows: no ORM objects, which cost most of the time of a list."""
     bound = {"tenant_id": tenant_id, "network_ids": list(network_ids)}
     rows: NodeRows = defaultdict(list)
-    for row in await session.execute(_NODES_OF_NETWORKS, bound):  # by position (NodeView.of_row)
+    for row in await plain(session, _NODES_OF_NETWORKS, bound):  # by position (NodeView.of_row)
         rows[row[_NETWORK_ID]].append(row)
     return rows
 

@@ -33,6 +33,7 @@ from app.store.pages import (
     encode_cursor,
     seek,
 )
+from app.store.plain import plain
 from app.store.read_models import (
     NetworkView,
     NodeView,
@@ -69,7 +70,7 @@ async def network_views(
         ids = [n.id for n in networks]
         found: Iterable[tuple[Any, ...]]
         if nodes is None:
-            found = await session.execute(_NODE_STATUSES, {"network_ids": ids})
+            found = await plain(session, _NODE_STATUSES, {"network_ids": ids})
         else:
             nodes.update(await node_rows(session, networks[0].tenant_id, ids))
             found = (status_of(row) for network_id in ids for row in nodes.get(network_id, ()))
@@ -138,7 +139,7 @@ async def networks_page(
     if cursor is None and not name_contains:  # a first page, as dashboards poll it
         bound = {"tenant_id": tenant_id, "limit": first + 1}
         query = _first_networks(sort, backward)
-        rows = list(await session.execute(query, bound))
+        rows = list(await plain(session, query, bound))
         count: Any = _NETWORK_COUNT
     else:
         bound = {}

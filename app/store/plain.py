@@ -4,9 +4,10 @@ handling.
 A ``select`` of ORM columns run by ``AsyncSession.execute`` goes through the ORM's execution
 (autoflush, its compile state, rows made by its loading code); run by the session's connection
 it is compiled the same and its rows are made by the Core result, with the same type conversions.
-For a list's 200 node rows (50 networks of 4 nodes, SQLite) that was 6.6 ms against 7.7 to
-9.0 ms on a slow machine (a script timing both, the same hour). Only for reads of columns in a
-session that has nothing to flush: a statement of ORM entities needs the session's execute.
+For a list's 200 node rows (50 networks of 4 nodes, SQLite) that was 6.6 to 7.5 ms against 7.7
+to 9.0 ms on a slow machine (a script timing both, alternating, four runs of each). Only for
+reads of columns in a session that has nothing to flush: a statement of ORM entities needs the
+session's execute.
 
 Example::
 

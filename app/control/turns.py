@@ -54,7 +54,8 @@ def collector_paused() -> Iterator[None]:
     garbage (with the server's thresholds, collections of 50 to 240 ms in one pass, each a
     stall of the loop). What a pass makes is freed by reference counting when it ends; cyclic
     garbage made meanwhile (by the pass or the API's answers) waits for the first collection
-    after it, and the collector runs between passes however close they follow each other."""
+    after it: the collector is on again when the pass ends, and the next allocation past its
+    threshold runs one (not measured under a sustained load of back-to-back passes)."""
     if not gc.isenabled():
         yield
         return

@@ -111,9 +111,14 @@ async def delete_tenant(session: AsyncSession, tenant_id: str) -> None:
     """Delete the tenant's rows: its networks (their nodes and status history go with them, by
     foreign key), operations, tokens and the tenant itself.
 
-    Nodes before operations: the control loop's transactions lock a node's row and then its
-    operations' (a node deleted, its operation finished), so the other order could deadlock
-    with a pass still at work on the tenant (seen on PostgreSQL)."""
+    Nodes first, then networks, then operations: the control loop's transactions lock a node's
+    row and then its network's (a node written twice in one transaction has its foreign key
+    checked again, which share-locks the network) and its operations' (a node deleted, its
+    operation finished). Deleting the networks first, with their nodes by cascade, took the
+    network's row before the node's and deadlocked with the node writer (seen on PostgreSQL:
+    ``UPDATE nodes ... revision`` against ``DELETE FROM networks``)."""
+    mine = select(Network.id).where(Network.tenant_id == tenant_id).scalar_subquery()
+    await session.execute(delete(Node).where(Node.network_id.in_(mine)))
     await session.execute(delete(Network).where(Network.tenant_id == tenant_id))
     await session.execute(delete(Operation).where(Operation.tenant_id == tenant_id))
     await session.execute(delete(ApiToken).where(ApiToken.tenant_id == tenant_id))

@@ -49,7 +49,8 @@ from app.services.api_deps import ApiDeps
 from app.services.logs import LogsUnavailable, PodLogReader
 from app.services.ratelimit import RateLimiter
 from app.services.tenancy import bootstrap_first_tenant
-from app.store.engine import DatabaseUnavailable, make_engine, make_sessionmaker, ping
+from app.store.checkpoint import WalCheckpointer
+from app.store.engine import DatabaseUnavailable, make_engine, make_sessionmaker, ping, sqlite_file
 from app.store.migrate import MigrationNeeded, prepare
 from app.store.node_feed import NodeFeed
 from app.store.unit import write_session
@@ -295,7 +296,10 @@ async def come_up(app: Starlette) -> None:
 
 
 def create_app(settings: Settings) -> Starlette:
-    engine = make_engine(settings.database_url, busy_timeout=settings.sqlite_busy_timeout)
+    # SQLite's checkpoints run on a thread of their own, not in a commit on the event loop.
+    database_file = sqlite_file(settings.database_url)
+    engine = make_engine(settings.database_url, busy_timeout=settings.sqlite_busy_timeout,
+                         wal_checkpoints=database_file is None)  # fmt: skip
     sessions = make_sessionmaker(engine)
     shared = shared_bus(settings)
     pg_bus = PostgresBus(settings.database_url, NodeFeed(sessions)) if shared else None
@@ -308,6 +312,11 @@ def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(application: Starlette) -> AsyncIterator[None]:
         startup.state = application.state
+        checkpoints = None
+        if database_file is not None:
+            checkpointer = WalCheckpointer(database_file)
+            application.state.checkpointer = checkpointer
+            checkpoints = asyncio.create_task(checkpointer.run(), name="sqlite-checkpoints")
         try:
             if pg_bus is not None:
                 await pg_bus.start()
@@ -318,6 +327,10 @@ def create_app(settings: Settings) -> Starlette:
             if pg_bus is not None:
                 await pg_bus.stop()  # before the engine goes: it reads through it
             await startup.stop()
+            if checkpoints is not None:
+                checkpoints.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await checkpoints
 
     async def healthz(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})

@@ -146,7 +146,7 @@ class Reconciler:
 
     async def reconcile_once(self, only: Collection[str] | None = None) -> None:
         """One pass: over every tenant, or (``only``) over those networks and nothing else."""
-        with collector_paused():  # app/control/turns.py
+        with collector_paused(only is None):  # a full pass only (app/control/turns.py)
             await self._pass(only)
 
     async def _pass(self, only: Collection[str] | None) -> None:

@@ -203,8 +203,15 @@ def busy_error(
     return turns.busy(f"another process held the write lock for {turns.busy_timeout:g} s")
 
 
-def make_engine(url: str, busy_timeout: float = SQLITE_BUSY_TIMEOUT, **kwargs: Any) -> AsyncEngine:
-    """``busy_timeout``: how long a SQLite writer waits for the write lock, in seconds."""
+def make_engine(
+    url: str,
+    busy_timeout: float = SQLITE_BUSY_TIMEOUT,
+    wal_checkpoints: bool = True,
+    **kwargs: Any,
+) -> AsyncEngine:
+    """``busy_timeout``: how long a SQLite writer waits for the write lock, in seconds.
+    ``wal_checkpoints=False``: SQLite's commits never checkpoint; the caller runs a
+    ``WalCheckpointer`` (checkpoint.py) off the event loop, as ``qaas serve`` does."""
     if url.startswith("sqlite"):
         # Statements run on the loop's thread; a BEGIN waits on aiosqlite's (sqlite_loop.py).
         connect_args = {"timeout": 30, "async_creator_fn": sqlite_loop.connect}
@@ -220,6 +227,8 @@ def make_engine(url: str, busy_timeout: float = SQLITE_BUSY_TIMEOUT, **kwargs: A
             cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
+            if not wal_checkpoints:
+                cursor.execute("PRAGMA wal_autocheckpoint=0")
             cursor.close()
 
         return engine
@@ -300,6 +309,12 @@ def describe(url: str | URL, error: BaseException) -> str:
 def _one_line(error: BaseException) -> str:
     said = " ".join(str(error).split()) or type(error).__name__
     return said if len(said) <= 200 else said[:197] + "..."
+
+
+def sqlite_file(url: str) -> str | None:
+    """The SQLite database file ``url`` names (absolute), or None (another database, memory)."""
+    parsed = make_url(url)
+    return _sqlite_file(parsed) if parsed.get_backend_name() == "sqlite" else None
 
 
 def _sqlite_file(url: URL) -> str | None:

@@ -231,7 +231,16 @@ async def open_loop(client: Client, rate: float, seconds: float) -> Latencies:
         await asyncio.sleep(max(0.0, slot - time.perf_counter()))
         tasks.append(asyncio.create_task(client.create(started=slot)))
     times = await asyncio.gather(*tasks)
+    per_second = max(1, int(rate))
+    worst = [max(times[i : i + per_second]) for i in range(0, len(times), per_second)]
+    log("slowest networkCreate in each second: " + ", ".join(f"{ms:.0f}" for ms in worst) + " ms")
     return Latencies(f"networkCreate at {rate:.0f}/s (open loop)", list(times))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a running process has used (Linux: /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def record(args: argparse.Namespace, pid: int) -> subprocess.Popen[bytes] | None:
@@ -294,7 +303,10 @@ async def bench(args: argparse.Namespace, workdir: Path, kubeconfig: Path) -> Fi
             await profiled(recorder, args)
             log(f"{rate:.0f} req/s; now {rate / 2:.0f}/s on a schedule for {args.seconds:.0f} s")
             recorder = record(args, server.pid) if args.profile_phase == "half" else None
+            cpu, began = cpu_seconds(server.pid), time.perf_counter()
             half = await open_loop(client, rate / 2, args.seconds)
+            busy_share = (cpu_seconds(server.pid) - cpu) / (time.perf_counter() - began)
+            log(f"the server's core was {100 * busy_share:.0f}% busy during that phase")
             await profiled(recorder, args)
     except Exception:
         log(
@@ -333,6 +345,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--follower", action="store_true",
                         help="another replica holds the control loop's Lease: the server only "
                         "answers (the answer path alone)")  # fmt: skip
+    parser.add_argument(
+        "--cluster-anywhere",
+        action="store_true",
+        help="let the sandbox's processes run on the server's core too",
+    )
     parser.add_argument("--profile", help="record the server with py-spy in one phase")
     parser.add_argument("--profile-phase", choices=("max", "half"), default="max",
                         help="the phase --profile records: max rate or half of it")  # fmt: skip
@@ -351,6 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.timeout,
         log,
         lambda workdir, kubeconfig: bench(args, workdir, kubeconfig),
+        cluster_cores=None if args.cluster_anywhere else {LOAD_CORE},
     )
     if figures is None:
         return 2

@@ -16,6 +16,7 @@ import uuid
 
 
 @functools.lru_cache(maxsize=16384)  # a polled list gives the same nodes' ids each time
+@functools.lru_cache(maxsize=16384)  # a polled list gives the same objects' ids each time
 def to_global_id(type_name: str, raw_id: str) -> str:
     return base64.b64encode(f"{type_name}:{raw_id}".encode()).decode()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import (
@@ -63,6 +64,24 @@ class UTCDateTime(TypeDecorator[datetime.datetime]):
             return None
         assert isinstance(value, datetime.datetime)
         return value if value.tzinfo else value.replace(tzinfo=datetime.UTC)
+
+    def result_processor(
+        self, dialect: Any, coltype: Any
+    ) -> Callable[[Any], datetime.datetime | None] | None:
+        """One function a value, where ``TypeDecorator``'s wraps the dialect's parser and then
+        calls ``process_result_value``: three calls for each of the four datetimes of every
+        node a list reads (a sixth of its rows' cost, profiled with cProfile)."""
+        parse = self.impl_instance.dialect_impl(dialect).result_processor(dialect, coltype)
+        utc = datetime.UTC
+
+        def process(value: Any) -> datetime.datetime | None:
+            if value is None:
+                return None
+            if parse is not None:
+                value = parse(value)
+            return value if value.tzinfo else value.replace(tzinfo=utc)  # type: ignore[no-any-return]
+
+        return process
 
 
 def _enum(kind: type[Any], name: str) -> Enum:

@@ -3,7 +3,6 @@
 For each event it finds the node the pod belongs to (by label, through the informer's index),
 takes the pod that currently speaks for that node, and writes what changed to the node's row.
 Only a real change is written and published; duplicates and no-op updates are dropped here.
-A write waits while the API answers a request (at most 100 ms, app/events/foreground.py).
 
 What was last recorded for each node is remembered (``recorded``): an event whose observation
 equals it costs no SQL at all. A relist (start-up, 410 Gone) first loads what is recorded for
@@ -32,7 +31,6 @@ from app.cluster.informer import Informer
 from app.cluster.objects import NODE_ID
 from app.cluster.pods import NO_POD, PodObservation, current_pod, observe
 from app.control.node_writer import NodeWriter
-from app.events.foreground import FOREGROUND, Foreground
 from app.store import desired
 from app.store.models import Node
 
@@ -51,14 +49,8 @@ _FIELDS = {
 
 
 class PodObserver:
-    def __init__(
-        self,
-        writer: NodeWriter,
-        on_pod_gone: Callable[[], None] = lambda: None,
-        foreground: Foreground = FOREGROUND,
-    ) -> None:
+    def __init__(self, writer: NodeWriter, on_pod_gone: Callable[[], None] = lambda: None) -> None:
         self.writer = writer
-        self.foreground = foreground  # a write waits while the API answers (bounded)
         self.on_pod_gone = on_pod_gone
         self.informers: dict[str, Informer] = {}  # by namespace
         self.writes: set[asyncio.Future[None]] = set()  # in flight, awaited on shutdown
@@ -79,7 +71,6 @@ class PodObserver:
         observation = observe(current) if current else NO_POD
         if self.recorded.get(node_id) == observation:
             return  # the row says this already (a relist, a no-op update): nothing to do
-        await self.foreground.yield_to_requests()  # app/events/foreground.py
         # Shielded: stopping the informer must not cut a database write in half (a cancelled
         # SQLite transaction keeps its lock until the connection is collected).
         write = asyncio.ensure_future(self.record(node_id, observation))

@@ -8,8 +8,7 @@ the API that long. A pass now calls ``Turns.take`` between units of its work (no
 rows and of listed objects); once a slice (5 ms) has passed since this object last gave a turn,
 that call lets everything ready run before the pass goes on. With the lists read in pages
 (app/cluster/client.py) and the collector paused (``collector_paused``), the longest hold of
-that pass was 21 ms. While the API answers a request, the same call waits until it has
-answered (at most ``MAX_DEFER_SECONDS``, app/events/foreground.py): the answers go first.
+that pass was 21 ms.
 
 Example::
 
@@ -27,30 +26,20 @@ import gc
 import time
 from collections.abc import Iterator
 
-from app.events.foreground import FOREGROUND, Foreground
-
 SLICE_SECONDS = 0.005
 
 
 class Turns:
-    """Gives the event loop a turn once ``slice_seconds`` of work have passed since the last,
-    and waits while the API answers a request (``foreground``)."""
+    """Gives the event loop a turn once ``slice_seconds`` of work have passed since the last."""
 
-    def __init__(
-        self, slice_seconds: float = SLICE_SECONDS, foreground: Foreground = FOREGROUND
-    ) -> None:
+    def __init__(self, slice_seconds: float = SLICE_SECONDS) -> None:
         self.slice_seconds = slice_seconds
-        self.foreground = foreground
         self.given = 0  # turns given (for tests)
         self._since = time.perf_counter()
 
     async def take(self) -> None:
-        """Wait while a request is in flight; let others run if this slice is used up;
-        otherwise return at once (no suspension)."""
-        if await self.foreground.yield_to_requests():
-            self.given += 1
-            self._since = time.perf_counter()
-        elif time.perf_counter() - self._since >= self.slice_seconds:
+        """Let others run if this slice is used up; otherwise return at once (no suspension)."""
+        if time.perf_counter() - self._since >= self.slice_seconds:
             await asyncio.sleep(0)
             self.given += 1
             self._since = time.perf_counter()

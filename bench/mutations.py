@@ -4,8 +4,11 @@ What it does
     Starts a sandbox (simulated pods, in a temporary folder, tied to this process), makes one
     ADMIN token in a fresh SQLite database and starts ``qaas serve`` on it (127.0.0.1, pinned
     to core 0, logging at WARNING, the tenant's limits and the mutation rate limit raised so
-    that nothing is refused). This process, the load, then runs on core 1 and keeps one pool of
-    keep-alive connections (httpx). Three phases, each bounded:
+    that nothing is refused). This process, the load, then runs on core 1 with the sandbox's
+    processes (which run only when the load does not: bench/harness.py) and keeps a pool of
+    keep-alive HTTP/1.1 connections of its own (``Connections``: a write and a read a request;
+    with httpx the load core was late to send by up to 80 ms at half rate, and the tail it
+    measured was its own). Three phases, each bounded:
 
     1. idle round trips: ``--idle`` sequential ``{ viewer { role } }`` (the reference: the same
        authentication, no write), then ``--idle`` sequential ``networkCreate`` with new names;
@@ -42,6 +45,7 @@ import asyncio
 import datetime
 import itertools
 import os
+import re
 import subprocess
 import sys
 import time
@@ -51,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 
 from app.config import load_settings
 from app.domain.enums import Role
@@ -153,19 +158,59 @@ async def wait_ready(http: httpx.AsyncClient, url: str, proc: subprocess.Popen[b
     raise RuntimeError(f"{url}: not ready within {READY_TIMEOUT:.0f}s")
 
 
+class Connections:
+    """Keep-alive HTTP/1.1 connections to the server's /graphql, opened as needed and reused;
+    a request is one write and a read of the status line, headers and Content-Length bytes."""
+
+    def __init__(self, port: int, token: str) -> None:
+        self.port = port
+        self.free: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.head = (
+            f"POST /graphql HTTP/1.1\r\nHost: {HOST}:{port}\r\nAuthorization: Bearer {token}"
+            "\r\nContent-Type: application/json\r\nContent-Length: "
+        ).encode()
+
+    async def post(self, body: bytes) -> tuple[int, bytes]:
+        while self.free:  # the server closes a connection idle past its keep-alive timeout
+            reader, writer = self.free.pop()
+            try:
+                return await self._exchange(reader, writer, body)
+            except asyncio.IncompleteReadError as error:
+                if error.partial:
+                    raise
+                writer.close()
+        return await self._exchange(*await asyncio.open_connection(HOST, self.port), body)
+
+    async def _exchange(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, body: bytes
+    ) -> tuple[int, bytes]:
+        writer.write(b"%s%d\r\n\r\n%s" % (self.head, len(body), body))
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+        if length is None:
+            raise RuntimeError(f"an answer without Content-Length: {head[:300]!r}")
+        answer = await reader.readexactly(int(length.group(1)))
+        self.free.append((reader, writer))
+        return int(head[9:12]), answer
+
+    def close(self) -> None:
+        for _, writer in self.free:
+            writer.close()
+
+
 class Client:
     """Timed GraphQL requests; every answer is checked (200, no errors, no userErrors)."""
 
-    def __init__(self, http: httpx.AsyncClient, url: str, token: str) -> None:
-        self.http, self.url = http, url
-        self.headers = {"Authorization": f"Bearer {token}"}
+    def __init__(self, connections: Connections) -> None:
+        self.connections = connections
         self.names = (f"m-{n}" for n in itertools.count())
+        self.late: list[float] = []  # ms from a scheduled start to the send (the load's lag)
 
     async def _post(self, body: dict[str, Any]) -> dict[str, Any]:
-        response = await self.http.post(self.url, json=body, headers=self.headers)
-        if response.status_code != 200:
-            raise RuntimeError(f"HTTP {response.status_code}: {response.text[:300]}")
-        answer: dict[str, Any] = response.json()
+        status, text = await self.connections.post(orjson.dumps(body))
+        if status != 200:
+            raise RuntimeError(f"HTTP {status}: {text[:300]!r}")
+        answer: dict[str, Any] = orjson.loads(text)
         if answer.get("errors"):
             raise RuntimeError(f"errors: {answer['errors']}")
         data: dict[str, Any] = answer["data"]
@@ -181,7 +226,10 @@ class Client:
 
     async def create(self, started: float | None = None) -> float:
         """One networkCreate; milliseconds from ``started`` (default: now)."""
-        started = time.perf_counter() if started is None else started
+        if started is None:
+            started = time.perf_counter()
+        else:
+            self.late.append((time.perf_counter() - started) * 1000)
         body = {"query": CREATE, "variables": {"name": next(self.names)}}
         payload = (await self._post(body))["networkCreate"]
         took = time.perf_counter() - started
@@ -231,6 +279,9 @@ async def open_loop(client: Client, rate: float, seconds: float) -> Latencies:
         await asyncio.sleep(max(0.0, slot - time.perf_counter()))
         tasks.append(asyncio.create_task(client.create(started=slot)))
     times = await asyncio.gather(*tasks)
+    late = sorted(client.late[-count:])
+    log(f"the load's own lag from slot to send: p99 {late[int(0.99 * (len(late) - 1))]:.1f} ms, "
+        f"max {late[-1]:.1f} ms")  # fmt: skip
     per_second = max(1, int(rate))
     worst = [max(times[i : i + per_second]) for i in range(0, len(times), per_second)]
     log("slowest networkCreate in each second: " + ", ".join(f"{ms:.0f}" for ms in worst) + " ms")
@@ -276,11 +327,11 @@ async def bench(args: argparse.Namespace, workdir: Path, kubeconfig: Path) -> Fi
     extra = await hold_the_lease(kubeconfig) if args.follower else {}
     server, port = start_server(workdir, database, kubeconfig, extra)
     os.sched_setaffinity(0, {LOAD_CORE})  # the load; the server has core 0
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    connections = Connections(port, token)
     try:
-        async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+        async with httpx.AsyncClient(timeout=30) as http:
             await wait_ready(http, f"http://{HOST}:{port}/readyz", server)
-            client = Client(http, f"http://{HOST}:{port}/graphql", token)
+            client = Client(connections)
             for _ in range(20):  # warm-up: connections, caches, the tenant's namespace
                 await client.viewer()
                 await client.create()
@@ -315,6 +366,7 @@ async def bench(args: argparse.Namespace, workdir: Path, kubeconfig: Path) -> Fi
         )
         raise
     finally:
+        connections.close()
         stop(server, grace=15.0)
     return Figures(viewer, hit, create, busy, rate, half)
 

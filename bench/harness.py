@@ -43,10 +43,9 @@ def bounded_with_sandbox(
     """Run ``measure(workdir, kubeconfig)`` within ``timeout`` seconds (see the module).
     With ``cluster_cores`` the sandbox's processes (etcd, the apiserver, the controllers and
     the kubelet) run on those cores only, and only when nothing else there wants to run
-    (``SCHED_IDLE``: nice 19 was not enough, the Go runtimes' dozens of threads together
-    delayed the load generator by up to 80 ms): a cluster is elsewhere in production, and a
-    benchmark that measures QaaS on one core and its load on the other keeps them off the
-    first and behind the second."""
+    (``SCHED_IDLE``): a cluster is elsewhere in production, and a benchmark that measures
+    QaaS on one core and its load on the other keeps them off the first and behind the
+    second."""
 
     def out_of_time(_signum: int, _frame: FrameType | None) -> None:
         raise TimeoutError

@@ -11,7 +11,8 @@ a transaction holds the write lock for its statements, not for turns of a busy l
 
 ``synchronous=NORMAL`` under WAL: a commit survives the process being killed (its pages are in
 the WAL file, which the operating system holds); only a power cut or kernel crash may lose the
-last commits before a checkpoint, never corrupt the file.
+last commits before a checkpoint, never corrupt the file. ``qaas serve`` checkpoints on a thread
+of its own, not inside a commit on the event loop (``checkpoint.py``).
 
 Example::
 

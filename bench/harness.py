@@ -42,10 +42,10 @@ def bounded_with_sandbox(
 ) -> T | None:
     """Run ``measure(workdir, kubeconfig)`` within ``timeout`` seconds (see the module).
     With ``cluster_cores`` the sandbox's processes (etcd, the apiserver, the controllers and
-    the kubelet) run on those cores only, and only when nothing else there wants to run
-    (``SCHED_IDLE``): a cluster is elsewhere in production, and a benchmark that measures
-    QaaS on one core and its load on the other keeps them off the first and behind the
-    second."""
+    the kubelet) run on those cores only, under ``SCHED_IDLE``: a cluster is elsewhere in
+    production, and a benchmark that measures QaaS on one core and its load on the other
+    keeps them off the first. They still delay what wakes on their core while they work
+    (bench/mutations.py logs its load's own lag; the README says what was found)."""
 
     def out_of_time(_signum: int, _frame: FrameType | None) -> None:
         raise TimeoutError

@@ -5,7 +5,7 @@ What it does
     ADMIN token in a fresh SQLite database and starts ``qaas serve`` on it (127.0.0.1, pinned
     to core 0, logging at WARNING, the tenant's limits and the mutation rate limit raised so
     that nothing is refused). This process, the load, then runs on core 1 with the sandbox's
-    processes (which run only when the load does not: bench/harness.py) and keeps a pool of
+    processes (at the lowest scheduling priority: bench/harness.py) and keeps a pool of
     keep-alive HTTP/1.1 connections of its own (``Connections``: a write and a read a request;
     with httpx the load core was late to send by up to 80 ms at half rate, and the tail it
     measured was its own). Three phases, each bounded:

@@ -82,6 +82,10 @@ from app.services.tenancy import create_token
 from app.store.engine import make_engine, make_sessionmaker
 from app.store.migrate import upgrade
 
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # bench/, as in chaos.py
+
+from bench.harness import cpu_seconds  # sandbox_pods.py takes it from here too
+
 HOST = "127.0.0.1"
 NETWORK = "fanout"
 PROTOCOL = websockets.Subprotocol("graphql-transport-ws")
@@ -120,14 +124,6 @@ def rss_kib(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, from /proc/<pid>/stat."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
 
 
 SERVER_OPEN_FILES = 65536  # a socket per subscriber, and the database, logs, watches

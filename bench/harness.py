@@ -82,3 +82,9 @@ def bounded_with_sandbox(
         return None
     finally:
         signal.alarm(0)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a running process has used (Linux: /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

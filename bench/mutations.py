@@ -66,7 +66,7 @@ from app.store.migrate import upgrade
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # bench/, as in chaos.py
 
-from bench.harness import bounded_with_sandbox
+from bench.harness import bounded_with_sandbox, cpu_seconds
 
 HOST = "127.0.0.1"
 SERVER_CORE, LOAD_CORE = 0, 1
@@ -286,12 +286,6 @@ async def open_loop(client: Client, rate: float, seconds: float) -> Latencies:
     worst = [max(times[i : i + per_second]) for i in range(0, len(times), per_second)]
     log("slowest networkCreate in each second: " + ", ".join(f"{ms:.0f}" for ms in worst) + " ms")
     return Latencies(f"networkCreate at {rate:.0f}/s (open loop)", list(times))
-
-
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU time a running process has used (Linux: /proc/PID/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def record(args: argparse.Namespace, pid: int) -> subprocess.Popen[bytes] | None:

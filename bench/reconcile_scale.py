@@ -85,7 +85,7 @@ from app.store.models import Network, Node, Tenant, utcnow
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # bench/, as in chaos.py
 
-from bench.harness import bounded_with_sandbox
+from bench.harness import bounded_with_sandbox, cpu_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL_PASS, GOAL_STARTUP = 5.0, 3.0
@@ -394,12 +394,6 @@ async def serve_process(settings: Settings, nodes: int, workdir: Path, runs: int
           f"median {statistics.median(took):.2f} s; goal <= {GOAL_STARTUP:g} s); the process's "
           f"CPU time until then {min(cpu):.2f} s (min; less sensitive to the machine's "
           "load)")  # fmt: skip
-
-
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU time a running process has used (Linux: /proc/PID/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def log_file(path: Path) -> BinaryIO:

@@ -108,8 +108,8 @@ async def usage_by_tenant(session: AsyncSession) -> dict[str, tuple[int, int, in
 
 
 async def delete_tenant(session: AsyncSession, tenant_id: str) -> None:
-    """Delete the tenant's rows: its networks (their nodes and status history go with them, by
-    foreign key), operations, tokens and the tenant itself.
+    """Delete the tenant's rows: its nodes (their status history goes with them, by foreign
+    key), its networks, operations, tokens and the tenant itself.
 
     Nodes first, then networks, then operations: the control loop's transactions lock a node's
     row and then its network's (a node written twice in one transaction has its foreign key

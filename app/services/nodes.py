@@ -18,7 +18,7 @@ from app.domain.errors import ErrorCode
 from app.domain.names import node_name_problem, object_name, tidy
 from app.services.results import Result, name_refusal, refused
 from app.store import desired, operations, tenants
-from app.store.models import Network, Node, NodeStatusChange, Operation, utcnow
+from app.store.models import Network, Node, NodeStatusChange, Operation, new_id, utcnow
 from app.store.read_models import NetworkView, NodeView, OperationView
 from app.store.unit import UnitOfWork
 
@@ -75,7 +75,10 @@ async def record_new_node(
     """Insert the node (and its network, if new), its first history entry and the operation;
     refused with NAME_TAKEN when another request took the name first."""
     now = utcnow()
+    if network.id is None:  # a new network: its id is known before it is inserted
+        network.id = new_id()
     node = Node(
+        id=new_id(),
         network=network,
         name=name,
         role=role,
@@ -83,18 +86,17 @@ async def record_new_node(
         status_changed_at=now,
         start_deadline=now + datetime.timedelta(seconds=start_deadline),
     )
+    operation = Operation(
+        tenant_id=network.tenant_id, kind=kind, network_id=network.id, node_id=node.id
+    )
+    # A node's history starts with its creation. All of it goes in one flush.
+    first = NodeStatusChange(node_id=node.id, status=node.status, at=now)
     try:
-        await desired.insert(session, network, node)
+        await desired.insert(session, network.tenant_id, network, node, first, operation)
     except IntegrityError:
         # Two callers raced for one name: the unique constraint decided.
         return refused("name", "that name was just taken by another request",
                        ErrorCode.NAME_TAKEN)  # fmt: skip
-    operation = Operation(
-        tenant_id=network.tenant_id, kind=kind, network_id=network.id, node_id=node.id
-    )
-    # A node's history starts with its creation.
-    desired.record_status(session, NodeStatusChange(node_id=node.id, status=node.status, at=now))
-    await operations.add(session, operation)
     return Result(
         network=NetworkView.of(network, [node.status]),
         node=NodeView.of(node, network),

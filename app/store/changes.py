@@ -26,7 +26,7 @@ Example::
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import Table, event, select
@@ -138,9 +138,12 @@ def _tenants_of_rows(session: Session, rows: Iterable[object]) -> set[str]:
     return tenants
 
 
-def _named(where: ColumnElement[Any] | None) -> dict[tuple[str, str], set[str]]:
+def _named(
+    where: ColumnElement[Any] | None, bound: Mapping[str, Any]
+) -> dict[tuple[str, str], set[str]]:
     """The values ``table.column = value`` (or ``IN (...)``) comparisons in a WHERE clause
-    name, by (table, column)."""
+    name, by (table, column); a ``bindparam()`` built without its value takes it from
+    ``bound``, the parameters the statement runs with."""
     named: dict[tuple[str, str], set[str]] = {}
     if where is None:
         return named
@@ -152,14 +155,16 @@ def _named(where: ColumnElement[Any] | None) -> dict[tuple[str, str], set[str]]:
             continue
         if not isinstance(column.table, Table):
             continue
-        values = value.value if isinstance(value.value, list | tuple) else [value.value]
-        key = (column.table.name, column.name)
-        named.setdefault(key, set()).update(str(v) for v in values if v is not None)
+        given = bound.get(value.key, value.value)
+        values = given if isinstance(given, list | tuple) else [given]
+        if found := {str(v) for v in values if v is not None}:  # none: it names no one
+            named.setdefault((column.table.name, column.name), set()).update(found)
     return named
 
 
 def _tenants_of_statement(session: Session, state: ORMExecuteState) -> set[str]:
-    named = _named(getattr(state.statement, "whereclause", None))
+    bound = state.parameters if isinstance(state.parameters, Mapping) else {}
+    named = _named(getattr(state.statement, "whereclause", None), bound)
     for (table, column), values in named.items():
         if column == "tenant_id" or (table, column) == ("tenants", "id"):
             return set(values)

@@ -10,21 +10,55 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql import ColumnElement, Update
 
-from app.store.models import Network, Node, NodeStatusChange, Tenant
+from app.store.models import Network, Node, NodeStatusChange, Operation, Tenant
 
 # A node's pod facts, in the order of app.cluster.pods.PodObservation's fields.
 POD_COLUMNS = (Node.pod_name, Node.pod_phase, Node.pod_ready, Node.restart_count,
                Node.pod_reason, Node.pod_message, Node.pod_ip, Node.pod_started_at)  # fmt: skip
 
 
-async def network_named(session: AsyncSession, tenant_id: str, name: str) -> Network | None:
-    return await session.scalar(
-        select(Network).where(Network.tenant_id == tenant_id, Network.name == name)
+# The statements of a mutation's answer path, built once: building one costs more than SQLite
+# takes to run it (an expression tree of a few comparisons is tens of microseconds of Python).
+# Their values are bound when they run; app/store/changes.py reads them from there.
+_NETWORK_NAMED = select(Network).where(
+    Network.tenant_id == bindparam("tenant_id"), Network.name == bindparam("name")
+)
+_OBJECT_NAME_OWNER = (
+    select(Network.name, Node.name)
+    .join(Node, Node.network_id == Network.id)
+    .where(Network.tenant_id == bindparam("tenant_id"))
+    .where(Network.name.in_(bindparam("prefixes", expanding=True)))
+    .where(Network.name + "-" + Node.name == bindparam("object_name"))
+    .limit(1)
+)
+
+
+def _adding_to_counts(tenant: ColumnElement[str]) -> Update:
+    """UPDATE of a tenant's counts, adding the values bound as ``networks`` and ``nodes``."""
+    return (
+        update(Tenant)
+        .where(Tenant.id == tenant)
+        .values(
+            network_count=Tenant.network_count + bindparam("networks"),
+            node_count=Tenant.node_count + bindparam("nodes"),
+        )
+        .execution_options(synchronize_session=False)
     )
+
+
+_COUNT = _adding_to_counts(bindparam("tenant_id"))
+_COUNT_BY_NETWORK = _adding_to_counts(
+    select(Network.tenant_id).where(Network.id == bindparam("network_id")).scalar_subquery()
+)
+
+
+async def network_named(session: AsyncSession, tenant_id: str, name: str) -> Network | None:
+    return await session.scalar(_NETWORK_NAMED, {"tenant_id": tenant_id, "name": name})
 
 
 async def network_of_tenant(
@@ -67,15 +101,8 @@ async def object_name_owner(
     prefixes = [object_name[:i] for i, c in enumerate(object_name) if c == "-"]
     if not prefixes:
         return None
-    row = (
-        await session.execute(
-            select(Network.name, Node.name)
-            .join(Node, Node.network_id == Network.id)
-            .where(Network.tenant_id == tenant_id, Network.name.in_(prefixes))
-            .where(Network.name + "-" + Node.name == object_name)
-            .limit(1)
-        )
-    ).first()
+    values = {"tenant_id": tenant_id, "prefixes": prefixes, "object_name": object_name}
+    row = (await session.execute(_OBJECT_NAME_OWNER, values)).first()
     return (row[0], row[1]) if row else None
 
 
@@ -121,31 +148,29 @@ async def node_with_network(
     return node, network
 
 
-async def insert(session: AsyncSession, *rows: Network | Node | NodeStatusChange) -> None:
-    """Insert ``rows`` now (flush), so ids exist and a name race surfaces as IntegrityError;
-    their tenants' counts go up with them."""
+async def insert(
+    session: AsyncSession, tenant_id: str, *rows: Network | Node | NodeStatusChange | Operation
+) -> None:
+    """Insert the tenant's ``rows`` now, in one flush, so a name race surfaces here as
+    IntegrityError; the tenant's counts go up by the networks and nodes among them."""
+    new = [row for row in rows if row not in session]  # not a network that exists already
     session.add_all(rows)
-    new = [row for row in rows if row in session.new]  # not a network that exists already
     await session.flush()
-    added: dict[str, tuple[int, int]] = {}  # by network id: networks and nodes inserted
-    for row in new:
-        if isinstance(row, Network | Node):
-            network_id = row.id if isinstance(row, Network) else row.network_id
-            networks, nodes = added.get(network_id, (0, 0))
-            added[network_id] = (networks + isinstance(row, Network), nodes + isinstance(row, Node))
-    for network_id, (networks, nodes) in added.items():
-        await _count(session, network_id, networks, nodes)
+    networks = sum(isinstance(row, Network) for row in new)
+    nodes = sum(isinstance(row, Node) for row in new)
+    if networks or nodes:
+        await _count(session, tenant_id, networks, nodes)
 
 
-async def _count(session: AsyncSession, network_id: str, networks: int, nodes: int) -> None:
-    """Add ``networks`` and ``nodes`` to the counts of the tenant of ``network_id``."""
-    tenant = select(Network.tenant_id).where(Network.id == network_id).scalar_subquery()
-    await session.execute(
-        update(Tenant)
-        .where(Tenant.id == tenant)
-        .values(network_count=Tenant.network_count + networks, node_count=Tenant.node_count + nodes)
-        .execution_options(synchronize_session=False)
-    )
+async def _count(
+    session: AsyncSession, tenant_id: str | None, networks: int, nodes: int, network_id: str = ""
+) -> None:
+    """Add ``networks`` and ``nodes`` to the counts of the tenant (None: of ``network_id``'s)."""
+    counts = {"networks": networks, "nodes": nodes}
+    if tenant_id is None:
+        await session.execute(_COUNT_BY_NETWORK, {"network_id": network_id, **counts})
+    else:
+        await session.execute(_COUNT, {"tenant_id": tenant_id, **counts})
 
 
 async def claim_revision(session: AsyncSession, node: Node) -> bool:
@@ -177,13 +202,13 @@ async def delete_node(session: AsyncSession, node_id: str) -> None:
     deleted = delete(Node).where(Node.id == node_id).returning(Node.network_id)
     network_id = await session.scalar(deleted.execution_options(synchronize_session=False))
     if network_id is not None:
-        await _count(session, network_id, 0, -1)
+        await _count(session, None, 0, -1, network_id)
 
 
 async def delete_network_if_empty(session: AsyncSession, network_id: str) -> bool:
     """Delete the network's row if it has no node left; True if it did."""
     if await session.scalar(select(Node.id).where(Node.network_id == network_id)) is not None:
         return False
-    await _count(session, network_id, -1, 0)
+    await _count(session, None, -1, 0, network_id)
     await session.execute(delete(Network).where(Network.id == network_id))
     return True

@@ -9,9 +9,12 @@ busy, one core). Every writer of the process queues behind that lock (``write_tu
 
 SQLite itself answers these calls in microseconds: under WAL a reader never waits for a writer,
 and a writer that holds the lock (after ``BEGIN IMMEDIATE``) waits for nobody. So this connection
-runs them inline, on the loop's thread, and sends to aiosqlite's thread only what may wait: a
-``BEGIN``, which waits up to the busy timeout for another process's write lock (``qaas token
-create``, a second ``qaas serve`` on the same file), and opening and closing the connection.
+runs them inline, on the loop's thread. Only a ``BEGIN`` may wait: up to the busy timeout, for
+another process's write lock (``qaas token create``, a second ``qaas serve`` on the same file).
+It is tried inline first with the busy handler off, which succeeds at once when no other process
+writes (the common case: a hand-off to aiosqlite's thread and back cost a write transaction
+about a millisecond, most of it waking that thread); only when the lock is held does it go to
+aiosqlite's thread to wait there. Opening and closing the connection go there too.
 
 The cost: the loop does the SQLite work itself, so a very large read (the reconciler's pass over
 10,000 nodes) holds the loop for its SQLite time, as the Python that decodes its rows already did.
@@ -31,12 +34,29 @@ import aiosqlite
 
 
 class LoopConnection(aiosqlite.Connection):
-    """An aiosqlite connection whose calls run on the caller's thread, except a BEGIN."""
+    """An aiosqlite connection whose calls run on the caller's thread, except a BEGIN that
+    finds another process's write lock."""
+
+    _busy_ms: int | None = None  # the connection's busy timeout, read at its first BEGIN
 
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        if self._connection is None or may_wait(args):
+        connection = self._connection
+        if connection is None:
             return await super()._execute(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
-        return fn(*args, **kwargs)
+        if not may_wait(args):
+            return fn(*args, **kwargs)
+        if self._busy_ms is None:
+            self._busy_ms = int(connection.execute("PRAGMA busy_timeout").fetchone()[0])
+        connection.execute("PRAGMA busy_timeout=0")  # fail at once instead of waiting here
+        try:
+            return fn(*args, **kwargs)
+        except sqlite3.OperationalError as error:
+            if error.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                raise
+        finally:
+            connection.execute(f"PRAGMA busy_timeout={self._busy_ms}")
+        # Another process holds the write lock: wait for it on aiosqlite's thread.
+        return await super()._execute(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
 
 
 def may_wait(args: tuple[Any, ...]) -> bool:

@@ -39,6 +39,25 @@ async def test_statements_run_on_the_loops_thread(engine: AsyncEngine) -> None:
     assert inside == threading.get_ident()
 
 
+async def test_a_begin_that_finds_the_lock_free_runs_on_the_loops_thread(
+    engine: AsyncEngine,
+) -> None:
+    """No hand-off to aiosqlite's thread when no other process writes: the common case."""
+    sessions = make_sessionmaker(engine)
+    async with sessions() as session:
+        raw = await (await session.connection()).get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        ran: list[tuple[str, int]] = []
+        driver._conn.set_trace_callback(lambda sql: ran.append((sql, threading.get_ident())))
+    for _ in range(2):  # the second BEGIN also finds the busy timeout as it was
+        async with UnitOfWork.begin(sessions) as work:
+            await work.session.execute(text("INSERT INTO log VALUES ('mine')"))
+    begins = [thread for sql, thread in ran if sql.startswith("BEGIN")]
+    assert begins == [threading.get_ident()] * 2
+    assert ("PRAGMA busy_timeout=3000", threading.get_ident()) in ran
+
+
 async def test_a_begin_that_waits_for_another_process_leaves_the_loop_running(
     engine: AsyncEngine, tmp_path: Path
 ) -> None:

@@ -16,7 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from app.domain.enums import Consensus
 from app.services import networks, nodes
 from app.services.results import commit_unless_refused
+from app.store import desired
 from app.store.changes import changes
+from app.store.unit import UnitOfWork
 from tests.conftest import CallerTenant
 
 
@@ -49,5 +51,23 @@ async def test_a_new_node_costs_no_owner_lookup(
         reads = [s for s in statements[first_insert:] if s.startswith("SELECT")]
         assert reads == [], statements
     # ... and both changes still count for the tenant, and for no one else.
+    assert changes.changed_since(tenant.id, ticket)
+    assert not changes.changed_since("no such tenant", ticket)
+
+
+async def test_removing_a_node_counts_for_its_tenant_alone(
+    sessions: async_sessionmaker[AsyncSession], tenant: CallerTenant
+) -> None:
+    """The reconciler's removal: a DELETE by node id, then the counts by network id, whose
+    tenant is found from the values the statements run with."""
+    made = await commit_unless_refused(sessions, partial(
+        networks.create_network, tenant_id=tenant.id, name="acme", consensus=Consensus.RAFT,
+        start_deadline=300.0))  # fmt: skip
+    assert made.node is not None, made.errors
+    assert made.network is not None
+    ticket = changes.ticket()
+    async with UnitOfWork.begin(sessions) as work:
+        await desired.delete_node(work.session, made.node.id)
+        assert await desired.delete_network_if_empty(work.session, made.network.id)
     assert changes.changed_since(tenant.id, ticket)
     assert not changes.changed_since("no such tenant", ticket)

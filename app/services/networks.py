@@ -134,7 +134,7 @@ async def _open_network(
                        ErrorCode.NAME_TAKEN)  # fmt: skip
     field = "name" if role is NodeRole.COORDINATOR else "nodeName"
     if taken := await object_name_refusal(session, network.tenant_id, network.name, node_name,
-                                          field):  # fmt: skip
+                                          field, new=True):  # fmt: skip
         return taken
     limited = await limit_refusal(session, network.tenant_id, new_network=True)
     if limited:

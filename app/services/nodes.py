@@ -34,12 +34,13 @@ def network_refusal(network: Network | None, field: str, deleting: str) -> Resul
 
 
 async def object_name_refusal(
-    session: AsyncSession, tenant_id: str, network: str, node: str, field: str
+    session: AsyncSession, tenant_id: str, network: str, node: str, field: str, new: bool
 ) -> Result | None:
     """NAME_TAKEN if another node of the tenant already has the objects ``<network>-<node>``
-    would be named (Kubernetes object names are unique in the tenant's namespace)."""
+    would be named (Kubernetes object names are unique in the tenant's namespace); ``new``:
+    the network does not exist yet."""
     name = object_name(network, node)
-    owner = await desired.object_name_owner(session, tenant_id, name)
+    owner = await desired.object_name_owner(session, tenant_id, name, network if new else None)
     if owner is None:
         return None
     return refused(field, f'the Service and Deployment would be named "{name}", which node '
@@ -118,7 +119,9 @@ async def add_node(
     if await desired.node_named(session, network_id, name) is not None:
         return refused("name", f'network "{network.name}" already has a node named "{name}"',
                        ErrorCode.NAME_TAKEN)  # fmt: skip
-    if taken := await object_name_refusal(session, tenant_id, network.name, name, "name"):
+    if taken := await object_name_refusal(
+        session, tenant_id, network.name, name, "name", new=False
+    ):
         return taken
     limited = await limit_refusal(session, tenant_id, new_network=False)
     if limited:

@@ -88,17 +88,20 @@ async def node_named(session: AsyncSession, network_id: str, name: str) -> Node 
 
 
 async def object_name_owner(
-    session: AsyncSession, tenant_id: str, object_name: str
+    session: AsyncSession, tenant_id: str, object_name: str, absent: str | None = None
 ) -> tuple[str, str] | None:
-    """(network, node) of the tenant's node whose objects are named ``object_name``, if any.
+    """(network, node) of the tenant's node whose objects are named ``object_name``, if any;
+    ``absent`` names a network the caller knows does not exist (the one it is creating).
 
     Object names are unique per namespace and a tenant has a namespace of its own, so a new
     node's ``<network>-<node>`` must not equal any other node's of the same tenant: network
     ``a`` with node ``b-coordinator`` and network ``a-b``'s coordinator would collide.
     """
     # Only networks named like a prefix of it before a "-" can own it: found by the unique
-    # index on (tenant_id, name), not by a scan of all the tenant's nodes.
+    # index on (tenant_id, name), not by a scan of all the tenant's nodes. A new network's
+    # coordinator whose name has no "-" has no such prefix but its own: no query at all.
     prefixes = [object_name[:i] for i, c in enumerate(object_name) if c == "-"]
+    prefixes = [prefix for prefix in prefixes if prefix != absent]
     if not prefixes:
         return None
     values = {"tenant_id": tenant_id, "prefixes": prefixes, "object_name": object_name}

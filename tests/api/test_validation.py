@@ -100,6 +100,21 @@ async def test_duplicate_node_name_is_taken(api: GraphQLClient, name: str) -> No
     assert await nodes_of(api, network_id) == before
 
 
+async def test_names_whose_objects_would_collide_are_taken(api: GraphQLClient) -> None:
+    """Network "a"'s node "b-coordinator" and network "a-b"'s coordinator would both own the
+    Service "a-b-coordinator": whichever comes second is refused, in either order."""
+    first = (await create_network(api, "a"))["network"]["id"]
+    await add_node(api, first, "b-coordinator")
+    error = await refused(api, NETWORK_CREATE, name="a-b")
+    assert (error["field"], error["code"]) == (NAME, "NAME_TAKEN")
+    assert '"a-b-coordinator"' in error["message"]
+    await create_network(api, "c-d")
+    second = (await create_network(api, "c"))["network"]["id"]
+    error = await refused(api, NODE_ADD, networkId=second, name="d-coordinator")
+    assert (error["field"], error["code"]) == (NAME, "NAME_TAKEN")
+    assert await network_count(api) == 3
+
+
 async def test_same_node_name_in_two_networks_is_fine(api: GraphQLClient) -> None:
     first = (await create_network(api, "acme"))["network"]["id"]
     second = (await create_network(api, "globex"))["network"]["id"]

@@ -2,8 +2,9 @@
 the node's objects and row go; a leader that keeps refusing fails the operation at the
 deadline and the node stays; ``force`` removes the objects anyway; no raft ID or IBFT: no step.
 
-The raft leader is a real local HTTP JSON-RPC server on 127.0.0.2:20010 (geth's RPC port; the
-test's QAAS_CHAIN_PROBE_NETWORKS allows 127.0.0.0/8) answering with recorded responses whose
+The raft leader is a real local HTTP JSON-RPC server on 127.0.0.2:20010 (geth's RPC port; a
+second pytest-xdist worker's is on 127.0.0.3; the test's QAAS_CHAIN_PROBE_NETWORKS allows
+127.0.0.0/8) answering with recorded responses whose
 shapes follow Quorum's Raft RPC API (GoQuorum docs, Reference > API methods > Raft methods,
 https://docs.goquorum.consensys.net/Reference/Consensus/Raft-RPC-API and
 https://docs.goquorum.consensys.io/reference/api-methods#raft-methods): ``raft_leader`` is the
@@ -14,6 +15,7 @@ raftId, raftPort, role}``, ``raft_removePeer(raftId)`` returns null. The node ro
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,9 @@ from tests.chain.server import KEY_A, KEY_B
 from tests.conftest import CallerTenant
 from tests.helpers import Writes, eventually
 
-LEADER_IP = "127.0.0.2"
+# The port is geth's, fixed, so each pytest-xdist worker's leader has an address of its own:
+# two workers running these tests at once could not both listen on one.
+LEADER_IP = f"127.0.0.{2 + int(os.environ.get('PYTEST_XDIST_WORKER', 'gw0').removeprefix('gw'))}"
 PEER_IP = "127.0.0.3"  # nothing listens there: asking it for the leader fails
 RPC_PORT = 20010
 

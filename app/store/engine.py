@@ -6,8 +6,9 @@ queue for it in asyncio, in order (a mutation's before the control loop's, a few
 then beginning with ``BEGIN IMMEDIATE``
 (``app/store/unit.py``); a write lock held by another process (``qaas token create``) longer than
 the busy timeout is ``DatabaseBusy``, which the API answers as UNAVAILABLE with a retry delay.
-SQLite's calls run on the event loop's thread, a ``BEGIN`` on aiosqlite's (``sqlite_loop.py``):
-a transaction holds the write lock for its statements, not for turns of a busy loop.
+SQLite's calls run on the event loop's thread, and a ``BEGIN`` that finds another process's
+write lock waits for it on aiosqlite's (``sqlite_loop.py``): a transaction holds the write lock
+for its statements, not for turns of a busy loop.
 
 ``synchronous=NORMAL`` under WAL: a commit survives the process being killed (its pages are in
 the WAL file, which the operating system holds); only a power cut or kernel crash may lose the
@@ -214,7 +215,7 @@ def make_engine(
     ``wal_checkpoints=False``: SQLite's commits never checkpoint; the caller runs a
     ``WalCheckpointer`` (checkpoint.py) off the event loop, as ``qaas serve`` does."""
     if url.startswith("sqlite"):
-        # Statements run on the loop's thread; a BEGIN waits on aiosqlite's (sqlite_loop.py).
+        # Statements run on the loop's thread; a BEGIN that must wait, on aiosqlite's.
         connect_args = {"timeout": 30, "async_creator_fn": sqlite_loop.connect}
         engine = create_async_engine(url, connect_args=connect_args, **kwargs)
         _turns[engine.sync_engine] = _Turns(busy_timeout)

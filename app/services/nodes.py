@@ -76,11 +76,12 @@ async def record_new_node(
     """Insert the node (and its network, if new), its first history entry and the operation;
     refused with NAME_TAKEN when another request took the name first."""
     now = utcnow()
-    if network.id is None:  # a new network: its id is known before it is inserted
+    new = network.id is None  # a network being created: its id is known before it is inserted
+    if new:
         network.id = new_id()
     node = Node(
         id=new_id(),
-        network=network,
+        network_id=network.id,
         name=name,
         role=role,
         status=NodeStatus.PENDING,
@@ -90,10 +91,11 @@ async def record_new_node(
     operation = Operation(
         tenant_id=network.tenant_id, kind=kind, network_id=network.id, node_id=node.id
     )
-    # A node's history starts with its creation. All of it goes in one flush.
+    # A node's history starts with its creation.
     first = NodeStatusChange(node_id=node.id, status=node.status, at=now)
     try:
-        await desired.insert(session, network.tenant_id, network, node, first, operation)
+        await desired.insert(session, network.tenant_id,
+                             *([network] if new else []), node, first, operation)  # fmt: skip
     except IntegrityError:
         # Two callers raced for one name: the unique constraint decided.
         return refused("name", "that name was just taken by another request",

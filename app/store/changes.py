@@ -84,6 +84,12 @@ def _pending(session: Session) -> set[str]:
     return found
 
 
+def note_change(session: Session, tenant_id: str) -> None:
+    """Count a change of the tenant when the session's transaction commits: for statements run
+    on the session's connection, which the session does not see."""
+    _pending(session).add(tenant_id)
+
+
 def _owners_of(session: Session, kind: type[Network] | type[Node], ids: set[str]) -> set[str]:
     """The tenants owning these networks or nodes: remembered, or looked up in the open
     transaction; EVERYONE if one cannot be found (a row already deleted)."""

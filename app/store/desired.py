@@ -11,11 +11,15 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import insert as sa_insert
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
-from sqlalchemy.sql import ColumnElement, Update
+from sqlalchemy.sql import ColumnElement, Insert, Update
+from sqlalchemy.sql.schema import CallableColumnDefault, ScalarElementColumnDefault
 
-from app.store.models import Network, Node, NodeStatusChange, Operation, Tenant
+from app.store.changes import note_change
+from app.store.models import Base, Network, Node, NodeStatusChange, Operation, Tenant
 
 # A node's pod facts, in the order of app.cluster.pods.PodObservation's fields.
 POD_COLUMNS = (Node.pod_name, Node.pod_phase, Node.pod_ready, Node.restart_count,
@@ -154,15 +158,44 @@ async def node_with_network(
 async def insert(
     session: AsyncSession, tenant_id: str, *rows: Network | Node | NodeStatusChange | Operation
 ) -> None:
-    """Insert the tenant's ``rows`` now, in one flush, so a name race surfaces here as
-    IntegrityError; the tenant's counts go up by the networks and nodes among them."""
-    new = [row for row in rows if row not in session]  # not a network that exists already
-    session.add_all(rows)
-    await session.flush()
-    networks = sum(isinstance(row, Network) for row in new)
-    nodes = sum(isinstance(row, Node) for row in new)
-    if networks or nodes:
-        await _count(session, tenant_id, networks, nodes)
+    """Insert new ``rows`` of the tenant now, so a name race surfaces here as IntegrityError;
+    the tenant's counts go up by the networks and nodes among them.
+
+    Core INSERTs, in the order given (parents first), not the session's unit of work: on a
+    mutation's answer path its flush of four rows took 1.05 ms, these 0.46 ms (a script's
+    timing, alternating). So the rows stay out of the session: a flush would insert them
+    again. Each row gets its columns' Python defaults first (ids, timestamps), as a flush
+    would give them, so the caller can build its answer from them."""
+    connection = await session.connection()
+    for row in rows:
+        await connection.execute(_INSERTS[type(row)], _with_defaults(row))
+    networks = sum(isinstance(row, Network) for row in rows)
+    nodes = sum(isinstance(row, Node) for row in rows)
+    note_change(session.sync_session, tenant_id)  # the session does not see Core statements
+    await connection.execute(_COUNT, {"tenant_id": tenant_id, "networks": networks, "nodes": nodes})
+
+
+_INSERTS: dict[type[Base], Insert] = {
+    model: sa_insert(model) for model in (Network, Node, NodeStatusChange, Operation)
+}
+
+
+def _with_defaults(row: Base) -> dict[str, Any]:
+    """The row's column values, its columns' Python defaults set where it has none (on the
+    row too); a column left None is left out, for the database to fill (an autoincrement)."""
+    values: dict[str, Any] = {}
+    for attribute in sa_inspect(type(row)).column_attrs:
+        column = attribute.columns[0]
+        value = getattr(row, attribute.key)
+        if value is None and isinstance(column.default, ScalarElementColumnDefault):
+            value = column.default.arg
+            setattr(row, attribute.key, value)
+        elif value is None and isinstance(column.default, CallableColumnDefault):
+            value = column.default.arg(None)  # type: ignore[arg-type]  # ours take no context
+            setattr(row, attribute.key, value)
+        if value is not None:
+            values[column.key] = value
+    return values
 
 
 async def _count(

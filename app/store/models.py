@@ -255,10 +255,6 @@ class NodeStatusChange(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     at: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    # Never loaded; it tells the unit of work to insert nodes before their history when both
-    # are in one flush (a node's first entry is flushed with the node: app/services/nodes.py).
-    node: Mapped[Node] = relationship()
-
 
 class Operation(Base):
     """What a mutation started; it outlives its target (no foreign keys on purpose)."""

@@ -12,6 +12,7 @@ from app.config import load_settings
 from app.domain.enums import Consensus, Role
 from app.domain.errors import ErrorCode
 from app.services.tenancy import create_token
+from app.store import desired, tenants
 from app.store.models import Network
 from tests.helpers import Writes
 
@@ -35,3 +36,27 @@ async def test_simultaneous_creates_stop_at_the_network_limit(
         )
     assert (len(accepted), stored) == (2, 2), [r.errors for r in results]
     assert refused == {ErrorCode.LIMIT_EXCEEDED}
+
+
+async def test_simultaneous_creates_of_one_name_make_one_network(
+    sessions: async_sessionmaker[AsyncSession], database_url: str
+) -> None:
+    """Only one of them gets the name; on PostgreSQL the others saw it free and are refused by
+    the unique constraint at their insert, which must leave nothing of theirs behind."""
+    settings = load_settings(database_url=database_url, namespace="names")
+    tenant, _, _ = await create_token(sessions, "names", Role.ADMIN, settings)
+    writes = Writes(sessions)
+
+    results = await asyncio.gather(
+        *(writes.create_network(tenant.id, "same", Consensus.RAFT) for _ in range(6))
+    )
+
+    accepted = [r for r in results if not r.errors]
+    refused = {error.code for r in results for error in r.errors}
+    async with sessions() as session:
+        counted = await desired.tenant_counts(session, tenant.id)
+        kept = await tenants.tenant_by_id(session, tenant.id)
+    assert len(accepted) == 1, [r.errors for r in results]
+    assert refused == {ErrorCode.NAME_TAKEN}
+    assert kept is not None
+    assert counted == (kept.network_count, kept.node_count) == (1, 1)

@@ -5,8 +5,11 @@ writer of the observer and the reconciler, the chain recorder, operations, tenan
 their last use): a flush notes the tenants of its new, changed and deleted rows, an UPDATE,
 DELETE or INSERT statement run through a session notes the tenants its WHERE clause names (a
 ``tenant_id``, a ``network_id`` or ``node_id``, or the id of a tenant, network, node, operation
-or token; a statement that names none counts as a change of every tenant). SQL text is not
-looked at: write through the models or ``update()``/``delete()``/``insert()``. A commit then
+or token, also when bound at execution; a statement that names none counts as a change of
+every tenant). SQL text is not looked at: write through the models or
+``update()``/``delete()``/``insert()``. A statement run on the session's connection instead
+(Core, which the session does not see) is noted by its writer with ``note_change``, as the
+answer path's inserts are (``app/store/desired.py``). A commit then
 moves the clock forward for those tenants; a rollback forgets them. Nothing is counted before
 the commit.
 

@@ -28,7 +28,8 @@ POD_COLUMNS = (Node.pod_name, Node.pod_phase, Node.pod_ready, Node.restart_count
 
 # The statements of a mutation's answer path, built once: building one costs more than SQLite
 # takes to run it (an expression tree of a few comparisons is tens of microseconds of Python).
-# Their values are bound when they run; app/store/changes.py reads them from there.
+# Their values are bound when they run; for those run through the session, the change counter
+# (app/store/changes.py) reads them from there.
 _NETWORK_NAMED = select(Network).where(
     Network.tenant_id == bindparam("tenant_id"), Network.name == bindparam("name")
 )
@@ -198,15 +199,13 @@ def _with_defaults(row: Base) -> dict[str, Any]:
     return values
 
 
-async def _count(
-    session: AsyncSession, tenant_id: str | None, networks: int, nodes: int, network_id: str = ""
+async def _count_by_network(
+    session: AsyncSession, network_id: str, networks: int, nodes: int
 ) -> None:
-    """Add ``networks`` and ``nodes`` to the counts of the tenant (None: of ``network_id``'s)."""
-    counts = {"networks": networks, "nodes": nodes}
-    if tenant_id is None:
-        await session.execute(_COUNT_BY_NETWORK, {"network_id": network_id, **counts})
-    else:
-        await session.execute(_COUNT, {"tenant_id": tenant_id, **counts})
+    """Add ``networks`` and ``nodes`` to the counts of the tenant of ``network_id`` (through the
+    session: the change counter finds the tenant from the network's id)."""
+    values = {"network_id": network_id, "networks": networks, "nodes": nodes}
+    await session.execute(_COUNT_BY_NETWORK, values)
 
 
 async def claim_revision(session: AsyncSession, node: Node) -> bool:
@@ -238,13 +237,13 @@ async def delete_node(session: AsyncSession, node_id: str) -> None:
     deleted = delete(Node).where(Node.id == node_id).returning(Node.network_id)
     network_id = await session.scalar(deleted.execution_options(synchronize_session=False))
     if network_id is not None:
-        await _count(session, None, 0, -1, network_id)
+        await _count_by_network(session, network_id, 0, -1)
 
 
 async def delete_network_if_empty(session: AsyncSession, network_id: str) -> bool:
     """Delete the network's row if it has no node left; True if it did."""
     if await session.scalar(select(Node.id).where(Node.network_id == network_id)) is not None:
         return False
-    await _count(session, None, -1, 0, network_id)
+    await _count_by_network(session, network_id, -1, 0)
     await session.execute(delete(Network).where(Network.id == network_id))
     return True

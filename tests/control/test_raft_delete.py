@@ -3,7 +3,7 @@ the node's objects and row go; a leader that keeps refusing fails the operation 
 deadline and the node stays; ``force`` removes the objects anyway; no raft ID or IBFT: no step.
 
 The raft leader is a real local HTTP JSON-RPC server on 127.0.0.2:20010 (geth's RPC port; a
-second pytest-xdist worker's is on 127.0.0.3; the test's QAAS_CHAIN_PROBE_NETWORKS allows
+second pytest-xdist worker's is on 127.0.1.2; the test's QAAS_CHAIN_PROBE_NETWORKS allows
 127.0.0.0/8) answering with recorded responses whose
 shapes follow Quorum's Raft RPC API (GoQuorum docs, Reference > API methods > Raft methods,
 https://docs.goquorum.consensys.net/Reference/Consensus/Raft-RPC-API and
@@ -37,9 +37,10 @@ from tests.chain.server import KEY_A, KEY_B
 from tests.conftest import CallerTenant
 from tests.helpers import Writes, eventually
 
-# The port is geth's, fixed, so each pytest-xdist worker's leader has an address of its own:
-# two workers running these tests at once could not both listen on one.
-LEADER_IP = f"127.0.0.{2 + int(os.environ.get('PYTEST_XDIST_WORKER', 'gw0').removeprefix('gw'))}"
+# The port is geth's, fixed, so each pytest-xdist worker's leader has an address of its own
+# (127.0.0.2, 127.0.1.2, ...): two workers running these tests at once could not both listen
+# on one. None is PEER_IP, where nothing may listen.
+LEADER_IP = f"127.0.{int(os.environ.get('PYTEST_XDIST_WORKER', 'gw0').removeprefix('gw'))}.2"
 PEER_IP = "127.0.0.3"  # nothing listens there: asking it for the leader fails
 RPC_PORT = 20010
 

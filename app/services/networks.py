@@ -125,19 +125,21 @@ async def _open_network(
 ) -> Result:
     """Record a new network and its first node, unless the name is taken or the tenant full."""
     session = work.session
-    existing = await desired.network_named(session, network.tenant_id, network.name)
-    if existing is not None and existing.desired is Desired.ABSENT:
+    # One statement locks the tenant, counts the new rows in and looks the name up; a refusal
+    # rolls it back (the caller discards).
+    room = await desired.claim(session, network.tenant_id, networks=1, nodes=1,
+                               name=network.name)  # fmt: skip
+    if room is not None and room.named is Desired.ABSENT:
         return refused("name", f'network "{network.name}" is being deleted; try again when it '
                        "is gone", ErrorCode.BEING_DELETED)  # fmt: skip
-    if existing is not None:
+    if room is not None and room.named is not None:
         return refused("name", f'a network named "{network.name}" already exists',
                        ErrorCode.NAME_TAKEN)  # fmt: skip
     field = "name" if role is NodeRole.COORDINATOR else "nodeName"
     if taken := await object_name_refusal(session, network.tenant_id, network.name, node_name,
                                           field, new=True):  # fmt: skip
         return taken
-    limited = await limit_refusal(session, network.tenant_id, new_network=True)
-    if limited:
+    if limited := limit_refusal(room, new_network=True):
         return limited
     return await record_new_node(session, network, node_name, role, kind, start_deadline)
 

@@ -17,7 +17,7 @@ from app.domain.enums import Desired, NodeRole, NodeStatus, OperationKind, Opera
 from app.domain.errors import ErrorCode
 from app.domain.names import node_name_problem, object_name, tidy
 from app.services.results import Result, name_refusal, refused
-from app.store import desired, operations, tenants
+from app.store import desired, operations
 from app.store.models import Network, Node, NodeStatusChange, Operation, new_id, utcnow
 from app.store.read_models import NetworkView, NodeView, OperationView
 from app.store.unit import UnitOfWork
@@ -48,19 +48,16 @@ async def object_name_refusal(
                    ErrorCode.NAME_TAKEN)  # fmt: skip
 
 
-async def limit_refusal(session: AsyncSession, tenant_id: str, new_network: bool) -> Result | None:
-    """A LIMIT_EXCEEDED refusal if one more node (and network) would pass the tenant's limits.
-
-    Locks the tenant for the rest of the unit of work: the caller inserts under that lock."""
-    tenant = await tenants.lock_tenant(session, tenant_id)
-    if tenant is None:
+def limit_refusal(room: desired.Room | None, new_network: bool) -> Result | None:
+    """A LIMIT_EXCEEDED refusal if the tenant's counts, with the new node (and network)
+    counted in by ``desired.claim``, pass its limits; NOT_FOUND for no tenant."""
+    if room is None:
         return refused("name", "no such tenant", ErrorCode.NOT_FOUND)
-    networks, nodes = tenant.network_count, tenant.node_count  # kept by app/store/desired.py
-    if new_network and networks >= tenant.max_networks:
-        return refused("name", f"your tenant may run at most {tenant.max_networks} networks; "
+    if new_network and room.networks > room.max_networks:
+        return refused("name", f"your tenant may run at most {room.max_networks} networks; "
                        "delete one first", ErrorCode.LIMIT_EXCEEDED)  # fmt: skip
-    if nodes >= tenant.max_nodes:
-        return refused("name", f"your tenant may run at most {tenant.max_nodes} nodes; "
+    if room.nodes > room.max_nodes:
+        return refused("name", f"your tenant may run at most {room.max_nodes} nodes; "
                        "delete one first", ErrorCode.LIMIT_EXCEEDED)  # fmt: skip
     return None
 
@@ -125,8 +122,8 @@ async def add_node(
         session, tenant_id, network.name, name, "name", new=False
     ):
         return taken
-    limited = await limit_refusal(session, tenant_id, new_network=False)
-    if limited:
+    room = await desired.claim(session, tenant_id, networks=0, nodes=1)
+    if limited := limit_refusal(room, new_network=False):
         return limited
     added = await record_new_node(
         session, network, name, NodeRole.PEER, OperationKind.NODE_ADD, start_deadline

@@ -2,12 +2,13 @@
 
 Example::
 
-    network = await network_named(session, tenant_id, "acme")
     networks, nodes = await tenant_counts(session, tenant_id)
+    room = await claim(session, tenant_id, networks=1, nodes=1, name="acme")  # then insert()
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, delete, func, select, update
@@ -18,6 +19,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql import ColumnElement, Insert, Update
 from sqlalchemy.sql.schema import CallableColumnDefault, ScalarElementColumnDefault
 
+from app.domain.enums import Desired
 from app.store.changes import note_change
 from app.store.models import Base, Network, Node, NodeStatusChange, Operation, Tenant
 
@@ -30,9 +32,6 @@ POD_COLUMNS = (Node.pod_name, Node.pod_phase, Node.pod_ready, Node.restart_count
 # takes to run it (an expression tree of a few comparisons is tens of microseconds of Python).
 # Their values are bound when they run; for those run through the session, the change counter
 # (app/store/changes.py) reads them from there.
-_NETWORK_NAMED = select(Network).where(
-    Network.tenant_id == bindparam("tenant_id"), Network.name == bindparam("name")
-)
 _OBJECT_NAME_OWNER = (
     select(Network.name, Node.name)
     .join(Node, Node.network_id == Network.id)
@@ -56,14 +55,51 @@ def _adding_to_counts(tenant: ColumnElement[str]) -> Update:
     )
 
 
-_COUNT = _adding_to_counts(bindparam("tenant_id"))
+# The tenant's row, locked and counted up in one statement (UPDATE takes the row's lock on
+# PostgreSQL; on SQLite a unit of work holds the database's write lock already), returning
+# what a mutation checks: the new counts, the limits, and the state of any network of the
+# tenant already named ``name``.
+_CLAIM = _adding_to_counts(bindparam("tenant_id")).returning(
+    Tenant.network_count,
+    Tenant.node_count,
+    Tenant.max_networks,
+    Tenant.max_nodes,
+    select(Network.desired)
+    .where(Network.tenant_id == bindparam("tenant_id"), Network.name == bindparam("network_name"))
+    .scalar_subquery(),
+)
 _COUNT_BY_NETWORK = _adding_to_counts(
     select(Network.tenant_id).where(Network.id == bindparam("network_id")).scalar_subquery()
 )
 
 
-async def network_named(session: AsyncSession, tenant_id: str, name: str) -> Network | None:
-    return await session.scalar(_NETWORK_NAMED, {"tenant_id": tenant_id, "name": name})
+@dataclass(frozen=True)
+class Room:
+    """A tenant's counts with a mutation's new rows counted in, its limits, and the desired
+    state of the network already bearing the new network's name (None: no such network)."""
+
+    networks: int
+    nodes: int
+    max_networks: int
+    max_nodes: int
+    named: Desired | None
+
+
+async def claim(
+    session: AsyncSession, tenant_id: str, *, networks: int, nodes: int, name: str | None = None
+) -> Room | None:
+    """Count ``networks`` and ``nodes`` more for the tenant, locking its row until the
+    transaction ends, so that concurrent mutations take turns between checking the limits and
+    inserting; None for no such tenant. One statement: the caller checks the ``Room`` and,
+    if it refuses, rolls back, which takes the counts back down.
+
+    ``name``: a network about to be created, whose name is looked up in the same statement."""
+    values = {"tenant_id": tenant_id, "networks": networks, "nodes": nodes, "network_name": name}
+    row = (await (await session.connection()).execute(_CLAIM, values)).first()
+    if row is None:
+        return None
+    note_change(session.sync_session, tenant_id)  # the session does not see Core statements
+    return Room(*row)
 
 
 async def network_of_tenant(
@@ -160,7 +196,7 @@ async def insert(
     session: AsyncSession, tenant_id: str, *rows: Network | Node | NodeStatusChange | Operation
 ) -> None:
     """Insert new ``rows`` of the tenant now, so a name race surfaces here as IntegrityError;
-    the tenant's counts go up by the networks and nodes among them.
+    the caller has counted them in already (``claim``).
 
     Core INSERTs, in the order given (parents first), not the session's unit of work: on a
     mutation's answer path its flush of four rows took 1.05 ms, these 0.46 ms (a script's
@@ -170,10 +206,7 @@ async def insert(
     connection = await session.connection()
     for row in rows:
         await connection.execute(_INSERTS[type(row)], _with_defaults(row))
-    networks = sum(isinstance(row, Network) for row in rows)
-    nodes = sum(isinstance(row, Node) for row in rows)
     note_change(session.sync_session, tenant_id)  # the session does not see Core statements
-    await connection.execute(_COUNT, {"tenant_id": tenant_id, "networks": networks, "nodes": nodes})
 
 
 _INSERTS: dict[type[Base], Insert] = {

@@ -8,7 +8,7 @@ Example::
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, delete, func, or_, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.store.models import ApiToken, Network, Node, Operation, Tenant, utcnow
@@ -22,24 +22,23 @@ async def tenant_by_id(session: AsyncSession, tenant_id: str) -> Tenant | None:
     return await session.get(Tenant, tenant_id)
 
 
-_LOCK_TENANT = (  # built once: it is on every mutation's answer path
-    select(Tenant)
-    .where(Tenant.id == bindparam("tenant_id"))
-    .with_for_update(key_share=True)
-    .execution_options(populate_existing=True)
-)
-
-
 async def lock_tenant(session: AsyncSession, tenant_id: str) -> Tenant | None:
-    """The tenant, locked until the transaction ends: concurrent requests that count and then
-    add the tenant's networks and nodes take turns, so a limit cannot be passed by a race.
+    """The tenant, locked until the transaction ends, for a change of its limits: a mutation
+    counting its new rows in (``desired.claim``) waits for it, so a limit cannot be lowered
+    below what a concurrent mutation adds.
 
-    One statement: on PostgreSQL ``SELECT ... FOR NO KEY UPDATE`` locks the row (inserting the
-    tenant's networks and tokens elsewhere is not held up); SQLite has no row locks and needs
-    none here: call this in a unit of work (``app/store/unit.py``), whose ``BEGIN IMMEDIATE``
+    On PostgreSQL ``SELECT ... FOR NO KEY UPDATE`` locks the row (inserting the tenant's
+    networks and tokens elsewhere is not held up); SQLite has no row locks and needs none
+    here: call this in a unit of work (``app/store/unit.py``), whose ``BEGIN IMMEDIATE``
     already holds SQLite's write lock for the whole database.
     """
-    return await session.scalar(_LOCK_TENANT, {"tenant_id": tenant_id})
+    query = (
+        select(Tenant)
+        .where(Tenant.id == tenant_id)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    )
+    return await session.scalar(query)
 
 
 async def tenant_named(session: AsyncSession, name: str) -> Tenant | None:

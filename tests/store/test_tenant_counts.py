@@ -63,6 +63,32 @@ async def test_kept_counts_follow_every_insert_and_delete(
     assert await _kept_and_counted(sessions, other.id) == ((1, 1), (1, 1))
 
 
+async def test_a_refused_mutation_counts_nothing(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A mutation counts its rows in before it checks the limits (``desired.claim``); a
+    refusal, whatever its reason, takes them back out."""
+    settings = load_settings(database_url="sqlite+aiosqlite:///unused.db", namespace="counts",
+                             tenant_max_networks=2, tenant_max_nodes=3)  # fmt: skip
+    tenant, _, _ = await create_token(sessions, "counts", Role.ADMIN, settings)
+    writes = Writes(sessions)
+    first = await writes.create_network(tenant.id, "first", Consensus.RAFT)
+    await writes.create_network(tenant.id, "second", Consensus.RAFT)
+    assert first.network is not None
+    refusals = [
+        await writes.create_network(tenant.id, "third", Consensus.RAFT),  # 3 networks of 2
+        await writes.create_network(tenant.id, "first", Consensus.RAFT),  # the name is taken
+        await writes.add_node(tenant.id, first.network.id, "coordinator"),  # so is this one
+    ]
+    assert await writes.add_node(tenant.id, first.network.id, "peer-1")  # the 3rd node of 3
+    refusals.append(await writes.add_node(tenant.id, first.network.id, "peer-2"))  # 4 of 3
+    assert [[e.code for e in r.errors] for r in refusals] == [
+        [ErrorCode.LIMIT_EXCEEDED], [ErrorCode.NAME_TAKEN], [ErrorCode.NAME_TAKEN],
+        [ErrorCode.LIMIT_EXCEEDED],
+    ]  # fmt: skip
+    assert await _kept_and_counted(sessions, tenant.id) == ((2, 3), (2, 3))
+
+
 @pytest.mark.parametrize("kind", DATABASES)
 async def test_the_migration_counts_what_tenants_have(kind: str, tmp_path: Path) -> None:
     async with empty_database(kind, tmp_path) as url:

@@ -46,6 +46,11 @@ async def test_a_new_node_costs_no_owner_lookup(
         assert added.node is not None, added.errors
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", record)
+    # The create: the tenant locked, counted and the name looked up in one UPDATE, then its
+    # four rows (network, node, first history entry, operation); nothing else.
+    # (SQLite's BEGIN IMMEDIATE is a statement; PostgreSQL's driver begins on its own.)
+    kinds = [s.split()[0] for s in create if s != "BEGIN IMMEDIATE"]
+    assert kinds == ["UPDATE", *["INSERT"] * 4], create
     for statements in (create, sent):
         first_insert = next(i for i, s in enumerate(statements) if s.startswith("INSERT"))
         reads = [s for s in statements[first_insert:] if s.startswith("SELECT")]

@@ -8,6 +8,8 @@ Example::
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -218,18 +220,36 @@ def _with_defaults(row: Base) -> dict[str, Any]:
     """The row's column values, its columns' Python defaults set where it has none (on the
     row too); a column left None is left out, for the database to fill (an autoincrement)."""
     values: dict[str, Any] = {}
-    for attribute in sa_inspect(type(row)).column_attrs:
-        column = attribute.columns[0]
-        value = getattr(row, attribute.key)
-        if value is None and isinstance(column.default, ScalarElementColumnDefault):
-            value = column.default.arg
-            setattr(row, attribute.key, value)
-        elif value is None and isinstance(column.default, CallableColumnDefault):
-            value = column.default.arg(None)  # type: ignore[arg-type]  # ours take no context
-            setattr(row, attribute.key, value)
+    given = row.__dict__  # what the constructor set: read without the attributes' machinery
+    for key, column, default in _columns(type(row)):
+        value = given.get(key)
+        if value is None and default is not None:
+            value = default()
+            set_committed_value(row, key, value)
         if value is not None:
-            values[column.key] = value
+            values[column] = value
     return values
+
+
+def _constant(value: Any) -> Any:
+    return value
+
+
+@functools.cache
+def _columns(model: type[Base]) -> tuple[tuple[str, str, Callable[[], Any] | None], ...]:
+    """Per column of ``model``: its attribute's name, its column's name and its Python default
+    as a function of nothing (None for none), looked up once per model."""
+    found = []
+    for attribute in sa_inspect(model).column_attrs:
+        column = attribute.columns[0]
+        default: Callable[[], Any] | None = None
+        if isinstance(column.default, ScalarElementColumnDefault):
+            default = functools.partial(_constant, column.default.arg)
+        elif isinstance(column.default, CallableColumnDefault):
+            # ours take no context: the wrapper SQLAlchemy made of them ignores it
+            default = functools.partial(column.default.arg, None)  # type: ignore[arg-type]
+        found.append((attribute.key, column.key, default))
+    return tuple(found)
 
 
 async def _count_by_network(

@@ -88,7 +88,7 @@ class HttpGuard:
             await body(scope, receive, send)
             return
         scope.setdefault("state", {})[PRINCIPAL] = principal
-        await self.app(scope, _replay(body, receive), send)
+        await self.app(scope, replay(body, receive), send)
 
 
 def _runs_no_graphql(scope: Scope) -> bool:
@@ -120,7 +120,7 @@ async def _read(receive: Receive, limit: int) -> bytes | JSONResponse | None:
             return b"".join(chunks)
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
+def replay(body: bytes, receive: Receive) -> Receive:
     """The request's body once more, as one message; then whatever the client sends next
     (a disconnect, which a streaming response waits for)."""
     sent = False

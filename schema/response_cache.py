@@ -53,7 +53,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.metrics import cached_answer
 from app.store.changes import changes
-from schema.http import principal_of
+from schema.http import principal_of, replay
 
 DOCUMENTS = 512  # query texts remembered with their normalized form
 MAX_DOCUMENT_CHARS = 64 * 1024  # longer query texts are not cached
@@ -125,7 +125,7 @@ class ResponseCache:
         body = await _body(receive)
         if body is None:
             return  # the client went away
-        receive = _replay(body, receive)
+        receive = replay(body, receive)
         key = self._key(scope, body, principal.tenant_id, principal.role.value)
         if key is None:
             await view(scope, receive, send)
@@ -326,17 +326,3 @@ async def _body(receive: Receive) -> bytes | None:
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """The body once more, then whatever the client sends next."""
-    sent = False
-
-    async def again() -> Message:
-        nonlocal sent
-        if sent:
-            return await receive()
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return again

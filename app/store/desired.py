@@ -96,7 +96,9 @@ async def claim(
     inserting; None for no such tenant. One statement: the caller checks the ``Room`` and,
     if it refuses, rolls back, which takes the counts back down.
 
-    ``name``: a network about to be created, whose name is looked up in the same statement."""
+    ``name``: a network about to be created, whose name is looked up in the same statement
+    (as committed when the statement began: a name taken meanwhile, by a create that held the
+    lock first, fails the insert's unique constraint instead)."""
     values = {"tenant_id": tenant_id, "networks": networks, "nodes": nodes, "network_name": name}
     row = (await (await session.connection()).execute(_CLAIM, values)).first()
     if row is None:

@@ -73,19 +73,22 @@ async def test_a_refused_mutation_counts_nothing(
     tenant, _, _ = await create_token(sessions, "counts", Role.ADMIN, settings)
     writes = Writes(sessions)
     first = await writes.create_network(tenant.id, "first", Consensus.RAFT)
-    await writes.create_network(tenant.id, "second", Consensus.RAFT)
+    second = await writes.create_network(tenant.id, "second", Consensus.RAFT)
     assert first.network is not None
+    assert second.network is not None
+    assert (await writes.delete_network(tenant.id, second.network.id)).errors == []
     refusals = [
         await writes.create_network(tenant.id, "third", Consensus.RAFT),  # 3 networks of 2
         await writes.create_network(tenant.id, "first", Consensus.RAFT),  # the name is taken
+        await writes.create_network(tenant.id, "second", Consensus.RAFT),  # being deleted
         await writes.add_node(tenant.id, first.network.id, "coordinator"),  # so is this one
     ]
     third = await writes.add_node(tenant.id, first.network.id, "peer-1")  # the 3rd node of 3
     assert third.errors == []
     refusals.append(await writes.add_node(tenant.id, first.network.id, "peer-2"))  # 4 of 3
     assert [[e.code for e in r.errors] for r in refusals] == [
-        [ErrorCode.LIMIT_EXCEEDED], [ErrorCode.NAME_TAKEN], [ErrorCode.NAME_TAKEN],
-        [ErrorCode.LIMIT_EXCEEDED],
+        [ErrorCode.LIMIT_EXCEEDED], [ErrorCode.NAME_TAKEN], [ErrorCode.BEING_DELETED],
+        [ErrorCode.NAME_TAKEN], [ErrorCode.LIMIT_EXCEEDED],
     ]  # fmt: skip
     assert await _kept_and_counted(sessions, tenant.id) == ((2, 3), (2, 3))
 

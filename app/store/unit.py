@@ -65,7 +65,9 @@ class UnitOfWork:
         """One write transaction; ``DatabaseBusy`` if another process keeps SQLite's write
         lock longer than the busy timeout. ``urgent``: a caller waits for it (a mutation); on
         SQLite it goes before the control loop's queued writers."""
-        async with write_turn(sessions, urgent=urgent) as immediate, sessions() as session:
+        # The turn ends with the transaction, before the session closes: AsyncSession closes
+        # in a task of its own, so closing inside the turn kept it for a turn of the loop.
+        async with sessions() as session, write_turn(sessions, urgent=urgent) as immediate:
             work = cls(session)
             try:
                 if immediate:

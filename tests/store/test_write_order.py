@@ -125,3 +125,110 @@ async def test_a_writer_cancelled_as_it_is_handed_the_turn_passes_it_on() -> Non
         await second  # the first's turn went on to the second
     queue.release()
     assert not queue.held
+
+
+async def test_writers_that_never_pause_never_queue(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Units of work whose statements run on the loop's thread (SQLite's, here) end within one
+    step, so none of them ever finds the turn taken. Closing the session inside the turn (an
+    AsyncSession closes in a task of its own) kept the turn through a turn of the loop, and
+    every writer that came meanwhile queued."""
+    most_queued = 0
+    done = asyncio.Event()
+
+    async def watch() -> None:
+        nonlocal most_queued
+        while not done.is_set():
+            most_queued = max(most_queued, queued_writers(sessions))
+            await asyncio.sleep(0)
+
+    async def write(name: str) -> None:
+        async with UnitOfWork.begin(sessions, urgent=True) as work:
+            await work.session.execute(text("INSERT INTO log VALUES (:w)"), {"w": name})
+
+    async with UnitOfWork.begin(sessions):  # the connection is open: no writer opens one
+        pass
+    watcher = asyncio.create_task(watch())
+    await asyncio.gather(*(write(f"w-{i}") for i in range(20)))
+    done.set()
+    await watcher
+    assert most_queued == 0
+    async with sessions() as session:
+        assert await session.scalar(text("SELECT count(*) FROM log")) == 20
+
+
+async def test_a_writer_takes_the_turn_while_a_queued_one_is_being_woken(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A writer that lets go wakes the next in line without holding the turn for it: one that
+    comes along before the woken writer runs takes the unused turn and is done by then. Held
+    for the woken writer instead, the turn stayed unused for a turn of the loop at each
+    hand-off while newcomers queued, and under a stream of writers the line never emptied."""
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def write(name: str) -> None:
+        async with UnitOfWork.begin(sessions, urgent=True) as work:
+            await work.session.execute(text("INSERT INTO log VALUES (:w)"), {"w": name})
+
+    async def holder() -> None:
+        async with UnitOfWork.begin(sessions):
+            holding.set()
+            await release.wait()
+
+    held = asyncio.create_task(holder())
+    await holding.wait()
+    queued = [asyncio.create_task(write(f"queued-{i}")) for i in range(2)]
+    await _queued(sessions, 2)
+    release.set()  # the holder lets go at its next step, waking the first queued writer
+    newcomer = asyncio.create_task(write("newcomer"))  # runs before that writer does
+    await asyncio.gather(held, *queued, newcomer)
+    async with sessions() as session:
+        rows = (await session.execute(text("SELECT writer FROM log ORDER BY rowid"))).scalars()
+        assert list(rows) == ["newcomer", "queued-0", "queued-1"]
+
+
+async def test_a_woken_writer_passed_once_is_handed_the_turn_next() -> None:
+    """A woken writer that finds the turn taken (its taker paused inside the transaction) is
+    handed it when that writer lets go, before anyone who came later."""
+    queue = _WriteQueue()
+    await queue.acquire(urgent=False)
+    woken = asyncio.create_task(queue.acquire(urgent=True))
+    await asyncio.sleep(0)  # waits
+    queue.release()  # wakes it; the turn is free until it runs
+    async with asyncio.timeout(10):
+        await queue.acquire(urgent=False)  # taken at once, by a writer that will pause
+    await asyncio.sleep(0)  # the woken writer ran, found the turn taken, and waits again
+    assert not woken.done()
+    later = asyncio.create_task(queue.acquire(urgent=True))
+    await asyncio.sleep(0)
+    queue.release()  # handed to the writer passed once, held for it
+    assert queue.held
+    async with asyncio.timeout(10):
+        await woken
+    assert not later.done()
+    queue.release()
+    async with asyncio.timeout(10):
+        await later
+    queue.release()
+    assert not queue.held
+
+
+async def test_a_writer_passed_once_and_cancelled_leaves_the_turn_to_the_next() -> None:
+    queue = _WriteQueue()
+    await queue.acquire(urgent=False)
+    passed = asyncio.create_task(queue.acquire(urgent=True))
+    await asyncio.sleep(0)
+    queue.release()
+    await queue.acquire(urgent=False)  # takes the turn before the woken writer runs
+    await asyncio.sleep(0)  # that writer found it taken: it is handed the turn next
+    later = asyncio.create_task(queue.acquire(urgent=False))
+    await asyncio.sleep(0)
+    passed.cancel()
+    await asyncio.gather(passed, return_exceptions=True)
+    assert passed.cancelled()
+    queue.release()
+    async with asyncio.timeout(10):
+        await later
+    queue.release()
+    assert not queue.held

@@ -94,7 +94,7 @@ class NodeWriter:
             )
             if not changed:
                 return None
-            if not await desired.claim_revision(work.session, node):
+            if not await desired.claim_revision(work.session, node, network.tenant_id):
                 work.discard()  # derived from a row that is no longer current
                 return _LOST
             view = NodeView.of(node, network)

@@ -122,7 +122,9 @@ async def _advance_operations(
     target = _OPERATION_STATE.get(status)
     if target is None:
         return
-    for operation in await operations.unfinished(session, node_id=node.id, kinds=STARTING_KINDS):
+    with session.no_autoflush:  # the node's row is written once, with its revision (desired.py)
+        unfinished = await operations.unfinished(session, node_id=node.id, kinds=STARTING_KINDS)
+    for operation in unfinished:
         operation.state = target
         # An unfinished operation carries the node's current reason (Unschedulable, Retrying).
         operation.message = reason

@@ -11,9 +11,9 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy import insert as sa_insert
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Connection
@@ -23,8 +23,8 @@ from sqlalchemy.sql import ColumnElement, Insert, Update
 from sqlalchemy.sql.schema import CallableColumnDefault, ScalarElementColumnDefault
 
 from app.domain.enums import Desired
-from app.store.changes import note_change
-from app.store.models import Base, Network, Node, NodeStatusChange, Operation, Tenant
+from app.store.changes import note_change, remember_owner
+from app.store.models import Base, Network, Node, NodeStatusChange, Operation, Tenant, utcnow
 
 # A node's pod facts, in the order of app.cluster.pods.PodObservation's fields.
 POD_COLUMNS = (Node.pod_name, Node.pod_phase, Node.pod_ready, Node.restart_count,
@@ -186,15 +186,19 @@ async def pod_facts_in_namespace(
 async def node_with_network(
     session: AsyncSession, node_id: str, *, lock: bool = False
 ) -> tuple[Node, Network] | None:
-    """The node and its network; with ``lock``, the node's row is locked until the transaction
-    ends where the database can (PostgreSQL's FOR UPDATE; SQLite has no row locks, so writers
-    there rely on ``claim_revision``)."""
-    node = await session.get(Node, node_id, with_for_update=lock or None)
-    if node is None:
-        return None
-    network = await session.get(Network, node.network_id)
-    assert network is not None  # a node's network is deleted only after its nodes
-    return node, network
+    """The node and its network, in one statement; with ``lock``, the node's row is locked
+    until the transaction ends where the database can (PostgreSQL's FOR UPDATE OF nodes;
+    SQLite has no row locks, so writers there rely on ``claim_revision``)."""
+    query = _NODE_WITH_NETWORK.with_for_update(of=Node) if lock else _NODE_WITH_NETWORK
+    row = (await session.execute(query, {"node_id": node_id})).first()
+    return None if row is None else (row[0], row[1])
+
+
+_NODE_WITH_NETWORK = (
+    select(Node, Network)
+    .join(Network, Node.network_id == Network.id)
+    .where(Node.id == bindparam("node_id"))
+)
 
 
 async def insert(
@@ -268,24 +272,47 @@ async def _count_by_network(
     await session.execute(_COUNT_BY_NETWORK, values)
 
 
-async def claim_revision(session: AsyncSession, node: Node) -> bool:
-    """Compare-and-set: bump the node's revision if no other writer bumped it since ``node``
-    was read. False means the row changed (or vanished) under us: start over from a fresh read.
+async def claim_revision(session: AsyncSession, node: Node, tenant_id: str) -> bool:
+    """Compare-and-set: write the node's changed columns and bump its revision, if no other
+    writer bumped it since ``node`` was read. False means the row changed (or vanished) under
+    us: start over from a fresh read.
 
     This is what makes two writers of one node safe on every database: the loser's UPDATE
     matches no row instead of overwriting the winner's facts with an older derivation.
-    """
+
+    One Core UPDATE carries the new facts and the revision together; the session's flush of
+    the row and a second UPDATE for the revision cost a control-loop write 1.6 ms more of its
+    5.6 (a script's timing). The row's attributes are then marked as written, so the session
+    does not write them again; the change is counted for ``tenant_id`` (the session does not
+    see Core statements)."""
     seen = node.revision
-    result = await session.execute(
-        update(Node)
-        .where(Node.id == node.id, Node.revision == seen)
-        .values(revision=seen + 1)
-        .execution_options(synchronize_session=False)
+    state = sa_inspect(node)
+    columns = _node_columns()
+    changed = [key for key in state.committed_state if key in columns]
+    values: dict[str, Any] = {columns[key]: state.dict[key] for key in changed}
+    values["revision"], values["updated_at"] = seen + 1, utcnow()
+    statement = (
+        update(_NODES).where(_NODES.c.id == node.id, _NODES.c.revision == seen).values(values)
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    result = await (await session.connection()).execute(statement)
+    if result.rowcount != 1:
         return False
+    for key in changed:
+        set_committed_value(node, key, state.dict[key])
     set_committed_value(node, "revision", seen + 1)
+    set_committed_value(node, "updated_at", values["updated_at"])
+    note_change(session.sync_session, tenant_id)
+    remember_owner(node.id, tenant_id)  # its history entry's flush needs no lookup
     return True
+
+
+_NODES = cast(Table, Node.__table__)
+
+
+@functools.cache
+def _node_columns() -> dict[str, str]:
+    """A node's attribute names and the names of their columns."""
+    return {attribute: column for attribute, column, _ in _columns(Node)}
 
 
 def record_status(session: AsyncSession, change: NodeStatusChange) -> None:

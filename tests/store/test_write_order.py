@@ -37,11 +37,26 @@ async def _writes_in_order(
 ) -> list[str]:
     """Hold the turn, queue ``writers`` (name, urgent) in that order, let go: the order in
     which their rows were committed."""
-    holding, release = asyncio.Event(), asyncio.Event()
+    held, release = await _hold(sessions)
+    tasks = []
+    for name, urgent in writers:
+        tasks.append(asyncio.create_task(_write(sessions, name, urgent)))
+        await _queued(sessions, len(tasks))  # queued in this order
+    release.set()
+    await asyncio.gather(held, *tasks)
+    return await _log(sessions)
 
-    async def write(name: str, urgent: bool) -> None:
-        async with UnitOfWork.begin(sessions, urgent=urgent) as work:
-            await work.session.execute(text("INSERT INTO log VALUES (:w)"), {"w": name})
+
+async def _write(sessions: async_sessionmaker[AsyncSession], name: str, urgent: bool) -> None:
+    async with UnitOfWork.begin(sessions, urgent=urgent) as work:
+        await work.session.execute(text("INSERT INTO log VALUES (:w)"), {"w": name})
+
+
+async def _hold(
+    sessions: async_sessionmaker[AsyncSession],
+) -> tuple[asyncio.Task[None], asyncio.Event]:
+    """A writer that has taken the turn and keeps it, paused, until the event is set."""
+    holding, release = asyncio.Event(), asyncio.Event()
 
     async def holder() -> None:
         async with UnitOfWork.begin(sessions):
@@ -50,12 +65,11 @@ async def _writes_in_order(
 
     held = asyncio.create_task(holder())
     await holding.wait()
-    tasks = []
-    for name, urgent in writers:
-        tasks.append(asyncio.create_task(write(name, urgent)))
-        await _queued(sessions, len(tasks))  # queued in this order
-    release.set()
-    await asyncio.gather(held, *tasks)
+    return held, release
+
+
+async def _log(sessions: async_sessionmaker[AsyncSession]) -> list[str]:
+    """The writers' names, in the order their rows were committed."""
     async with sessions() as session:
         rows = (await session.execute(text("SELECT writer FROM log ORDER BY rowid"))).scalars()
         return [str(row) for row in rows]
@@ -88,27 +102,16 @@ async def test_a_control_loop_writer_waits_for_a_few_requests_at_most(
 async def test_a_writer_cancelled_while_it_waits_does_not_keep_the_turn(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    holding, release = asyncio.Event(), asyncio.Event()
-
-    async def holder() -> None:
-        async with UnitOfWork.begin(sessions):
-            holding.set()
-            await release.wait()
-
-    async def writer(urgent: bool) -> None:
-        async with UnitOfWork.begin(sessions, urgent=urgent):
-            pass
-
-    held = asyncio.create_task(holder())
-    await holding.wait()
-    waiting = asyncio.create_task(writer(True))
+    held, release = await _hold(sessions)
+    waiting = asyncio.create_task(_write(sessions, "cancelled", True))
     await _queued(sessions, 1)
     waiting.cancel()
     release.set()
     await asyncio.gather(held, waiting, return_exceptions=True)
     assert waiting.cancelled()
     async with asyncio.timeout(10):  # the turn is free again
-        await writer(False)
+        await _write(sessions, "next", False)
+    assert await _log(sessions) == ["next"]
 
 
 async def test_a_writer_cancelled_as_it_is_handed_the_turn_passes_it_on() -> None:
@@ -143,19 +146,14 @@ async def test_writers_that_never_pause_never_queue(
             most_queued = max(most_queued, queued_writers(sessions))
             await asyncio.sleep(0)
 
-    async def write(name: str) -> None:
-        async with UnitOfWork.begin(sessions, urgent=True) as work:
-            await work.session.execute(text("INSERT INTO log VALUES (:w)"), {"w": name})
-
     async with UnitOfWork.begin(sessions):  # the connection is open: no writer opens one
         pass
     watcher = asyncio.create_task(watch())
-    await asyncio.gather(*(write(f"w-{i}") for i in range(20)))
+    await asyncio.gather(*(_write(sessions, f"w-{i}", True) for i in range(20)))
     done.set()
     await watcher
     assert most_queued == 0
-    async with sessions() as session:
-        assert await session.scalar(text("SELECT count(*) FROM log")) == 20
+    assert len(await _log(sessions)) == 20
 
 
 async def test_a_writer_takes_the_turn_while_a_queued_one_is_being_woken(
@@ -165,27 +163,13 @@ async def test_a_writer_takes_the_turn_while_a_queued_one_is_being_woken(
     comes along before the woken writer runs takes the unused turn and is done by then. Held
     for the woken writer instead, the turn stayed unused for a turn of the loop at each
     hand-off while newcomers queued, and under a stream of writers the line never emptied."""
-    holding, release = asyncio.Event(), asyncio.Event()
-
-    async def write(name: str) -> None:
-        async with UnitOfWork.begin(sessions, urgent=True) as work:
-            await work.session.execute(text("INSERT INTO log VALUES (:w)"), {"w": name})
-
-    async def holder() -> None:
-        async with UnitOfWork.begin(sessions):
-            holding.set()
-            await release.wait()
-
-    held = asyncio.create_task(holder())
-    await holding.wait()
-    queued = [asyncio.create_task(write(f"queued-{i}")) for i in range(2)]
+    held, release = await _hold(sessions)
+    queued = [asyncio.create_task(_write(sessions, f"queued-{i}", True)) for i in range(2)]
     await _queued(sessions, 2)
     release.set()  # the holder lets go at its next step, waking the first queued writer
-    newcomer = asyncio.create_task(write("newcomer"))  # runs before that writer does
+    newcomer = asyncio.create_task(_write(sessions, "newcomer", True))  # runs before that one
     await asyncio.gather(held, *queued, newcomer)
-    async with sessions() as session:
-        rows = (await session.execute(text("SELECT writer FROM log ORDER BY rowid"))).scalars()
-        assert list(rows) == ["newcomer", "queued-0", "queued-1"]
+    assert await _log(sessions) == ["newcomer", "queued-0", "queued-1"]
 
 
 async def test_a_woken_writer_passed_once_is_handed_the_turn_next() -> None:

@@ -4,8 +4,9 @@ the one sentence that says why a database cannot be used, and SQLite's write tur
 SQLite has one write lock per database. ``write_turn`` makes this process's write transactions
 take turns for it in asyncio (a writer that finds the turn unused takes it; the others wait in
 line, a mutation's before the control loop's, a few at a time), each then beginning with
-``BEGIN IMMEDIATE`` (``app/store/unit.py``); a write lock held by another process (``qaas token create``) longer than
-the busy timeout is ``DatabaseBusy``, which the API answers as UNAVAILABLE with a retry delay.
+``BEGIN IMMEDIATE`` (``app/store/unit.py``); a write lock held by another process (``qaas token
+create``) longer than the busy timeout is ``DatabaseBusy``, which the API answers as UNAVAILABLE
+with a retry delay.
 SQLite's calls run on the event loop's thread, and a ``BEGIN`` that finds another process's
 write lock waits for it on aiosqlite's (``sqlite_loop.py``): a transaction holds the write lock
 for its statements, not for turns of a busy loop.

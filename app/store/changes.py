@@ -93,11 +93,6 @@ def note_change(session: Session, tenant_id: str) -> None:
     _pending(session).add(tenant_id)
 
 
-def remember_owner(object_id: str, tenant_id: str) -> None:
-    """That ``tenant_id`` owns the network or node ``object_id``, for a writer that knows it."""
-    changes.remember(object_id, tenant_id)
-
-
 def _owners_of(session: Session, kind: type[Network] | type[Node], ids: set[str]) -> set[str]:
     """The tenants owning these networks or nodes: remembered, or looked up in the open
     transaction; EVERYONE if one cannot be found (a row already deleted)."""

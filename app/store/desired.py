@@ -23,7 +23,7 @@ from sqlalchemy.sql import ColumnElement, Insert, Update
 from sqlalchemy.sql.schema import CallableColumnDefault, ScalarElementColumnDefault
 
 from app.domain.enums import Desired
-from app.store.changes import note_change, remember_owner
+from app.store.changes import changes, note_change
 from app.store.models import Base, Network, Node, NodeStatusChange, Operation, Tenant, utcnow
 
 # A node's pod facts, in the order of app.cluster.pods.PodObservation's fields.
@@ -303,7 +303,7 @@ async def claim_revision(session: AsyncSession, node: Node, tenant_id: str) -> b
     set_committed_value(node, "revision", seen + 1)
     set_committed_value(node, "updated_at", values["updated_at"])
     note_change(session.sync_session, tenant_id)
-    remember_owner(node.id, tenant_id)  # its history entry's flush needs no lookup
+    changes.remember(node.id, tenant_id)  # its history entry's flush needs no lookup
     return True
 
 

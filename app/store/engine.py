@@ -89,11 +89,11 @@ class _WriteQueue:
     run on the loop's thread, so such a writer usually ends its transaction within one step and
     the woken one finds the turn free again. Holding the turn for the woken writer instead left
     it unused for a turn of the loop at every hand-off, while each writer that came meanwhile
-    joined the line: under a steady stream of mutations the line never emptied (a convoy; with
-    creates at half the maximum rate, two writers in three waited, for 1 ms a hand-off). A woken
-    writer that finds the turn taken (its taker paused inside the transaction: a ``BEGIN``
-    waiting for another process's lock) goes back to the head of the line and is handed the
-    turn itself next time, so no writer is passed more than once."""
+    joined the line: under a steady stream of mutations the line never emptied (a convoy; in
+    bench/mutations.py two writers in three waited, for 1 ms a hand-off). A woken writer that
+    finds the turn taken (its taker paused inside the transaction: a ``BEGIN`` waiting for
+    another process's lock) goes back to the head of the line and is handed the turn itself
+    next time, so no writer is passed more than once."""
 
     def __init__(self) -> None:
         self.held = False

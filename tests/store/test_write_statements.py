@@ -86,7 +86,8 @@ async def test_a_control_loop_write_of_a_node_sends_one_select_and_one_update(
 ) -> None:
     """The node writer's transaction: the node read with its network in one SELECT, then one
     UPDATE that writes the new facts and the revision together (compare-and-set); the change
-    counts for the tenant, and what was written is what a later read finds."""
+    counts for the tenant, whom the history entry's flush finds without a query, and what was
+    written is what a later read finds."""
     made = await commit_unless_refused(sessions, partial(
         networks.create_network, tenant_id=tenant.id, name="acme", consensus=Consensus.RAFT,
         start_deadline=300.0))  # fmt: skip
@@ -103,6 +104,7 @@ async def test_a_control_loop_write_of_a_node_sends_one_select_and_one_update(
         return True
 
     writer = NodeWriter(sessions, InProcessBus())
+    changes._owners.clear()  # as in a process just started: no owner known yet
     ticket = changes.ticket()
     event.listen(engine.sync_engine, "before_cursor_execute", record)
     try:

@@ -7,14 +7,16 @@ never hands those addresses out). Root only."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import ipaddress
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,8 +26,8 @@ from kubernetes_asyncio import client
 from app.sandbox.handle import SandboxState
 from app.sandbox.podenv import netns_preexec
 from app.sandbox.podnet import Attachment, PodNetwork
-from app.sandbox.proxy import rules
-from app.sandbox.slots import Slot
+from app.sandbox.proxy import ServiceProxy, apply_nft, rules, script
+from app.sandbox.slots import Slot, claim, clean, release
 from tests.helpers import eventually
 from tests.sandbox.test_podnet import Server, fetch, serve_http, uid
 
@@ -216,3 +218,95 @@ def test_endpoints_outside_the_slot_never_get_a_rule() -> None:
     inside = {"subsets": [{"addresses": [{"ip": "10.244.49.7"}], "ports": [{"port": 80}]}]}
     [rule] = rules({("n", "s"): service}, {("n", "s"): inside}, allowed)
     assert rule.targets == (("10.244.49.7", 80),)
+
+
+def _listing(table: str) -> str:
+    """The table as nft lists it, with its name taken out (to compare two tables)."""
+    found = subprocess.run(["nft", "list", "table", "ip", table], capture_output=True, text=True)
+    return found.stdout.replace(table, "T")
+
+
+async def test_a_change_rewrites_only_the_service_ports_it_changed(
+    kube_api: client.ApiClient, namespace: str
+) -> None:
+    """A proxy of a slot of this test's own (a table with the map and chains only: no hook, so
+    no packet meets it) following the sandbox's API. After the first sync, a changed Endpoints,
+    a new Service and a deleted one each apply transactions that name only that Service's
+    chains, and never flush the map; the table ends as a full rewrite of the same objects would
+    make it."""
+    slot = await asyncio.to_thread(claim)
+    twin = f"{slot.table}_twin"  # the full rewrite, to compare with
+    applied: list[str] = []
+
+    async def apply(text: str) -> None:
+        applied.append(text)
+        await apply_nft(text)
+
+    core = client.CoreV1Api(kube_api)
+    ips = [str(ipaddress.IPv4Network(slot.pod_cidr)[10 + i]) for i in range(5)]
+    for name, ip in zip("abc", ips, strict=False):
+        await _service(core, namespace, name)
+        await core.create_namespaced_endpoints(namespace, _endpoints_at(name, [ip]))
+    proxy = ServiceProxy(kube_api, slot, apply)
+
+    def chains(name: str) -> set[str]:
+        key = (namespace, name)
+        return {r.chain for r in rules({key: proxy.services[key]}, proxy.endpoints, proxy.allowed)}
+
+    async def step(change: Callable[[], Awaitable[Any]], name: str, ip: str, gone: str) -> None:
+        done, allowed = len(applied), chains(name) if name != "d" else set()
+        await change()
+        await eventually(lambda: _in_table(slot.table, ip, gone), within=30)
+        allowed |= chains(name) if (namespace, name) in proxy.services else set()
+        named = {c for text in applied[done:] for c in re.findall(r"svc-[0-9a-f]{16}", text)}
+        assert named, applied[done:]
+        assert named <= allowed, (name, applied[done:])
+        assert not any("flush map" in text for text in applied[done:]), applied[done:]
+
+    await apply_nft(_empty(slot.table))
+    running = asyncio.create_task(proxy.run())
+    try:
+        await eventually(lambda: _in_table(slot.table, ips[2]), within=30)
+        assert "flush map" in applied[0]  # the first sync writes the map whole
+        moved = _endpoints_at("b", [ips[3]])
+        await step(lambda: core.patch_namespaced_endpoints("b", namespace, moved,
+                                                           _content_type=MERGE_PATCH),
+                   "b", ips[3], gone=ips[1])  # fmt: skip
+
+        async def add_d() -> None:
+            await _service(core, namespace, "d")
+            await core.create_namespaced_endpoints(namespace, _endpoints_at("d", [ips[4]]))
+
+        await step(add_d, "d", ips[4], gone=ips[1])
+        await step(lambda: core.delete_namespaced_service("c", namespace), "c", ips[4],
+                   gone=ips[2])  # fmt: skip
+
+        wanted = rules(proxy.services, proxy.endpoints, proxy.allowed)
+        assert len(wanted) == 3  # a, b and d, port "web" each
+        await apply_nft(_empty(twin) + script(twin, wanted, set()))
+        assert _listing(slot.table) == _listing(twin)
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        await asyncio.to_thread(subprocess.run, ["nft", "delete", "table", "ip", twin],
+                                capture_output=True)  # fmt: skip
+        await asyncio.to_thread(clean, slot)
+        await asyncio.to_thread(release, slot)
+
+
+def _empty(table: str) -> str:
+    """The table with its ``services`` map only (replacing any table of that name)."""
+    services = "map services { type ipv4_addr . inet_proto . inet_service : verdict; }"
+    return f"table ip {table}\ndelete table ip {table}\ntable ip {table} {{ {services}; }}\n"
+
+
+async def _in_table(table: str, ip: str, gone: str | None = None) -> bool:
+    """Whether the table sends to ``ip`` (and no longer to ``gone``)."""
+    listing = await asyncio.to_thread(_listing, table)
+    return f"{ip} . " in listing and (gone is None or f"{gone} . " not in listing)
+
+
+def _endpoints_at(name: str, ips: list[str]) -> Any:
+    subset = {"addresses": [{"ip": ip} for ip in ips], "ports": [{"name": "web", "port": 8000}]}
+    return {"metadata": {"name": name}, "subsets": [subset]}

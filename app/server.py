@@ -43,6 +43,7 @@ from app.config import ConfigError, Settings, shared_bus
 from app.control.leadership import Leadership, leadership_for
 from app.control.loop import ControlLoop
 from app.events.bus import EventBus, InProcessBus
+from app.events.foreground import Foreground
 from app.events.pg_bus import PostgresBus
 from app.metrics import exposition
 from app.services.api_deps import ApiDeps
@@ -119,9 +120,15 @@ class Startup:
     """
 
     def __init__(
-        self, settings: Settings, engine: AsyncEngine, bus: EventBus, deps: ApiDeps
+        self,
+        settings: Settings,
+        engine: AsyncEngine,
+        bus: EventBus,
+        deps: ApiDeps,
+        foreground: Foreground | None = None,
     ) -> None:
         self.settings, self.engine, self.bus, self.deps = settings, engine, bus, deps
+        self.foreground = foreground or Foreground()  # the control loop makes way for answers
         self.retry = in_cluster() if settings.startup_retry is None else settings.startup_retry
         self.pending: dict[str, str] = {"cluster": NOT_YET, "database": NOT_YET}
         self.retry_in = RETRY_FIRST_SECONDS
@@ -239,7 +246,9 @@ class Startup:
         if not settings.production:  # once everything answers: a token printed is usable
             await _bootstrap_first_tenant(deps.sessions, settings)
         # Leader election (app/control/leadership.py): the loop runs on one replica only.
-        control = leadership_for(settings, deps.sessions, cluster, self.bus, self._publish)
+        control = leadership_for(
+            settings, deps.sessions, cluster, self.bus, self._publish, self.foreground
+        )
         deps.kick = control.kick
         if isinstance(self.bus, PostgresBus):  # a mutation on any replica wakes this one's too
             self.bus.on_kick[:] = [control.kick]
@@ -307,7 +316,8 @@ def create_app(settings: Settings) -> Starlette:
     limiter = RateLimiter(settings.mutations_per_minute, settings.mutation_burst)
     deps = ApiDeps(settings=settings, sessions=sessions, bus=bus, limiter=limiter)
     graphql = QaasGraphQL(deps)
-    startup = Startup(settings, engine, bus, deps)
+    foreground = Foreground()  # GraphQL requests in flight, which the control loop makes way for
+    startup = Startup(settings, engine, bus, deps, foreground)
 
     @contextlib.asynccontextmanager
     async def lifespan(application: Starlette) -> AsyncIterator[None]:
@@ -356,7 +366,7 @@ def create_app(settings: Settings) -> Starlette:
 
     # Before start-up is done WhenReady answers alone; then the guard bounds the body and
     # authenticates before the view reads or parses anything.
-    when_ready = WhenReady(HttpGuard(graphql, deps), startup)
+    when_ready = WhenReady(HttpGuard(graphql, deps, foreground), startup)
     routes = [
         *dashboard_routes(GRAPHQL_PATH, f"{ASSETS_PATH}/graphql-ws.min.js"),  # /, /dashboard
         Route("/healthz", healthz),
@@ -370,6 +380,7 @@ def create_app(settings: Settings) -> Starlette:
     app.state.deps = deps
     app.state.response_cache = graphql.cache
     app.state.startup = startup
+    app.state.foreground = foreground
     return app
 
 

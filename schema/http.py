@@ -11,6 +11,11 @@
 4. hands the request on with the body it read and the caller's ``Principal`` in
    ``scope["state"]`` (``principal_of`` reads it back), so the view never looks the token up.
 
+From its first step to its answer such a request counts as in flight (``Foreground.serving``):
+the control loop's units of work wait for a moment with none (app/events/foreground.py). One
+that accepts a streamed answer (``multipart/``, ``text/event-stream``) does not count: it may
+stay open for hours.
+
 A GET without a ``query`` parameter runs no GraphQL (GraphiQL's page, or a 400 from the view)
 and passes unauthenticated; WebSockets pass untouched (they authenticate in connection_init).
 Every refusal is a JSON body ``{"errors": [{"message": ..., "extensions": {"code": ...}}]}``,
@@ -26,6 +31,7 @@ from starlette.datastructures import Headers, QueryParams
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.events.foreground import Foreground
 from app.metrics import graphql_request
 from app.services.api_deps import ApiDeps
 from app.services.tenancy import AuthError, Principal, bearer
@@ -56,14 +62,22 @@ def too_large(limit: int) -> JSONResponse:
 
 
 class HttpGuard:
-    def __init__(self, app: ASGIApp, deps: ApiDeps) -> None:
+    def __init__(self, app: ASGIApp, deps: ApiDeps, foreground: Foreground | None = None) -> None:
         self.app, self.deps, self.limit = app, deps, deps.settings.max_body_bytes
+        self.foreground = foreground or Foreground()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or _runs_no_graphql(scope):
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
+        if _may_stream(headers):  # open as long as the client likes: not an answer to wait for
+            await self._guarded(headers, scope, receive, send)
+            return
+        with self.foreground.serving():
+            await self._guarded(headers, scope, receive, send)
+
+    async def _guarded(self, headers: Headers, scope: Scope, receive: Receive, send: Send) -> None:
         refusal = _declared_size_problem(headers.get("content-length"), self.limit)
         if refusal is not None:
             graphql_request("unknown", "client_error")
@@ -93,6 +107,13 @@ class HttpGuard:
 
 def _runs_no_graphql(scope: Scope) -> bool:
     return scope["method"] == "GET" and "query" not in QueryParams(scope["query_string"])
+
+
+def _may_stream(headers: Headers) -> bool:
+    """A request that accepts a streamed answer (a subscription or an incremental delivery over
+    HTTP), which may stay open for hours."""
+    accept = headers.get("accept", "")
+    return "multipart/" in accept or "text/event-stream" in accept
 
 
 def _declared_size_problem(declared: str | None, limit: int) -> JSONResponse | None:

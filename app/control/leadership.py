@@ -36,6 +36,7 @@ from app.config import Settings, leader_election_on, leader_identity
 from app.control.loop import ControlLoop
 from app.control.reconciler import Reconciler
 from app.events.bus import EventBus
+from app.events.foreground import Foreground
 
 log = logging.getLogger("qaas.leader")
 
@@ -112,9 +113,11 @@ def leadership_for(
     cluster: Cluster,
     bus: EventBus,
     on_loop: Callable[[ControlLoop], None] = lambda _: None,
+    foreground: Foreground | None = None,
 ) -> Leadership:
     """The installation's leadership as the settings say: elected on the Lease
-    ``<QAAS_INSTANCE>-control`` in QaaS's namespace, or (election off) always leading."""
+    ``<QAAS_INSTANCE>-control`` in QaaS's namespace, or (election off) always leading. The
+    control loop's work makes way for the requests ``foreground`` counts."""
     elector = None
     if leader_election_on(settings):
         elector = LeaseElector(
@@ -123,5 +126,7 @@ def leadership_for(
             retry_period=settings.lease_retry_period,
         )  # fmt: skip
     return Leadership(
-        lambda: ControlLoop(Reconciler(sessions, cluster, settings, bus)), elector, on_loop
+        lambda: ControlLoop(Reconciler(sessions, cluster, settings, bus, foreground)),
+        elector,
+        on_loop,
     )

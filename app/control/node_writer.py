@@ -7,6 +7,8 @@ the pod observer both write nodes) committed the row in between, the attempt is 
 made again from a fresh read, so no writer overwrites newer facts with an older derivation.
 Revisions are strictly increasing per node, and the new snapshot is published only once its
 transaction has committed (the bus's announcement to other replicas goes out with the commit).
+Each write is a unit of the control loop's work: it waits for its turn while the API answers
+requests (``foreground``, app/events/foreground.py), before it opens its transaction.
 
 Example::
 
@@ -27,6 +29,7 @@ from app.cluster.fence import Fence, NoFence
 from app.control.progress import refresh_status
 from app.domain.enums import Desired
 from app.events.bus import Change, EventBus, NodeChange
+from app.events.foreground import Foreground
 from app.store import desired, node_feed
 from app.store.models import Node
 from app.store.read_models import NodeView
@@ -52,8 +55,10 @@ class NodeWriter:
         *,
         chain_required: bool = False,
         fence: Fence | None = None,
+        foreground: Foreground | None = None,
     ) -> None:
         self.sessions = sessions
+        self.foreground = foreground or Foreground()  # the API's requests go first
         # Leader election: a transaction starts only while this replica leads, is rolled back
         # if the lease was lost before its commit, and is cut if it outlives the lease.
         self.fence = fence or NoFence()
@@ -67,6 +72,7 @@ class NodeWriter:
         """Apply, refresh the status, bump and publish; None if the node is gone (or, with
         ``skip_absent``, being deleted) or nothing changed. Raises ``WriteConflict`` if other
         writers won every attempt (the caller's next event or pass tries again)."""
+        await self.foreground.turn()  # never inside a transaction: a request may need its turn
         for _ in range(self.attempts):
             try:
                 outcome: NodeView | _Lost | None = await self._attempt(node_id, apply, skip_absent)

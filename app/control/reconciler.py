@@ -1,18 +1,18 @@
 """The reconciler: a level-triggered loop that makes the cluster match the database.
 
 Each pass, for every tenant: make its namespace ready, list QaaS's Services, StatefulSets, data
-claims and (from before StatefulSets) Deployments there (by label), and act on the desired
-state: create a node's Service, read its ClusterIP, create its StatefulSet with that IP (deleting
-a Deployment the node ran as before); replace what drifted; delete what is marked ABSENT (claims
+claims and (from before StatefulSets) Deployments there (by label), and act on the desired state:
+create a node's Service, read its ClusterIP, create its StatefulSet with that IP (deleting a
+Deployment the node ran as before); replace what drifted; delete what is marked ABSENT (claims
 included) and, once the cluster has nothing left of it, the row; delete orphans that carry our
-labels but have no row. Every
-action is idempotent, so a pass can be interrupted at any line and the next one converges.
-A full pass runs every ``resync_seconds`` and sooner when something kicks the loop (a pod gone,
-another replica); a mutation's kick names its network, and the pass it asks for covers that
-network only (app/control/schedule.py). The pieces: ``namespaces`` (preparing a tenant),
-``converge`` (one node's objects), ``removal`` (deletion and orphans), ``node_writer``
-(recording what was done), ``settled`` (nodes found settled, skipped by the next pass while
-nothing they depend on changed).
+labels but have no row. Every action is idempotent, so a pass can be interrupted at any line and
+the next one converges. A full pass runs every ``resync_seconds`` and sooner when something kicks
+the loop (a pod gone, another replica); a mutation's kick names its network, and the pass it asks
+for covers that network only (app/control/schedule.py). Each unit of its work waits for its turn
+while the API answers requests (app/events/foreground.py). The pieces: ``namespaces`` (preparing a
+tenant), ``converge`` (one node's objects), ``removal`` (deletion and orphans), ``node_writer``
+(recording what was done), ``settled`` (nodes found settled, skipped by the next pass while nothing
+they depend on changed).
 
 Example::
 
@@ -54,6 +54,7 @@ from app.control.turns import Turns, collector_paused
 from app.domain.enums import Desired, NodeRole, NodeStatus
 from app.domain.status import node_status
 from app.events.bus import EventBus
+from app.events.foreground import Foreground
 from app.metrics import reconcile_error, reconcile_pass
 from app.store import pass_rows, tenants
 from app.store.models import Network, Node, Tenant, utcnow
@@ -69,15 +70,16 @@ class Reconciler:
         cluster: Cluster,
         settings: Settings,
         bus: EventBus,
+        foreground: Foreground | None = None,
     ) -> None:
         self.sessions = sessions
         self.cluster = cluster
         self.settings = settings
         self.chain_required = settings.chain_probe == "on"
-        # The cluster's fence (leader election) guards the database writes too.
-        self.writer = NodeWriter(
-            sessions, bus, chain_required=self.chain_required, fence=cluster.caller.fence
-        )
+        self.foreground = foreground or Foreground()  # the API's requests go first
+        fence = cluster.caller.fence  # leader election's: it guards the database writes too
+        self.writer = NodeWriter(sessions, bus, chain_required=self.chain_required, fence=fence,
+                                 foreground=self.foreground)  # fmt: skip
         self.removal = Removal(sessions, self.writer, settings)
         self.namespaces = TenantNamespaces(cluster, settings, on_ready=lambda _: None)
         self._unprovisioned: set[str] = set()  # namespaces said to be not provisioned
@@ -87,7 +89,7 @@ class Reconciler:
         self.passes = 0  # full passes
         self.network_passes = 0  # passes over kicked networks only
         self.settled = SettledNodes()  # skipped by the next pass while unchanged
-        self.turns = Turns()  # a long pass gives the event loop back (app/control/turns.py)
+        self.turns = Turns(foreground=self.foreground)  # app/control/turns.py
         self.failing_since: float | None = None  # time.monotonic() of the first failed pass
         self.last_error: str | None = None
 
@@ -150,6 +152,7 @@ class Reconciler:
             await self._pass(only)
 
     async def _pass(self, only: Collection[str] | None) -> None:
+        await self.turns.take()
         async with self.sessions() as session:
             every_tenant = await tenants.all_tenants(session)
             networks = await pass_rows.pass_rows(session, only, self.turns.take)
@@ -381,9 +384,7 @@ class PassFailed(KubeError):
 
 
 def _describe(error: BaseException) -> str:
-    if isinstance(error, KubeError):
-        return f"{type(error).__name__}: {error}" if type(error) is not KubeError else str(error)
-    return f"{type(error).__name__}: {error}"
+    return str(error) if type(error) is KubeError else f"{type(error).__name__}: {error}"
 
 
 def retry_reason(error: BaseException) -> str:
@@ -393,8 +394,7 @@ def retry_reason(error: BaseException) -> str:
 
 def _retrying(reason: str) -> Apply:
     async def apply(_: AsyncSession, node: Node) -> bool:
-        changed = node.retry_reason != reason
-        node.retry_reason = reason
+        changed, node.retry_reason = node.retry_reason != reason, reason
         return changed
 
     return apply

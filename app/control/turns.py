@@ -8,7 +8,8 @@ the API that long. A pass now calls ``Turns.take`` between units of its work (no
 rows and of listed objects); once a slice (5 ms) has passed since this object last gave a turn,
 that call lets everything ready run before the pass goes on. With the lists read in pages
 (app/cluster/client.py) and the collector paused (``collector_paused``), the longest hold of
-that pass was 21 ms.
+that pass was 21 ms. With a ``Foreground`` (app/events/foreground.py), each call is also a
+unit's turn: while the API answers requests, the pass waits for a quiet moment.
 
 Example::
 
@@ -26,20 +27,30 @@ import gc
 import time
 from collections.abc import Iterator
 
+from app.events.foreground import Foreground
+
 SLICE_SECONDS = 0.005
 
 
 class Turns:
-    """Gives the event loop a turn once ``slice_seconds`` of work have passed since the last."""
+    """Gives the event loop a turn once ``slice_seconds`` of work have passed since the last,
+    and waits for its turn while the API answers (``foreground``)."""
 
-    def __init__(self, slice_seconds: float = SLICE_SECONDS) -> None:
+    def __init__(
+        self, slice_seconds: float = SLICE_SECONDS, foreground: Foreground | None = None
+    ) -> None:
         self.slice_seconds = slice_seconds
+        self.foreground = foreground or Foreground()
         self.given = 0  # turns given (for tests)
         self._since = time.perf_counter()
 
     async def take(self) -> None:
-        """Let others run if this slice is used up; otherwise return at once (no suspension)."""
-        if time.perf_counter() - self._since >= self.slice_seconds:
+        """Wait for a quiet moment while requests are answered; let others run if this slice is
+        used up; otherwise return at once (no suspension)."""
+        if await self.foreground.turn():
+            self.given += 1
+            self._since = time.perf_counter()
+        elif time.perf_counter() - self._since >= self.slice_seconds:
             await asyncio.sleep(0)
             self.given += 1
             self._since = time.perf_counter()

@@ -15,11 +15,11 @@ a step of a pass):
 - while requests never stop coming, one unit still goes every ``max_defer`` seconds, so the
   control loop always makes progress.
 
-A unit of work is a few milliseconds here (a node's write, about 3 ms on the machines measured);
-a request that arrives while one runs waits for it, not for the whole line. What it costs: under
-load, a node's status and a new network's objects trail the API's answers by as long as the
-API keeps the core busy, and catch up when it is quieter (``bench/mutations.py`` says how long
-the control loop took to converge after its load). On an idle server nothing waits.
+A unit of work runs for a few milliseconds; a request that arrives while one runs waits for it,
+not for the whole line. What it costs: under load, a node's status and a new network's objects
+trail the API's answers by as long as the API keeps the core busy, and catch up when it is
+quieter (``bench/mutations.py`` counts what the control loop still had to do when its load
+stopped, and how fast it went on). On an idle server nothing waits.
 
 Example::
 

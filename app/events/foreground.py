@@ -73,14 +73,20 @@ class Foreground:
             self._since = loop.time()
         waiter = loop.create_future()
         self._line.append(waiter)
-        self._let_go_soon()
         try:
-            await waiter  # cancelled while in line: skipped when its turn comes
+            self._let_go_soon()
+            await waiter
         finally:
-            if self._out is waiter:  # running now (or cancelled once let go): the next may go
+            waiter.cancel()  # left the line early (cancelled, an error): its turn is skipped
+            if self._out is waiter:  # running now, or let go and then cancelled: next, please
                 self._out = None
                 self._let_go_soon()
         return True
+
+    @property
+    def waiting(self) -> int:
+        """Units in line (not counting one let go that has not run yet)."""
+        return len(self._line)
 
     def _let_go_soon(self) -> None:
         """Let the head of the line go when its time comes: after the loop's next poll of its

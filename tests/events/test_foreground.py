@@ -1,11 +1,12 @@
 """The foreground (app/events/foreground.py) on a real event loop: background units get their
 turn at once when nothing is answered, wait while a request is in flight, go one at a time
 (a request that starts meanwhile holds back the rest), go every ``max_defer`` when requests never
-stop, and one cancelled while it waits is skipped."""
+stop; one cancelled while it waits is skipped, one cancelled once let go passes its turn on."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -19,6 +20,15 @@ async def _spin(times: int = 50) -> None:
     """Let the loop go round ``times`` times (timers due now included)."""
     for _ in range(times):
         await asyncio.sleep(0)
+
+
+async def _turns_until(condition: Callable[[], bool], most: int = 1000) -> None:
+    """Go round the loop until ``condition`` holds, checked at every turn."""
+    for _ in range(most):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"not so after {most} turns of the loop")
 
 
 async def test_with_nothing_in_flight_a_turn_does_not_suspend() -> None:
@@ -93,3 +103,15 @@ async def test_a_unit_cancelled_in_line_is_skipped() -> None:
         await _spin()
     assert list(await asyncio.wait_for(asyncio.gather(first, third), 10)) == [True, True]
     assert second.cancelled()
+
+
+async def test_a_unit_cancelled_after_its_turn_came_passes_it_on() -> None:
+    foreground = Foreground(max_defer=LONG)
+    with foreground.serving():
+        first = asyncio.create_task(foreground.turn())
+        second = asyncio.create_task(foreground.turn())
+        await _spin()
+    await _turns_until(lambda: foreground.waiting == 1)  # the first let go, not yet run
+    first.cancel()
+    assert await asyncio.wait_for(second, 10) is True  # no request ended meanwhile
+    assert first.cancelled()

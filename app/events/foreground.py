@@ -10,8 +10,8 @@ a step of a pass):
 - with no request in flight and nobody waiting, the turn is given at once, without suspending;
 - otherwise the unit waits in line. Units are let go one at a time, and only when no request is
   in flight: the next one only after the last one has run and the loop has polled its sockets
-  again (a timer), so a request that arrived meanwhile is counted first and holds back the rest
-  of the line;
+  again (a timer), so a request that arrived while a unit ran goes before the next one, and a
+  request in flight holds back the rest of the line;
 - while requests never stop coming, one unit still goes every ``max_defer`` seconds, so the
   control loop always makes progress.
 

@@ -7,6 +7,7 @@ empty. Bounds, tenancy and a Kubernetes refusal are checked through the whole se
 
 from __future__ import annotations
 
+import datetime
 import os
 import shutil
 import uuid
@@ -163,6 +164,14 @@ async def test_a_kubernetes_refusal_is_a_clear_graphql_error(
         },
         "spec": {"containers": [{"name": "other", "image": "registry.local/other:1"}]},
     }
+    # The observer takes the node's newest pod, by creationTimestamp: whole seconds. A stranger
+    # made in the coordinator pod's second would tie with it, and either could be taken.
+    made: datetime.datetime = pod.metadata.creation_timestamp
+
+    async def a_second_later() -> bool:
+        return datetime.datetime.now(datetime.UTC) >= made + datetime.timedelta(seconds=1)
+
+    await eventually(a_second_later, within=5, every=0.05)
     await core.create_namespaced_pod(namespace, stranger)
 
     async def observed() -> bool:

@@ -22,7 +22,7 @@ What it does
     the answers, as it would in production, and makes way for them (app/events/foreground.py).
     After the last phase the benchmark counts the nodes whose objects the control loop has not
     made yet, and again ``SETTLE_SECONDS`` later: how far behind its load it was, and how fast it
-    catches up (its Kubernetes API budget bounds that, not the core). With ``--follower``
+    catches up. With ``--follower``
     another replica holds the control loop's Lease (made in the sandbox before the server
     starts), so the server only answers, as a replica that does not lead: the answer path
     alone. Every answer must be a 200 without ``errors`` and with empty ``userErrors``, or the
@@ -403,8 +403,8 @@ def report(figures: Figures, args: argparse.Namespace) -> str:
         f"{figures.half.at(99):.1f} ms | goal p99 <= 30 ms",
         *([f"control loop: {figures.backlog[0]} nodes waited for their objects when the load "
            f"stopped, {figures.backlog[1]} {SETTLE_SECONDS:.0f} s later "
-           f"({(figures.backlog[0] - figures.backlog[1]) / SETTLE_SECONDS:.1f}/s; its API "
-           "budget, QAAS_KUBE_QPS, bounds it)"] if not args.follower else []),
+           f"({(figures.backlog[0] - figures.backlog[1]) / SETTLE_SECONDS:.1f}/s)"]
+          if not args.follower else []),
     ])  # fmt: skip
 
 

@@ -8,8 +8,8 @@ the API that long. A pass now calls ``Turns.take`` between units of its work (no
 rows and of listed objects); once a slice (5 ms) has passed since this object last gave a turn,
 that call lets everything ready run before the pass goes on. With the lists read in pages
 (app/cluster/client.py) and the collector paused (``collector_paused``), the longest hold of
-that pass was 21 ms. With a ``Foreground`` (app/events/foreground.py), each call is also a
-unit's turn: while the API answers requests, the pass waits for a quiet moment.
+that pass was 21 ms. Each call is also a unit's turn in the ``Foreground``
+(app/events/foreground.py): while the API answers requests, the pass waits for a quiet moment.
 
 Example::
 

@@ -250,14 +250,15 @@ async def test_a_change_rewrites_only_the_service_ports_it_changed(
     proxy = ServiceProxy(kube_api, slot, apply)
 
     def chains(name: str) -> set[str]:
-        key = (namespace, name)
-        return {r.chain for r in rules({key: proxy.services[key]}, proxy.endpoints, proxy.allowed)}
+        """The chains of the Service's ports now (none while it does not exist)."""
+        found = {key: o for key, o in proxy.services.items() if key == (namespace, name)}
+        return {rule.chain for rule in rules(found, proxy.endpoints, proxy.allowed)}
 
     async def step(change: Callable[[], Awaitable[Any]], name: str, ip: str, gone: str) -> None:
-        done, allowed = len(applied), chains(name) if name != "d" else set()
+        done, allowed = len(applied), chains(name)  # its chains before the change, and after
         await change()
         await eventually(lambda: _in_table(slot.table, ip, gone), within=30)
-        allowed |= chains(name) if (namespace, name) in proxy.services else set()
+        allowed |= chains(name)
         named = {c for text in applied[done:] for c in re.findall(r"svc-[0-9a-f]{16}", text)}
         assert named, applied[done:]
         assert named <= allowed, (name, applied[done:])

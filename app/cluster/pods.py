@@ -81,8 +81,17 @@ def observe(pod: Obj) -> PodObservation:
 
 
 def current_pod(pods: Iterable[Obj]) -> Obj | None:
-    """The pod that speaks for a node: the newest one not being deleted (else the newest)."""
-    candidates = sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp") or "")
+    """The pod that speaks for a node: the newest one not being deleted (else the newest).
+
+    ``creationTimestamp`` has whole seconds, so two pods made in the same second tie; the tie
+    goes to the greater name, then the greater uid, so that every replica picks the same pod
+    whatever order its cache lists them in."""
+    candidates = sorted(pods, key=_age_order)
     live = [p for p in candidates if not p["metadata"].get("deletionTimestamp")]
     chosen = live or candidates
     return chosen[-1] if chosen else None
+
+
+def _age_order(pod: Obj) -> tuple[str, str, str]:
+    meta = pod["metadata"]
+    return meta.get("creationTimestamp") or "", meta.get("name") or "", meta.get("uid") or ""

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from app.cluster.pods import WAITING_FOR_STORAGE, observe
+from app.cluster.pods import WAITING_FOR_STORAGE, current_pod, observe
 from app.domain.enums import Desired, NodeStatus
 from app.domain.status import NodeFacts, node_status
 
@@ -54,3 +54,31 @@ def test_a_pod_waiting_for_its_claim_is_starting(message: str) -> None:
 def test_a_pod_no_node_can_take_is_still_pending() -> None:
     message = "0/1 nodes are available: 1 Insufficient cpu."
     assert _status(message) == (NodeStatus.PENDING, f"Unschedulable: {message}")
+
+
+def _pod(name: str, uid: str, created: str, deleting: bool = False) -> dict[str, Any]:
+    meta = {"name": name, "uid": uid, "creationTimestamp": created}
+    return {"metadata": meta | ({"deletionTimestamp": created} if deleting else {})}
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_pods_made_in_the_same_second_give_the_same_choice_in_any_order(reverse: bool) -> None:
+    """creationTimestamp has whole seconds: a tie must not be settled by the cache's order,
+    or two replicas could speak for a node with different pods."""
+    second = "2026-11-28T12:00:00Z"
+    pods = [_pod("acme-coordinator-0", "u-2", second), _pod("acme-coordinator-x", "u-1", second),
+            _pod("acme-coordinator-x", "u-3", second), _pod("acme-coordinator-z", "u-0", second,
+                                                            deleting=True)]  # fmt: skip
+    chosen = current_pod(reversed(pods) if reverse else pods)
+    assert chosen is not None
+    assert (chosen["metadata"]["name"], chosen["metadata"]["uid"]) == ("acme-coordinator-x", "u-3")
+
+
+def test_the_newest_live_pod_speaks_for_the_node() -> None:
+    pods = [_pod("b", "u-1", "2026-11-28T12:00:01Z"), _pod("a", "u-2", "2026-11-28T12:00:02Z"),
+            _pod("c", "u-3", "2026-11-28T12:00:03Z", deleting=True)]  # fmt: skip
+    chosen = current_pod(pods)
+    assert chosen is not None
+    assert chosen["metadata"]["uid"] == "u-2"
+    assert current_pod([pods[2]]) == pods[2]  # only one being deleted: it still speaks
+    assert current_pod([]) is None

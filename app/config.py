@@ -30,6 +30,9 @@
 ``QAAS_MAX_SUBSCRIPTIONS``         per WebSocket connection (default 20)
 ``QAAS_MAX_BODY_BYTES``            largest GraphQL request body over HTTP (1048576, 1 MiB):
                                    a larger one is answered 413 unread
+``QAAS_BODY_TIMEOUT_SECONDS``      how long a GraphQL request's body may take to arrive over
+                                   HTTP, once its headers are in (30): later is 408 and the
+                                   connection is closed
 ``QAAS_RESPONSE_CACHE_ENTRIES``    query answers kept in memory (1000; 0: no cache), at most
                                    ``QAAS_RESPONSE_CACHE_BYTES`` (64 MiB) in all, each at most
                                    ``QAAS_RESPONSE_CACHE_TTL`` seconds (5): how late a change
@@ -132,6 +135,7 @@ class Settings(BaseSettings):
     introspection: bool | None = None  # default: on, except in production
     max_subscriptions: int = Field(default=20, ge=1, le=1000)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
     # Answers to queries kept in memory (schema/response_cache.py): how many (0 = off), how
     # many bytes in all, and how long at most (changes by other processes are seen after that).
     response_cache_entries: int = Field(default=1000, ge=0)

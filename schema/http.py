@@ -7,7 +7,9 @@
    that is invalid, revoked or expired, is 401 with ``WWW-Authenticate: Bearer`` (the body is
    neither read nor decoded, nothing is parsed);
 3. reads the body, counting: past the limit (a chunked body has no ``Content-Length``) it stops
-   and answers 413;
+   and answers 413; a body still incomplete ``QAAS_BODY_TIMEOUT_SECONDS`` after the headers
+   (a client that trickles it, or stops) is 408 with ``Connection: close``, so that a slow
+   client holds neither its connection nor the control loop's turns (below) for longer;
 4. hands the request on with the body it read and the caller's ``Principal`` in
    ``scope["state"]`` (``principal_of`` reads it back), so the view never looks the token up.
 
@@ -24,6 +26,7 @@ as ``request_error`` builds it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -61,9 +64,19 @@ def too_large(limit: int) -> JSONResponse:
     )
 
 
+def too_slow(seconds: float) -> JSONResponse:
+    return request_error(
+        408,
+        f"the request body did not arrive within {seconds:g} s (QAAS_BODY_TIMEOUT_SECONDS)",
+        "REQUEST_TIMEOUT",
+        {"Connection": "close"},  # the rest of the body may still come: not a next request
+    )
+
+
 class HttpGuard:
     def __init__(self, app: ASGIApp, deps: ApiDeps, foreground: Foreground | None = None) -> None:
         self.app, self.deps, self.limit = app, deps, deps.settings.max_body_bytes
+        self.body_timeout = deps.settings.body_timeout_seconds
         self.foreground = foreground or Foreground()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -94,7 +107,13 @@ class HttpGuard:
             )
             await refused(scope, receive, send)
             return
-        body = await _read(receive, self.limit)
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                body = await _read(receive, self.limit)
+        except TimeoutError:
+            graphql_request("unknown", "client_error")
+            await too_slow(self.body_timeout)(scope, receive, send)
+            return
         if body is None:  # the client went away while sending
             return
         if isinstance(body, JSONResponse):

@@ -1,0 +1,86 @@
+"""A GraphQL request whose body does not arrive in time is 408, and its connection is closed:
+a client that trickles its body, or stops halfway, holds neither a connection nor the control
+loop's turns (a request counts as in flight while its body is read) for longer than
+``QAAS_BODY_TIMEOUT_SECONDS``. Over a real socket to uvicorn, as ``qaas serve`` runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+
+from app.config import Settings
+from tests.conftest import CallerTenant
+from tests.live.conftest import LiveServer
+
+TIMEOUT = 0.5  # seconds: the server's QAAS_BODY_TIMEOUT_SECONDS here
+BODY = b'{"query": "{ viewer { role } }"}'
+
+
+@pytest.fixture
+async def impatient(
+    settings: Settings, sessions: object, tenant: CallerTenant
+) -> AsyncIterator[LiveServer]:
+    server = LiveServer(settings.model_copy(update={"body_timeout_seconds": TIMEOUT}), tenant.token)
+    await server.start()
+    yield server
+    await server.stop()
+
+
+async def _send_head(
+    server: LiveServer, length: int, first: bytes
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(
+        b"POST /graphql HTTP/1.1\r\nHost: qaas.test\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s"
+        % (server.token.encode(), length, first)
+    )
+    await writer.drain()
+    return reader, writer
+
+
+def _refusal(answer: bytes) -> None:
+    head, _, content = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 "), answer
+    assert b"\r\nconnection: close" in head.lower()
+    (error,) = json.loads(content)["errors"]
+    assert error["extensions"]["code"] == "REQUEST_TIMEOUT"
+    assert "QAAS_BODY_TIMEOUT_SECONDS" in error["message"]
+
+
+async def test_a_body_that_stops_halfway_is_408_and_the_connection_closes(
+    impatient: LiveServer,
+) -> None:
+    foreground = impatient.app.state.foreground
+    reader, writer = await _send_head(impatient, len(BODY), BODY[:10])
+    try:
+        # Everything the server sends, up to its closing the connection (bounded: a server that
+        # kept it open would fail the test here, not hang it).
+        answer = await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+    _refusal(answer)
+    assert foreground.in_flight == 0
+
+
+async def test_a_trickled_body_is_cut_off_while_it_still_trickles(impatient: LiveServer) -> None:
+    """The time is the whole body's, not a pause's: a byte every third of it never lets a
+    pause reach it, and the 408 still comes while the client is sending."""
+    reader, writer = await _send_head(impatient, 1000, BODY)  # JSON may end in spaces
+
+    async def trickle() -> None:
+        for _ in range(60):  # 20 times the server's timeout in all
+            await asyncio.sleep(TIMEOUT / 3)  # the client's pace, not a wait for the server
+            writer.write(b" ")
+
+    sending = asyncio.create_task(trickle())
+    try:
+        answer = await asyncio.wait_for(reader.read(), 10)
+        assert not sending.done()  # cut off before the client stopped
+    finally:
+        sending.cancel()
+        writer.close()
+    _refusal(answer)

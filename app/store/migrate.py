@@ -29,7 +29,7 @@ MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 MIGRATION_LOCK = 0x9AA5  # an arbitrary, fixed advisory-lock key for QaaS migrations
 # The newest revision in migrations/versions: bump it with each new migration
 # (tests/store/test_migrations.py checks it against Alembic's head).
-HEAD = "0007"
+HEAD = "0008"
 VERSION_TABLE = "alembic_version"  # Alembic's default, where it records the revision
 
 

@@ -149,9 +149,8 @@ class Network(Base):
     __table_args__ = (UniqueConstraint("tenant_id", "name", name="uq_networks_tenant_id_name"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    tenant_id: Mapped[str] = mapped_column(
-        ForeignKey("tenants.id", ondelete="RESTRICT"), index=True
-    )
+    # Looked up through uq_networks_tenant_id_name, whose first column it is (no index of its own).
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="RESTRICT"))
     name: Mapped[str] = mapped_column(String(63))
     consensus: Mapped[Consensus] = mapped_column(_enum(Consensus, "consensus"))
     # Set for a network that runs elsewhere and that our nodes join (networkJoin).
@@ -177,9 +176,8 @@ class Node(Base):
     __table_args__ = (UniqueConstraint("network_id", "name", name="uq_nodes_network_id_name"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    network_id: Mapped[str] = mapped_column(
-        ForeignKey("networks.id", ondelete="CASCADE"), index=True
-    )
+    # Looked up through uq_nodes_network_id_name, whose first column it is (no index of its own).
+    network_id: Mapped[str] = mapped_column(ForeignKey("networks.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(63))
     role: Mapped[NodeRole] = mapped_column(_enum(NodeRole, "node_role"))
     desired: Mapped[Desired] = mapped_column(_enum(Desired, "desired"), default=Desired.PRESENT)

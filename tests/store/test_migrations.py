@@ -8,7 +8,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
 from app.store.engine import make_engine
@@ -38,6 +38,41 @@ async def test_head_matches_the_models(kind: str, tmp_path: Path) -> None:
             diff = await connection.run_sync(differences)
         await engine.dispose()
     assert diff == []
+
+
+@pytest.mark.parametrize("kind", DATABASES)
+async def test_no_index_repeats_the_leading_columns_of_another(kind: str, tmp_path: Path) -> None:
+    """An index whose columns begin another index (or a unique constraint's, or the primary
+    key) serves no lookup the longer one does not, and costs every write to its table."""
+    async with empty_database(kind, tmp_path) as url:
+        await upgrade(url)
+        engine = make_engine(url)
+
+        def indexes(connection: Connection) -> dict[str, dict[str, tuple[str, ...]]]:
+            found: dict[str, dict[str, tuple[str, ...]]] = {}
+            schema = inspect(connection)
+            for table in schema.get_table_names():
+                mine = found.setdefault(table, {})
+                mine["primary key"] = tuple(schema.get_pk_constraint(table)["constrained_columns"])
+                for unique in schema.get_unique_constraints(table):
+                    mine[str(unique["name"])] = tuple(unique["column_names"])
+                for index in schema.get_indexes(table):
+                    mine[str(index["name"])] = tuple(str(c) for c in index["column_names"])
+            return found
+
+        async with engine.connect() as connection:
+            tables = await connection.run_sync(indexes)
+        await engine.dispose()
+    assert tables["nodes"]["uq_nodes_network_id_name"] == ("network_id", "name")  # read at all
+    redundant = [
+        f"{table}.{name} {columns} begins {table}.{other} {longer}"
+        for table, found in tables.items()
+        for name, columns in found.items()
+        if name != "primary key"
+        for other, longer in found.items()
+        if other != name and len(longer) > len(columns) and longer[: len(columns)] == columns
+    ]
+    assert redundant == []
 
 
 async def _insert_rows_of_revision_0001(url: str) -> None:

@@ -45,7 +45,7 @@ def bounded_with_sandbox(
     the kubelet) run on those cores only, under ``SCHED_IDLE``: a cluster is elsewhere in
     production, and a benchmark that measures QaaS on one core and its load on the other
     keeps them off the first. They still delay what wakes on their core while they work
-    (bench/mutations.py logs its load's own lag; the README says what was found)."""
+    (bench/mutations.py logs its load's own lag; docs/performance.md says what was found)."""
 
     def out_of_time(_signum: int, _frame: FrameType | None) -> None:
         raise TimeoutError

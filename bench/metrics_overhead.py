@@ -11,7 +11,7 @@ What it does
 How to read the figures
     us/op    CPU microseconds per operation, the median of the rounds
     extra    metrics - reference: what the metrics add to one request (the list benchmark's
-             request takes about 18 ms: README "Reading lists")
+             request takes about 18 ms: "Reading lists" in docs/performance.md)
 
 Usage::
 

@@ -10,8 +10,10 @@
                                    ``in-cluster``, ``kubeconfig``, ``sandbox``
 ``QAAS_KUBECONFIG``                a kubeconfig to use (beats ``KUBECONFIG``; implies
                                    ``QAAS_CLUSTER=kubeconfig`` under ``auto``)
-``QAAS_NAMESPACE``                 where node objects go (default: the pod's own namespace in a
-                                   cluster, ``default`` elsewhere)
+``QAAS_NAMESPACE``                 QaaS's own namespace: the first tenant's (its node objects)
+                                   and the control loop's Lease; unset, the first tenant's is
+                                   ``default`` while in a cluster the Lease and the start-up
+                                   check use the pod's own: set it there (the manifests do)
 ``QAAS_NODE_IMAGE``                QNM image (default ``narayanprusty/qnm``)
 ``QAAS_NODE_SERVICE_TYPE``         ``ClusterIP`` (default) or ``NodePort`` (publishes geth RPC!)
 ``QAAS_NODE_POD_ANNOTATIONS``     JSON object of annotations for node pods (e.g. for a mesh,
@@ -29,7 +31,8 @@
 ``QAAS_GRAPHIQL``, ``QAAS_INTROSPECTION``  override what QAAS_PRODUCTION implies for each
 ``QAAS_MAX_SUBSCRIPTIONS``         per WebSocket connection (default 20)
 ``QAAS_MAX_BODY_BYTES``            largest GraphQL request body over HTTP (1048576, 1 MiB):
-                                   a larger one is answered 413 unread
+                                   a larger one is answered 413 (unread when its
+                                   Content-Length says so)
 ``QAAS_BODY_TIMEOUT_SECONDS``      how long a GraphQL request's body may take to arrive over
                                    HTTP, once its headers are in (30): later is 408 and the
                                    connection is closed
@@ -62,8 +65,8 @@
                                    ``true``: serve /healthz, answer /readyz 503 with the reason
                                    and retry with backoff (capped at 30 s); ``false``: print one
                                    sentence and exit 69 (default: true in a cluster, else false)
-``QAAS_UNREADY_AFTER_SECONDS``     /readyz turns 503 when the reconciler or a pod informer has
-                                   been failing for longer than this (60)
+``QAAS_UNREADY_AFTER_SECONDS``     /readyz turns 503 when the reconciler, a pod informer or the
+                                   chain probe has been failing for longer than this (60)
 ``QAAS_KUBE_QPS``                  requests per second to the Kubernetes API, all callers
                                    together (20), with bursts of ``QAAS_KUBE_BURST`` (40)
 ``QAAS_KUBE_TIMEOUT_SECONDS``      per request to the Kubernetes API (30); a watch may stay
@@ -74,8 +77,11 @@
 ``QAAS_KUBE_RETRY_AFTER_MAX``      cap on the server's ``Retry-After`` (10 seconds)
 ``QAAS_CHAIN_PROBE``               ``on`` (default): JSON-RPC to each ready node's pod, and
                                    RUNNING needs the chain to answer (app/chain); ``off``
-``QAAS_CHAIN_PROBE_*``             interval, timeout, concurrency, back-off cap, block-write
-                                   throttle, IBFT stall limit, the networks it may dial
+``QAAS_CHAIN_PROBE_INTERVAL``      seconds between rounds (5); ``_TIMEOUT`` per request (3);
+                                   ``_CONCURRENCY`` nodes at once (20); ``_BACKOFF_MAX`` (60);
+                                   ``_BLOCK_EVERY`` block-number-only writes (15);
+                                   ``_STALL_SECONDS`` IBFT: no block this long (60);
+                                   ``_NETWORKS`` the ranges it may dial (the private ones)
 ``QAAS_LEADER_ELECTION``           ``auto`` (default: ``on`` with PostgreSQL, ``off`` with
                                    SQLite, which is one replica), ``on`` or ``off``: the control
                                    loop runs only on the replica holding the Lease
@@ -87,6 +93,10 @@
                                    manifests set the pod's name)
 ``QAAS_RAFT_REMOVE_DEADLINE``      seconds ``nodeDelete`` of a raft member keeps asking the raft
                                    leader to remove it before its operation FAILS (120)
+``QAAS_EVENT_BUS``                 ``auto`` (default: ``postgres`` on PostgreSQL, ``memory`` on
+                                   SQLite): how node changes and wake-up calls reach the replicas
+``QAAS_LOG_LEVEL``                 ``DEBUG``, ``INFO`` (default), ``WARNING`` or ``ERROR``;
+                                   ``QAAS_LOG_FORMAT`` ``text`` (default) or ``json``
 =================================  =========================================================
 """
 

@@ -107,13 +107,7 @@ class HttpGuard:
             )
             await refused(scope, receive, send)
             return
-        try:
-            async with asyncio.timeout(self.body_timeout):
-                body = await _read(receive, self.limit)
-        except TimeoutError:
-            graphql_request("unknown", "client_error")
-            await too_slow(self.body_timeout)(scope, receive, send)
-            return
+        body = await _read_within(receive, self.limit, self.body_timeout)
         if body is None:  # the client went away while sending
             return
         if isinstance(body, JSONResponse):
@@ -141,6 +135,15 @@ def _declared_size_problem(declared: str | None, limit: int) -> JSONResponse | N
     if not declared.isdigit():
         return request_error(400, "the Content-Length header is not a number", "BAD_REQUEST")
     return too_large(limit) if int(declared) > limit else None
+
+
+async def _read_within(receive: Receive, limit: int, seconds: float) -> bytes | JSONResponse | None:
+    """``_read``, or a 408 if the whole body has not arrived within ``seconds``."""
+    try:
+        async with asyncio.timeout(seconds):
+            return await _read(receive, limit)
+    except TimeoutError:
+        return too_slow(seconds)
 
 
 async def _read(receive: Receive, limit: int) -> bytes | JSONResponse | None:

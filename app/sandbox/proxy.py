@@ -79,19 +79,6 @@ def _chain(namespace: str, name: str, port: Object) -> str:
     return "svc-" + hashlib.sha256(ident.encode()).hexdigest()[:16]
 
 
-def rules(
-    services: dict[Key, Object],
-    endpoints: dict[Key, Object],
-    allowed: list[ipaddress.IPv4Network],
-) -> list[Rule]:
-    """The Service ports with a ClusterIP and at least one ready, allowed endpoint."""
-    return [
-        rule
-        for key, service in sorted(services.items())
-        for rule in rules_of(key, service, endpoints.get(key), allowed)
-    ]
-
-
 def rules_of(
     key: Key,
     service: Object | None,

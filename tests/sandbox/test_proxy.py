@@ -26,7 +26,7 @@ from kubernetes_asyncio import client
 from app.sandbox.handle import SandboxState
 from app.sandbox.podenv import netns_preexec
 from app.sandbox.podnet import Attachment, PodNetwork
-from app.sandbox.proxy import ServiceProxy, apply_nft, rules, script
+from app.sandbox.proxy import Rule, ServiceProxy, apply_nft, rules_of, script
 from app.sandbox.slots import Slot, claim, clean, release
 from tests.helpers import eventually
 from tests.sandbox.test_podnet import Server, fetch, serve_http, uid
@@ -206,6 +206,15 @@ async def test_a_named_target_port_is_resolved_through_the_endpoints(
         return listing.stdout if f"{pod.status.pod_ip} . 8080" in listing.stdout else None
 
     await eventually(rule)
+
+
+def rules(services: dict[Any, Any], endpoints: dict[Any, Any], allowed: Any) -> list[Rule]:
+    """Every Service's rules, in the order a full rewrite writes them (``ServiceProxy.sync``)."""
+    return [
+        rule
+        for key, service in sorted(services.items())
+        for rule in rules_of(key, service, endpoints.get(key), allowed)
+    ]
 
 
 def test_endpoints_outside_the_slot_never_get_a_rule() -> None:

@@ -25,6 +25,8 @@ from typing import Any
 
 import aiohttp
 
+from app.domain.text import one_line
+
 METHOD_NOT_FOUND = -32601
 # What servers say instead of (or besides) -32601: geth "the method raft_role does not
 # exist/is not available", jayson "Method not found".
@@ -108,7 +110,7 @@ class RpcClient:
         except TimeoutError:
             raise Unreachable(f"no answer within {self.timeout.total:g}s") from None
         except (aiohttp.ClientError, OSError) as error:
-            raise Unreachable(_describe(error)) from None
+            raise Unreachable(one_line(error, 200)) from None
         try:
             return json.loads(text)
         except ValueError:
@@ -151,8 +153,3 @@ def _reply(answer: Any) -> Reply:
             error_message=str(error.get("message") or ""),
         )
     return Reply(error_code=0, error_message=str(error))
-
-
-def _describe(error: BaseException) -> str:
-    said = str(error) or type(error).__name__
-    return " ".join(said.split())[:200]

@@ -26,6 +26,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from app.cluster.client import Cluster
 from app.cluster.retry import KubeLimits
 from app.config import Settings
+from app.domain.text import one_line
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 CHECK_TIMEOUT_SECONDS = 10
@@ -114,7 +115,7 @@ async def connect(
             config.load_incluster_config(client_configuration=configuration)
         except Exception as error:  # a missing or empty token or CA file, a bad host
             raise ClusterConfigError(
-                f"cannot use the in-cluster configuration: {_one_line(error)}; check the pod's "
+                f"cannot use the in-cluster configuration: {one_line(error)}; check the pod's "
                 f"ServiceAccount token in {SERVICE_ACCOUNT_DIR} and KUBERNETES_SERVICE_HOST"
             ) from None
         own = SERVICE_ACCOUNT_DIR / "namespace"
@@ -183,14 +184,6 @@ async def check_access(cluster: Cluster) -> None:
     )
 
 
-def _one_line(said: object) -> str:
-    """``said`` (an error or a text) on one line of at most 300 characters."""
-    line = " ".join(str(said).split())
-    if not line and isinstance(said, BaseException):
-        line = type(said).__name__
-    return line if len(line) <= 300 else line[:297] + "..."
-
-
 def _loader_problem(error: Exception) -> str:
     if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
         mark = error.problem_mark
@@ -200,14 +193,14 @@ def _loader_problem(error: Exception) -> str:
         )
     if isinstance(error, OSError):
         return f"it cannot be read ({error.strerror or error})"
-    return f"it is not a usable kubeconfig ({_one_line(error)})"
+    return f"it is not a usable kubeconfig ({one_line(error)})"
 
 
 def _network_problem(error: BaseException) -> str:
     if isinstance(error, aiohttp.ClientConnectorCertificateError):
-        return f"its TLS certificate is not trusted ({_one_line(error.certificate_error)})"
+        return f"its TLS certificate is not trusted ({one_line(error.certificate_error)})"
     if isinstance(error, aiohttp.ClientSSLError):
-        return f"TLS failed ({_one_line(error)})"
+        return f"TLS failed ({one_line(error)})"
     cause = error.os_error if isinstance(error, aiohttp.ClientConnectorError) else error
     if isinstance(cause, ConnectionRefusedError):
         return "connection refused"
@@ -215,7 +208,7 @@ def _network_problem(error: BaseException) -> str:
         return f"unknown host ({cause.strerror})"
     if isinstance(cause, TimeoutError):
         return f"no answer within {CHECK_TIMEOUT_SECONDS} s"
-    return _one_line(cause)
+    return one_line(cause)
 
 
 def _status_message(body: object) -> str:
@@ -226,7 +219,7 @@ def _status_message(body: object) -> str:
         try:
             body = json.loads(body)
         except ValueError:
-            return _one_line(body) or "no message"
+            return one_line(body) or "no message"
     if isinstance(body, dict) and body.get("message"):
-        return _one_line(str(body["message"]))
-    return _one_line(str(body)) or "no message"
+        return one_line(str(body["message"]))
+    return one_line(str(body)) or "no message"

@@ -52,6 +52,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 import app.store.changes  # noqa: F401  (counts committed changes of every session)
+from app.domain.text import one_line
 from app.store import sqlite_loop
 
 SQLITE_BUSY_TIMEOUT = 5.0  # seconds (QAAS_SQLITE_BUSY_TIMEOUT)
@@ -326,7 +327,7 @@ def describe(url: str | URL, error: BaseException) -> str:
     if parsed.get_backend_name() == "sqlite":
         where = _sqlite_file(parsed) or safe_url(parsed)
         return (
-            f"cannot open the SQLite database {where}: {_one_line(cause)}; "
+            f"cannot open the SQLite database {where}: {one_line(cause, 200)}; "
             "set QAAS_DATABASE_URL to a file in a directory this process can write"
         )
     where = f"{parsed.host or 'localhost'}:{parsed.port or 5432}"
@@ -344,17 +345,12 @@ def describe(url: str | URL, error: BaseException) -> str:
         reason = f'database "{parsed.database}" does not exist'
         advice = "create it (then run `qaas migrate`), or fix the name in QAAS_DATABASE_URL"
     elif state in ("28000", "28P01"):  # invalid authorization, invalid password
-        reason = _one_line(cause)
+        reason = one_line(cause, 200)
         advice = "fix the user or password in QAAS_DATABASE_URL"
     else:
-        reason = _one_line(cause)
+        reason = one_line(cause, 200)
         advice = "check QAAS_DATABASE_URL and the database server's log"
     return f"cannot connect to the database at {safe_url(parsed)}: {reason}; {advice}"
-
-
-def _one_line(error: BaseException) -> str:
-    said = " ".join(str(error).split()) or type(error).__name__
-    return said if len(said) <= 200 else said[:197] + "..."
 
 
 def sqlite_file(url: str) -> str | None:

@@ -66,7 +66,8 @@
                                    and retry with backoff (capped at 30 s); ``false``: print one
                                    sentence and exit 69 (default: true in a cluster, else false)
 ``QAAS_UNREADY_AFTER_SECONDS``     /readyz turns 503 when the reconciler, a pod informer or the
-                                   chain probe has been failing for longer than this (60)
+                                   chain probe has been failing, or the PostgreSQL event bus
+                                   not listening, for longer than this (60)
 ``QAAS_KUBE_QPS``                  requests per second to the Kubernetes API, all callers
                                    together (20), with bursts of ``QAAS_KUBE_BURST`` (40)
 ``QAAS_KUBE_TIMEOUT_SECONDS``      per request to the Kubernetes API (30); a watch may stay

@@ -62,6 +62,11 @@ INFORMER_WATCH_RESTARTS = Counter(
     "Broken watch streams of the pod informers, watched again from their last version.",
     registry=REGISTRY,
 )
+EVENT_BUS_RECONNECTS = Counter(
+    "qaas_event_bus_reconnects",
+    "Failed attempts and lost connections of the PostgreSQL event bus's LISTEN connection.",
+    registry=REGISTRY,
+)
 LEADER = Gauge(
     "qaas_leader", "1 while this replica runs the control loop (holds the lease), else 0.",
     registry=REGISTRY,

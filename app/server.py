@@ -42,6 +42,7 @@ from app.cluster.objects import CONTAINER
 from app.config import ConfigError, Settings, shared_bus
 from app.control.leadership import Leadership, leadership_for
 from app.control.loop import ControlLoop
+from app.domain.text import one_line
 from app.events.bus import EventBus, InProcessBus
 from app.events.foreground import Foreground
 from app.events.pg_bus import PostgresBus
@@ -214,7 +215,7 @@ class Startup:
                 if not keep_going:
                     raise
                 log.exception("start-up: the %s failed unexpectedly", name)
-                said = " ".join(str(error).split())[:300]
+                said = one_line(error)
                 self.pending[name] = f"unexpected {type(error).__name__} ({said}); see the log"
             else:
                 del self.pending[name]
@@ -351,6 +352,8 @@ def create_app(settings: Settings) -> Starlette:
             "database": startup.pending.get("database") or await ping(sessions) or "ok",
             "cluster": startup.pending.get("cluster") or await _cluster_check(startup.cluster),
         }
+        bus_problem = pg_bus.problem(settings.unready_after_seconds) if pg_bus else None
+        checks["events"] = bus_problem or "ok"
         failing = deps.control_problems()
         checks["control"] = (
             "ok"

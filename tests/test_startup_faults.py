@@ -235,7 +235,7 @@ async def test_retry_mode_says_why_until_the_database_comes(
     url = admin.set(database=name).render_as_string(hide_password=False)
     settings = load_settings(
         database_url=url, kubeconfig=str(kubeconfig), cluster="kubeconfig",
-        namespace=namespace, startup_retry=True, resync_seconds=0.5,
+        namespace=namespace, startup_retry=True, resync_seconds=0.5, unready_after_seconds=0.5,
     )  # fmt: skip
     application = server.create_app(settings)
     engine = create_async_engine(admin, isolation_level="AUTOCOMMIT")
@@ -250,10 +250,13 @@ async def test_retry_mode_says_why_until_the_database_comes(
             async def readyz_says(words: str) -> dict[str, str] | None:
                 response = await http.get("/readyz")
                 body: dict[str, str] = response.json()
-                return body if response.status_code == 503 and words in body["database"] else None
+                said = body["database"] + body["events"]
+                return body if response.status_code == 503 and words in said else None
 
             body = await eventually(lambda: readyz_says(f'database "{name}" does not exist'))
             assert body["cluster"] == "ok"
+            # The event bus cannot listen either, and says so once that has lasted too long.
+            await eventually(lambda: readyz_says("cannot connect to listen"), within=10)
             refused = await http.post("/graphql", json={"query": "{ viewer { role } }"},
                                       headers={"Authorization": "Bearer qaas_x"})  # fmt: skip
             assert refused.status_code == 503
@@ -271,6 +274,7 @@ async def test_retry_mode_says_why_until_the_database_comes(
                 return (await http.get("/readyz")).status_code == 200
 
             await eventually(ready, within=20)
+            assert (await http.get("/readyz")).json()["events"] == "ok"
             answered = await http.post("/graphql", json={"query": "{ viewer { role } }"})
             assert answered.status_code == 401  # ready: the guard refuses the missing token
             assert answered.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"

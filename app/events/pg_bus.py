@@ -24,7 +24,9 @@ backoff and jitter, LISTENs again, then catches up: it reads every node's revisi
 statement and reads the nodes whose revision is newer than what it delivered; a node it knew
 that is gone is delivered as deleted (and then a network it knew that is gone). So a
 subscriber never misses a final state. A reconnect also wakes the local reconciler (a kick may
-have been missed).
+have been missed). While the bus is not listening, this replica's subscribers hear nothing of
+the other replicas' changes: ``problem`` says so (for /readyz) once it has lasted too long, and
+``qaas_event_bus_reconnects`` counts the failed attempts and the lost connections.
 
 ``kick`` runs this replica's ``on_kick`` handlers (its reconciler's wake-up call) and NOTIFYs
 the wake-up channel: every other replica runs its own (the sender ignores its own NOTIFY). A
@@ -48,6 +50,7 @@ import contextlib
 import json
 import logging
 import random
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -56,8 +59,10 @@ from typing import Any, Protocol
 
 import asyncpg
 
+from app.domain.text import one_line
 from app.events.bus import Change, InProcessBus, Mailbox, NetworkChange, NodeChange
 from app.events.pg_networks import NETWORKS, NetworkSource, NetworkTracker
+from app.metrics import EVENT_BUS_RECONNECTS
 
 log = logging.getLogger("qaas.events")
 
@@ -121,6 +126,9 @@ class PostgresBus:
         self.instance = uuid.uuid4().hex
         self.on_kick: list[Callable[[str | None], None]] = []
         self.connected = asyncio.Event()  # set while LISTENing and caught up
+        # Since when it has not been (monotonic seconds; None while it is), and why.
+        self.down_since: float | None = time.monotonic()
+        self.why_down = "it has not connected yet"
         # Counters, for tests and benchmarks.
         self.reads = 0  # node reads (each one for a batch of changes)
         self.notifications = 0
@@ -218,22 +226,38 @@ class PostgresBus:
                 connection = await asyncpg.connect(self.dsn, timeout=10)
             except Exception as error:  # unreachable, refused, not there yet: try again
                 log.warning("event bus: cannot connect to listen: %s", error)
+                self.why_down = f"it cannot connect to listen: {_said(error)}"
             else:
                 try:
                     await self._serve(connection)
                 except LOST as error:
                     log.warning("event bus: the listening connection was lost: %s", error)
-                except Exception:  # e.g. the catch-up's read (tables not migrated yet)
+                    self.why_down = f"its listening connection was lost: {_said(error)}"
+                except Exception as error:  # e.g. the catch-up's read (tables not migrated yet)
                     log.exception("event bus: listening failed; trying again")
+                    self.why_down = f"listening failed: {_said(error)}"
                 finally:
                     if self.connected.is_set():  # it was up: start the backoff afresh
                         delay = self.retry_first_seconds
+                        self.down_since = time.monotonic()
                     self.connected.clear()
                     self._connection = None
                     connection.terminate()
                 self.reconnects += 1
+            EVENT_BUS_RECONNECTS.inc()
             await asyncio.sleep(random.uniform(delay / 2, delay))
             delay = min(delay * 2, self.retry_max_seconds)
+
+    def problem(self, after_seconds: float) -> str | None:
+        """Why this replica has not heard the others' changes for over ``after_seconds``, or
+        None (for /readyz: a short outage, caught up afterwards, does not count)."""
+        since = self.down_since
+        if since is None or time.monotonic() - since <= after_seconds:
+            return None
+        return (
+            f"the event bus has not listened on PostgreSQL for {time.monotonic() - since:.0f} s"
+            f" ({self.why_down}): this replica's subscribers miss the other replicas' changes"
+        )
 
     @property
     def listener_pid(self) -> int | None:
@@ -251,6 +275,7 @@ class PostgresBus:
         await connection.add_listener(NETWORKS, self._heard)
         await self._catch_up()
         self.connected.set()
+        self.down_since = None
         for kick in self.on_kick:
             kick(None)  # a wake-up call may have been sent while nobody listened
         while not lost.is_set():
@@ -387,3 +412,9 @@ class PostgresBus:
             if len(self._deleted) > DELETED_KEPT:
                 oldest, _ = self._deleted.popitem(last=False)
                 self._known.pop(oldest, None)
+
+
+def _said(error: BaseException) -> str:
+    """What went wrong, on one line: the driver's own words, not SQLAlchemy's wrapping (the
+    statement, a link to its docs)."""
+    return one_line(getattr(error, "orig", None) or error, 200)

@@ -19,6 +19,7 @@ from app.control.node_writer import Apply, NodeWriter
 from app.domain.enums import Consensus, Role
 from app.events.bus import Change, Mailbox, NodeChange
 from app.events.pg_bus import KICKED_MOST, PostgresBus
+from app.metrics import REGISTRY
 from app.services.tenancy import create_token
 from app.store import desired
 from app.store.engine import make_engine, make_sessionmaker
@@ -223,6 +224,9 @@ async def test_a_replica_that_lost_its_connection_catches_up(
             await session.execute(text("SELECT pg_terminate_backend(:pid)"),
                                   {"pid": two.listener_pid})  # fmt: skip
         await holds(lambda: not two.connected.is_set())
+        # Down (for /readyz, once for longer than QAAS_UNREADY_AFTER_SECONDS), and why.
+        assert "its listening connection was lost" in (two.problem(0) or "")
+        assert two.problem(3600) is None  # a short outage is not one
         heard = two.notifications
         # Meanwhile (it waits at least a second before reconnecting):
         for count in range(1, 6):
@@ -236,6 +240,7 @@ async def test_a_replica_that_lost_its_connection_catches_up(
             states[change.node_id] = change
         assert two.notifications == heard  # none of it was heard: it came from the catch-up
     assert two.reconnects == 1
+    assert two.problem(0) is None  # listening again, and caught up
     assert states[changed].snapshot.revision == final.revision
     assert states[changed].snapshot.restart_count == 5
     assert states[deleted].deleted
@@ -279,6 +284,10 @@ async def test_a_wake_up_call_names_the_networks_kicked_and_none_past_the_limit(
     await holds(lambda: woken == [None])
 
 
+def _reconnects_counted() -> float:
+    return REGISTRY.get_sample_value("qaas_event_bus_reconnects_total") or 0.0
+
+
 async def test_a_bus_started_before_its_database_is_ready_connects_once_it_is(
     tmp_path: Path,
 ) -> None:
@@ -288,13 +297,19 @@ async def test_a_bus_started_before_its_database_is_ready_connects_once_it_is(
         engine = make_engine(url)
         bus = PostgresBus(url, NodeFeed(make_sessionmaker(engine)), retry_first_seconds=0.05,
                           retry_max_seconds=0.2)  # fmt: skip
+        counted = _reconnects_counted()
         await bus.start()
         try:
             # It can connect and LISTEN, but its catch-up cannot read: no tables yet.
             await holds(lambda: bus.reconnects >= 2)
             assert not bus.connected.is_set()
+            problem = bus.problem(0) or ""
+            assert "listening failed" in problem, problem
+            assert "does not exist" in problem, problem
+            assert _reconnects_counted() >= counted + 2  # /metrics
             await upgrade(url)
             await asyncio.wait_for(bus.connected.wait(), 10)
+            assert bus.problem(0) is None
         finally:
             await bus.stop()
             await engine.dispose()

@@ -43,7 +43,9 @@
 ``QAAS_MAX_WS_PER_TOKEN``          open WebSockets per token (20) and per client address
                                    (``QAAS_MAX_WS_PER_ADDRESS``, 50); over either: closed 4429
 ``QAAS_TOKEN_RECHECK_SECONDS``     how often open WebSockets' tokens are checked against the
-                                   database (2); revoked or expired: closed 4403
+                                   database (2); revoked or expired: closed 4403; also how long
+                                   a token is remembered (a revocation NOTIFYed on PostgreSQL
+                                   ends it at once)
 ``QAAS_TOKEN_TOUCH_SECONDS``       a token's ``last_used_at`` is written at most this often (60)
 ``QAAS_CLUSTER_CIDRS``             the cluster's Service and pod ranges (``10.96.0.0/12,
                                    10.244.0.0/16``): ``networkJoin`` refuses a coordinator there

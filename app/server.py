@@ -316,6 +316,8 @@ def create_app(settings: Settings) -> Starlette:
     bus: EventBus = pg_bus or InProcessBus()
     limiter = RateLimiter(settings.mutations_per_minute, settings.mutation_burst)
     deps = ApiDeps(settings=settings, sessions=sessions, bus=bus, limiter=limiter)
+    if pg_bus is not None:  # a token revoked on another replica, or by the CLI
+        pg_bus.on_token_end.append(deps.token_ended)
     graphql = QaasGraphQL(deps)
     foreground = Foreground()  # GraphQL requests in flight, which the control loop makes way for
     startup = Startup(settings, engine, bus, deps, foreground)

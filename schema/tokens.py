@@ -167,8 +167,7 @@ class TokenMutation:
             error = UserError(field=["input", "id"], message="no such token",
                               code=ErrorCode.NOT_FOUND)  # fmt: skip
             return TokenRevokePayload(token=None, user_errors=[error])
-        # Committed: its open WebSockets (in this process) end now, before the answer, and
-        # its next request is refused (not answered from what was remembered of it).
-        info.context.deps.tokens.forget(row.id)
-        info.context.deps.connections.end_token(row.id)
+        # Committed: its open WebSockets here end now, before the answer, and its next request
+        # is refused; other replicas hear of it on the bus (PostgreSQL).
+        info.context.deps.token_ended(row.id)
         return TokenRevokePayload(token=ApiToken.of(row), user_errors=[])

@@ -28,6 +28,12 @@ have been missed). While the bus is not listening, this replica's subscribers he
 the other replicas' changes: ``problem`` says so (for /readyz) once it has lasted too long, and
 ``qaas_event_bus_reconnects`` counts the failed attempts and the lost connections.
 
+A token revoked or deleted (by ``tokenRevoke`` on any replica, ``qaas token revoke`` or ``qaas
+tenant delete``) is NOTIFYed in that transaction on ``TOKENS``; every replica, the sender
+included, runs its ``on_token_end`` handlers: it forgets what it remembered of the token and
+ends its open WebSockets. One missed during a gap is caught by the periodic token check
+(``QAAS_TOKEN_RECHECK_SECONDS``), as before.
+
 ``kick`` runs this replica's ``on_kick`` handlers (its reconciler's wake-up call) and NOTIFYs
 the wake-up channel: every other replica runs its own (the sender ignores its own NOTIFY). A
 kick may name the network a mutation changed; the NOTIFY carries the names of the networks
@@ -69,6 +75,7 @@ log = logging.getLogger("qaas.events")
 # Node changes: {"n": node, "w": network, "t": tenant, "r": revision, "i": sender, "d": deleted}
 NODES = "qaas_nodes"
 KICK = "qaas_kick"  # wake the reconciler: "<sender's instance id>[ <network id>...]"
+TOKENS = "qaas_tokens"  # a token ended: "revoked <token id>" or "deleted <token id>"
 KICKED_MOST = 50  # network ids one wake-up call names (more: it names none, a full pass)
 DELETED_KEPT = 10_000  # deleted nodes remembered (to drop late notifications about them)
 LOST = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, ConnectionError)
@@ -125,6 +132,8 @@ class PostgresBus:
         self.local = InProcessBus(mailbox_limit)
         self.instance = uuid.uuid4().hex
         self.on_kick: list[Callable[[str | None], None]] = []
+        # Told of every token revoked or deleted, by any replica or the CLI: (id, deleted).
+        self.on_token_end: list[Callable[[str, bool], None]] = []
         self.connected = asyncio.Event()  # set while LISTENing and caught up
         # Since when it has not been (monotonic seconds; None while it is), and why.
         self.down_since: float | None = time.monotonic()
@@ -273,6 +282,7 @@ class PostgresBus:
         await connection.add_listener(NODES, self._heard)
         await connection.add_listener(KICK, self._heard)
         await connection.add_listener(NETWORKS, self._heard)
+        await connection.add_listener(TOKENS, self._heard)
         await self._catch_up()
         self.connected.set()
         self.down_since = None
@@ -313,6 +323,11 @@ class PostgresBus:
                 for kick in self.on_kick:
                     for network_id in named:
                         kick(network_id)
+            return
+        if channel == TOKENS:
+            how, _, token_id = payload.partition(" ")
+            for end in self.on_token_end:
+                end(token_id, how == "deleted")
             return
         if channel == NETWORKS:
             try:

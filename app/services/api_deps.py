@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.events.bus import EventBus
-from app.services.connections import Connections
+from app.services.connections import GONE, REVOKED, Connections
 from app.services.ratelimit import RateLimiter
 from app.services.token_cache import TokenCache
 from app.services.token_use import TokenUse
@@ -60,6 +60,13 @@ class ApiDeps:
         self.tokens = TokenCache(
             self.sessions, settings.token_recheck_seconds, used=self.token_use.used
         )
+
+    def token_ended(self, token_id: str, deleted: bool = False) -> None:
+        """``token_id`` was revoked (or deleted with its tenant) and that has committed: its
+        next request is refused, not answered from what was remembered of it, and its open
+        WebSockets in this process end now."""
+        self.tokens.forget(token_id)
+        self.connections.end_token(token_id, GONE if deleted else REVOKED)
 
     async def close(self) -> None:
         """Stop checking open WebSockets' tokens and write the pending last uses."""

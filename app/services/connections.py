@@ -9,15 +9,18 @@ Tokens end while sockets are open. A sweeper checks the tokens of all open conne
 the database every ``QAAS_TOKEN_RECHECK_SECONDS`` (one query per 500 tokens; it runs only while
 connections are open) and ends every connection whose token was revoked, has expired or is gone
 (its tenant deleted), from this process or any other: close code 4403 with the reason.
-``tokenRevoke`` in this process ends its connections at once (``end_token``).
+``tokenRevoke`` in this process ends its connections at once (``end_token``), and so does, on
+PostgreSQL, a revocation or tenant deletion anywhere else once its NOTIFY arrives (the event bus
+calls it).
 
 What a subscriber can receive: once a connection is ended, nothing more is sent on it (the
 delivery path asks ``deliverable`` before every message), and a token's expiry is checked there
 too, so nothing is sent after ``expires_at``. A revocation is known to this process at once
-(``tokenRevoke`` here) or within ``QAAS_TOKEN_RECHECK_SECONDS`` (elsewhere: the CLI, another
-replica); events published before it is known may still be delivered. The socket is closed
-within ``QAAS_TOKEN_RECHECK_SECONDS`` plus a second of the revocation. Behind a proxy the
-address is the proxy's unless uvicorn runs with ``--proxy-headers``.
+(``tokenRevoke`` here; elsewhere, on PostgreSQL, once its NOTIFY arrives) or within
+``QAAS_TOKEN_RECHECK_SECONDS`` (the CLI on SQLite, a NOTIFY missed); events published before it
+is known may still be delivered. The socket is closed within ``QAAS_TOKEN_RECHECK_SECONDS`` plus
+a second of the revocation. Behind a proxy the address is the proxy's unless uvicorn runs with
+``--proxy-headers``.
 
 Example::
 
@@ -149,7 +152,7 @@ class Connections:
         task.add_done_callback(self._closing.discard)
 
     def end_token(self, token_id: str, reason: str = REVOKED) -> None:
-        """End every connection of ``token_id`` (revoked in this process)."""
+        """End every connection of ``token_id`` (revoked here, or heard of on the bus)."""
         for connection in list(self._open):
             if connection.token_id == token_id:
                 self.end(connection, reason)

@@ -27,8 +27,10 @@ from app.config import Settings
 from app.domain.enums import Role
 from app.domain.errors import ErrorCode, UserError
 from app.domain.names import tenant_name_problem, tenant_namespace, tidy
+from app.events.pg_bus import TOKENS
 from app.store import tenants
 from app.store.models import ApiToken, Tenant, utcnow
+from app.store.node_feed import announce_if_shared
 from app.store.unit import write_session
 
 TOKEN_PREFIX = "qaas_"
@@ -138,6 +140,8 @@ async def revoke_token(
     token = await tenants.token_by_id(session, token_id, tenant_id)
     if token is not None:
         token.revoked_at = token.revoked_at or utcnow()
+        # Every replica forgets it and ends its WebSockets once this commits.
+        await announce_if_shared(session, TOKENS, f"revoked {token.id}")
     return token
 
 

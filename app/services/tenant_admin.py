@@ -21,9 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.domain.names import tidy
+from app.events.pg_bus import TOKENS
 from app.services.tenancy import TenancyError, ensure_tenant
 from app.store import desired, tenants
 from app.store.models import Tenant
+from app.store.node_feed import announce_if_shared
 
 
 @dataclass(frozen=True)
@@ -138,5 +140,7 @@ async def delete_tenant(
             f"tenant {tenant.name} has {networks} network(s) with {nodes} node(s): delete "
             f"them first, or pass --force to delete them with the tenant and its namespace"
         )
+    for token_id in await tenants.token_ids_of(session, tenant.id):
+        await announce_if_shared(session, TOKENS, f"deleted {token_id}")  # sent on commit
     await tenants.delete_tenant(session, tenant.id)
     return tenant

@@ -5,8 +5,10 @@ What is remembered is the ``Principal`` a successful ``authenticate`` returned, 
 hash (never the secret). A hit is checked again against the token's expiry, so an expired token
 is refused at once. A token revoked in this process is forgotten at once (``forget``, which the
 revoking mutation calls after its commit): its next request reads the database and is refused.
-A token revoked elsewhere (``qaas token revoke``, another replica) is refused within ``ttl``,
-as open WebSockets are (``QAAS_TOKEN_RECHECK_SECONDS``). Refusals are not remembered.
+On PostgreSQL a token revoked elsewhere (``qaas token revoke``, another replica, a tenant
+deleted) is forgotten as soon as its NOTIFY arrives (the event bus calls ``forget``); otherwise,
+or if that was missed, it is refused within ``ttl``, as open WebSockets are
+(``QAAS_TOKEN_RECHECK_SECONDS``). Refusals are not remembered.
 
 Example::
 

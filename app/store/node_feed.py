@@ -35,6 +35,13 @@ async def announce(session: AsyncSession, channel: str, payload: str) -> None:
     await session.execute(select(func.pg_notify(channel, payload)))
 
 
+async def announce_if_shared(session: AsyncSession, channel: str, payload: str) -> None:
+    """``announce`` on PostgreSQL, where other replicas may listen; nothing on SQLite (one
+    process serves it, and it has no NOTIFY)."""
+    if session.get_bind().dialect.name == "postgresql":
+        await announce(session, channel, payload)
+
+
 class NodeFeed:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions

@@ -76,6 +76,10 @@ async def token_by_id(
     return await session.scalar(query)
 
 
+async def token_ids_of(session: AsyncSession, tenant_id: str) -> list[str]:
+    return list(await session.scalars(select(ApiToken.id).where(ApiToken.tenant_id == tenant_id)))
+
+
 async def tokens_of_tenant_named(session: AsyncSession, tenant: str) -> list[ApiToken]:
     return list(
         await session.scalars(

@@ -219,3 +219,58 @@ async def test_nothing_is_delivered_after_the_token_expires(
         async with asyncio.timeout(CLOSED_WITHIN):
             assert await socket.closed == (4403, "token expired")
         assert len(socket.nodes) == seen
+
+
+@pytest.mark.parametrize("recheck", [60.0])  # no sweep meanwhile: only the bus can tell
+async def test_a_token_revoked_on_one_replica_ends_at_once_on_the_other(
+    live: LiveServer,
+    settings: Settings,
+    tenant: CallerTenant,
+    member: tuple[str, str],
+    network: str,
+    database_url: str,
+) -> None:
+    """Two replicas on PostgreSQL: the other one remembered the token (a request answered) and
+    holds its WebSocket; tokenRevoke on the first ends both there within seconds, not after
+    QAAS_TOKEN_RECHECK_SECONDS."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("one replica on SQLite")
+    other = LiveServer(settings, tenant.token)
+    await other.start()
+    try:
+        await _post(other, member[1], "{ viewer { role } }")  # remembered there from now on
+        async with _subscribe(other, member[1]) as socket:
+            revoked = await _post(
+                live, tenant.token, REVOKE, id=to_global_id("ApiToken", member[0])
+            )
+            assert revoked["tokenRevoke"]["userErrors"] == []
+            async with asyncio.timeout(CLOSED_WITHIN):
+                code, reason = await socket.closed
+            assert (code, reason) == (4403, "token revoked")
+        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {member[1]}"}) as http:
+            refused = await http.post(other.http_url, json={"query": "{ viewer { role } }"})
+        assert refused.status_code == 401
+    finally:
+        await other.stop()
+
+
+@pytest.mark.parametrize("recheck", [60.0])
+async def test_a_token_revoked_by_the_cli_ends_at_once_on_postgresql(
+    live: LiveServer,
+    settings: Settings,
+    member: tuple[str, str],
+    socket: Socket,
+    database_url: str,
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has no NOTIFY: the recheck finds it (above)")
+    await _post(live, member[1], "{ viewer { role } }")  # remembered from now on
+    process = await _cli_revoke(settings, member[0])
+    output, _ = await process.communicate()
+    assert process.returncode == 0, output.decode()
+    async with asyncio.timeout(CLOSED_WITHIN):
+        code, reason = await socket.closed
+    assert (code, reason) == (4403, "token revoked")
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {member[1]}"}) as http:
+        refused = await http.post(live.http_url, json={"query": "{ viewer { role } }"})
+    assert refused.status_code == 401

@@ -20,7 +20,8 @@ from app.domain.enums import Consensus, Role
 from app.events.bus import Change, Mailbox, NodeChange
 from app.events.pg_bus import KICKED_MOST, PostgresBus
 from app.metrics import REGISTRY
-from app.services.tenancy import create_token
+from app.services.tenancy import create_token, revoke_token
+from app.services.tenant_admin import delete_tenant
 from app.store import desired
 from app.store.engine import make_engine, make_sessionmaker
 from app.store.migrate import upgrade
@@ -313,3 +314,29 @@ async def test_a_bus_started_before_its_database_is_ready_connects_once_it_is(
         finally:
             await bus.stop()
             await engine.dispose()
+
+
+async def test_every_replica_is_told_of_a_token_revoked_or_deleted(
+    pg: async_sessionmaker[AsyncSession], replicas: tuple[PostgresBus, PostgresBus]
+) -> None:
+    """On commit, and only then: the sender hears it too (it forgets, which is idempotent)."""
+    heard: tuple[list[tuple[str, bool]], list[tuple[str, bool]]] = ([], [])
+    for bus, told in zip(replicas, heard, strict=True):
+
+        def note(token_id: str, deleted: bool, told: list[tuple[str, bool]] = told) -> None:
+            told.append((token_id, deleted))
+
+        bus.on_token_end.append(note)
+    settings = load_settings(database_url="sqlite+aiosqlite:///unused.db", namespace="bus")
+    tenant, kept, _ = await create_token(pg, "tokens", Role.ADMIN, settings)
+    _, other, _ = await create_token(pg, "tokens", Role.MEMBER, settings)
+    async with pg.begin() as session:
+        await revoke_token(session, kept.id)
+        await session.rollback()  # never committed: never told
+    async with pg.begin() as session:
+        await revoke_token(session, kept.id)
+    await holds(lambda: heard == ([(kept.id, False)], [(kept.id, False)]))
+    async with pg.begin() as session:
+        await delete_tenant(session, tenant.name, force=False, keep_namespace="qaas")
+    told = sorted([(kept.id, False), (kept.id, True), (other.id, True)])  # the rollback's: not
+    await holds(lambda: sorted(heard[0]) == told and sorted(heard[1]) == told)

@@ -8,7 +8,10 @@ What was last recorded for each node is remembered (``recorded``): an event whos
 equals it costs no SQL at all. A relist (start-up, 410 Gone) first loads what is recorded for
 every node of the namespace in one statement (``prime``), so a relist of 10,000 settled pods
 reads once and writes nothing. Only the observer writes a node's pod facts, so the memory can
-only be behind the row when a write failed, and a failed write is not remembered.
+only be behind the row when a write failed, and a failed write is not remembered. It holds only
+nodes that have a pod: "no pod" is not remembered (after a node's last pod is deleted, its next
+event is a new pod anyway), so a deleted node, whose pods all go, leaves nothing behind, however
+many come and go in a leader's life.
 
 Example::
 
@@ -96,7 +99,8 @@ class PodObserver:
             for namespace in namespaces:
                 recorded = await desired.pod_facts_in_namespace(session, namespace)
                 for node_id, facts in recorded.items():
-                    self.recorded[node_id] = PodObservation(*facts)
+                    if (observation := PodObservation(*facts)) != NO_POD:
+                        self.recorded[node_id] = observation
 
     async def record(self, node_id: str, observation: PodObservation) -> None:
         async def observed(_: AsyncSession, node: Node) -> bool:
@@ -111,4 +115,5 @@ class PodObserver:
         # A node already deleted has no row: its pods are on their way out.
         self.recorded.pop(node_id, None)  # unknown until this write is done
         await self.writer.write(node_id, observed)
-        self.recorded[node_id] = observation
+        if observation != NO_POD:
+            self.recorded[node_id] = observation

@@ -36,6 +36,9 @@
 ``QAAS_BODY_TIMEOUT_SECONDS``      how long a GraphQL request's body may take to arrive over
                                    HTTP, once its headers are in (30): later is 408 and the
                                    connection is closed
+``QAAS_HEADER_TIMEOUT_SECONDS``    how long a request's line and headers may take to arrive, from
+                                   the connection's opening or the request's first byte (10):
+                                   later is 408 and the connection is closed (``qaas serve``)
 ``QAAS_RESPONSE_CACHE_ENTRIES``    query answers kept in memory (1000; 0: no cache), at most
                                    ``QAAS_RESPONSE_CACHE_BYTES`` (64 MiB) in all, each at most
                                    ``QAAS_RESPONSE_CACHE_TTL`` seconds (5): how late a change
@@ -149,6 +152,7 @@ class Settings(BaseSettings):
     max_subscriptions: int = Field(default=20, ge=1, le=1000)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     body_timeout_seconds: float = Field(default=30.0, gt=0)
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
     # Answers to queries kept in memory (schema/response_cache.py): how many (0 = off), how
     # many bytes in all, and how long at most (changes by other processes are seen after that).
     response_cache_entries: int = Field(default=1000, ge=0)

@@ -56,7 +56,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
-    config = uvicorn_config(app, args.host, args.port)
+    config = uvicorn_config(app, args.host, args.port, settings.header_timeout_seconds)
     server = uvicorn.Server(config)
 
     async def serve() -> None:

@@ -26,6 +26,8 @@ import uvicorn
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request
 
+from app.cli.http_head import with_head_deadline
+
 
 class _Inbox:
     """The ASGI ``receive`` messages of one socket: what uvicorn uses of an asyncio.Queue."""
@@ -117,11 +119,13 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             del self.response  # the handshake's answer, sent
 
 
-def uvicorn_config(app: Any, host: str, port: int) -> uvicorn.Config:
-    """`qaas serve`'s uvicorn: no log configuration of its own (ours is set), the lean
+def uvicorn_config(app: Any, host: str, port: int, head_timeout: float) -> uvicorn.Config:
+    """`qaas serve`'s uvicorn: no log configuration of its own (ours is set), a deadline for
+    each request's head (``QAAS_HEADER_TIMEOUT_SECONDS``, app/cli/http_head.py), the lean
     WebSocket protocol, and no permessage-deflate (node updates are ~200 bytes: compression
     saves little and costs ~40 KiB of zlib state per socket)."""
     return uvicorn.Config(
         app, host=host, port=port, log_config=None, lifespan="on",
+        http=with_head_deadline(head_timeout),
         ws=LeanWebSocketProtocol, ws_per_message_deflate=False,
     )  # fmt: skip

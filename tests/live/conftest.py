@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 
 import pytest
@@ -20,7 +21,8 @@ class LiveServer:
         self.token = token  # the test tenant's ADMIN token
         self.port = port or free_ports(1)[0]  # a port: a restart on the same address
         self.app = create_app(settings)
-        config = uvicorn_config(self.app, "127.0.0.1", self.port)  # as `qaas serve` runs
+        # As `qaas serve` runs it.
+        config = uvicorn_config(self.app, "127.0.0.1", self.port, settings.header_timeout_seconds)
         self.server = uvicorn.Server(config)
         self.task: asyncio.Task[None] | None = None
 
@@ -54,3 +56,31 @@ async def live(
     await server.start()
     yield server
     await server.stop()
+
+
+async def raw_connection(server: LiveServer) -> socket.socket:
+    """A plain socket connected to ``server``, for clients that misbehave on purpose. Raw, not
+    asyncio's streams: a stream raises a reset ahead of the bytes it already holds, where the
+    kernel hands over what arrived before the reset first."""
+    sock = socket.socket()
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
+    return sock
+
+
+async def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection, bounded: a server that kept
+    it open fails the test here rather than hanging it. A server that closes while the client is
+    still sending resets the connection (uvicorn does not linger); what arrived before the reset
+    is the answer all the same."""
+    loop = asyncio.get_running_loop()
+    answer = b""
+    async with asyncio.timeout(10):
+        while True:
+            try:
+                chunk = await loop.sock_recv(sock, 65536)
+            except ConnectionResetError:
+                return answer
+            if not chunk:
+                return answer
+            answer += chunk

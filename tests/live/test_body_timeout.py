@@ -14,7 +14,7 @@ import pytest
 
 from app.config import Settings
 from tests.conftest import CallerTenant
-from tests.live.conftest import LiveServer
+from tests.live.conftest import LiveServer, raw_connection, read_until_closed
 
 TIMEOUT = 0.5  # seconds: the server's QAAS_BODY_TIMEOUT_SECONDS here
 BODY = b'{"query": "{ viewer { role } }"}'
@@ -31,37 +31,14 @@ async def impatient(
 
 
 async def _send_head(server: LiveServer, length: int, first: bytes) -> socket.socket:
-    """A raw socket, not asyncio's streams: a stream raises a reset before the bytes it already
-    holds, where the kernel hands over what arrived before the reset first."""
-    sock = socket.socket()
-    sock.setblocking(False)
-    loop = asyncio.get_running_loop()
-    await loop.sock_connect(sock, ("127.0.0.1", server.port))
-    await loop.sock_sendall(
+    sock = await raw_connection(server)
+    await asyncio.get_running_loop().sock_sendall(
         sock,
         b"POST /graphql HTTP/1.1\r\nHost: qaas.test\r\nContent-Type: application/json\r\n"
         b"Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s"
         % (server.token.encode(), length, first),
     )
     return sock
-
-
-async def _answer(sock: socket.socket) -> bytes:
-    """Everything the server sends until it closes the connection, bounded: a server that kept
-    it open fails the test here rather than hanging it. A server that closes while the client is
-    still sending resets the connection (uvicorn does not linger); what arrived before the reset
-    is the answer all the same."""
-    loop = asyncio.get_running_loop()
-    answer = b""
-    async with asyncio.timeout(10):
-        while True:
-            try:
-                chunk = await loop.sock_recv(sock, 65536)
-            except ConnectionResetError:
-                return answer
-            if not chunk:
-                return answer
-            answer += chunk
 
 
 def _refusal(answer: bytes) -> None:
@@ -78,7 +55,7 @@ async def test_a_body_that_stops_halfway_is_408_and_the_connection_closes(
 ) -> None:
     foreground = impatient.app.state.foreground
     with await _send_head(impatient, len(BODY), BODY[:10]) as sock:
-        answer = await _answer(sock)
+        answer = await read_until_closed(sock)
     _refusal(answer)
     assert foreground.in_flight == 0
 
@@ -102,7 +79,7 @@ async def test_a_trickled_body_is_cut_off_while_it_still_trickles(impatient: Liv
     with await _send_head(impatient, 1000, BODY) as sock:
         sending = asyncio.create_task(trickle(sock))
         try:
-            answer = await _answer(sock)
+            answer = await read_until_closed(sock)
             assert sent < 60  # cut off before the client stopped
         finally:
             sending.cancel()

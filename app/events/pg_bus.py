@@ -19,14 +19,12 @@ Network changes (created, marked for deletion, deleted) cross the same way on a 
 own (app/events/pg_networks.py): read when wanted (before the nodes heard in the same burst, so a
 network's creation comes before its nodes' changes), a deletion delivered with the last view.
 
-If the listening connection drops (or stops answering the heartbeat) the bus reconnects with
-backoff and jitter, LISTENs again, then catches up: it reads every node's revision in one
-statement and reads the nodes whose revision is newer than what it delivered; a node it knew
-that is gone is delivered as deleted (and then a network it knew that is gone). So a
-subscriber never misses a final state. A reconnect also wakes the local reconciler (a kick may
-have been missed). While the bus is not listening, this replica's subscribers hear nothing of
-the other replicas' changes: ``problem`` says so (for /readyz) once it has lasted too long, and
-``qaas_event_bus_reconnects`` counts the failed attempts and the lost connections.
+If the listening connection drops (or stops answering the heartbeat) the bus reconnects
+(app/events/pg_listener.py, which also says when it has been down too long), then catches up: it
+reads every node's revision in one statement and reads the nodes whose revision is newer than
+what it delivered; a node it knew that is gone is delivered as deleted (and then a network it
+knew that is gone). So a subscriber never misses a final state. A reconnect also wakes the local
+reconciler (a kick may have been missed).
 
 A token revoked or deleted (by ``tokenRevoke`` on any replica, ``qaas token revoke`` or ``qaas
 tenant delete``) is NOTIFYed in that transaction on ``TOKENS``; every replica, the sender
@@ -56,19 +54,15 @@ import contextlib
 import json
 import logging
 import random
-import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import asyncpg
-
-from app.domain.text import one_line
 from app.events.bus import Change, InProcessBus, Mailbox, NetworkChange, NodeChange
+from app.events.pg_listener import Listener
 from app.events.pg_networks import NETWORKS, NetworkSource, NetworkTracker
-from app.metrics import EVENT_BUS_RECONNECTS
 
 log = logging.getLogger("qaas.events")
 
@@ -78,7 +72,6 @@ KICK = "qaas_kick"  # wake the reconciler: "<sender's instance id>[ <network id>
 TOKENS = "qaas_tokens"  # a token ended: "revoked <token id>" or "deleted <token id>"
 KICKED_MOST = 50  # network ids one wake-up call names (more: it names none, a full pass)
 DELETED_KEPT = 10_000  # deleted nodes remembered (to drop late notifications about them)
-LOST = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, ConnectionError)
 
 
 class Snapshot(Protocol):
@@ -124,24 +117,23 @@ class PostgresBus:
         retry_first_seconds: float = 0.1,
         retry_max_seconds: float = 5.0,
     ) -> None:
-        # asyncpg's own DSN: SQLAlchemy's URL without the "+asyncpg" driver name.
-        self.dsn = dsn.replace("postgresql+asyncpg://", "postgresql://", 1)
         self.source, self.batch = source, batch
-        self.heartbeat_seconds = heartbeat_seconds
+        # The reader's backoff after a failed read is the listener's after a failed connection.
         self.retry_first_seconds, self.retry_max_seconds = retry_first_seconds, retry_max_seconds
+        self.listener = Listener(
+            dsn, (NODES, KICK, NETWORKS, TOKENS), self._heard, self._caught_up,
+            heartbeat_seconds=heartbeat_seconds, retry_first_seconds=retry_first_seconds,
+            retry_max_seconds=retry_max_seconds,
+        )  # fmt: skip
+        self.connected = self.listener.connected  # set while LISTENing and caught up
         self.local = InProcessBus(mailbox_limit)
         self.instance = uuid.uuid4().hex
         self.on_kick: list[Callable[[str | None], None]] = []
         # Told of every token revoked or deleted, by any replica or the CLI: (id, deleted).
         self.on_token_end: list[Callable[[str, bool], None]] = []
-        self.connected = asyncio.Event()  # set while LISTENing and caught up
-        # Since when it has not been (monotonic seconds; None while it is), and why.
-        self.down_since: float | None = time.monotonic()
-        self.why_down = "it has not connected yet"
         # Counters, for tests and benchmarks.
         self.reads = 0  # node reads (each one for a batch of changes)
         self.notifications = 0
-        self.reconnects = 0
         self._known: dict[str, _Known] = {}
         self.networks = NetworkTracker(self.local, self.instance)
         self._deleted: OrderedDict[str, None] = OrderedDict()
@@ -149,7 +141,6 @@ class PostgresBus:
         self._pending: OrderedDict[str, int] = OrderedDict()  # node -> newest revision heard
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._connection: asyncpg.Connection[Any] | None = None
         self._kicking: asyncio.Task[None] | None = None
         # Kicks not sent yet: the networks they named, None if one named none (empty: no kick).
         self._kicked: set[str] | None = set()
@@ -216,7 +207,7 @@ class PostgresBus:
         """Start listening (in the background: a database not there yet is retried)."""
         if not self._tasks:
             loop = asyncio.get_running_loop()
-            self._tasks = [loop.create_task(self._listen(), name="event-bus-listener"),
+            self._tasks = [loop.create_task(self.listener.run(), name="event-bus-listener"),
                            loop.create_task(self._read(), name="event-bus-reader")]  # fmt: skip
 
     async def stop(self) -> None:
@@ -228,72 +219,25 @@ class PostgresBus:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def _listen(self) -> None:
-        delay = self.retry_first_seconds
-        while True:
-            try:
-                connection = await asyncpg.connect(self.dsn, timeout=10)
-            except Exception as error:  # unreachable, refused, not there yet: try again
-                log.warning("event bus: cannot connect to listen: %s", error)
-                self.why_down = f"it cannot connect to listen: {_said(error)}"
-            else:
-                try:
-                    await self._serve(connection)
-                except LOST as error:
-                    log.warning("event bus: the listening connection was lost: %s", error)
-                    self.why_down = f"its listening connection was lost: {_said(error)}"
-                except Exception as error:  # e.g. the catch-up's read (tables not migrated yet)
-                    log.exception("event bus: listening failed; trying again")
-                    self.why_down = f"listening failed: {_said(error)}"
-                finally:
-                    if self.connected.is_set():  # it was up: start the backoff afresh
-                        delay = self.retry_first_seconds
-                        self.down_since = time.monotonic()
-                    self.connected.clear()
-                    self._connection = None
-                    connection.terminate()
-                self.reconnects += 1
-            EVENT_BUS_RECONNECTS.inc()
-            await asyncio.sleep(random.uniform(delay / 2, delay))
-            delay = min(delay * 2, self.retry_max_seconds)
-
-    def problem(self, after_seconds: float) -> str | None:
-        """Why this replica has not heard the others' changes for over ``after_seconds``, or
-        None (for /readyz: a short outage, caught up afterwards, does not count)."""
-        since = self.down_since
-        if since is None or time.monotonic() - since <= after_seconds:
-            return None
-        return (
-            f"the event bus has not listened on PostgreSQL for {time.monotonic() - since:.0f} s"
-            f" ({self.why_down}): this replica's subscribers miss the other replicas' changes"
-        )
+    @property
+    def reconnects(self) -> int:
+        return self.listener.reconnects
 
     @property
     def listener_pid(self) -> int | None:
         """The server process of the listening connection (None while there is none)."""
-        connection = self._connection
-        return None if connection is None else connection.get_server_pid()
+        return self.listener.pid
 
-    async def _serve(self, connection: asyncpg.Connection[Any]) -> None:
-        """LISTEN, catch up, then hold the connection until it is lost."""
-        self._connection = connection
-        lost = asyncio.Event()
-        connection.add_termination_listener(lambda _connection: lost.set())
-        await connection.add_listener(NODES, self._heard)
-        await connection.add_listener(KICK, self._heard)
-        await connection.add_listener(NETWORKS, self._heard)
-        await connection.add_listener(TOKENS, self._heard)
+    def problem(self, after_seconds: float) -> str | None:
+        """For /readyz: why this replica has not heard the others' changes for too long."""
+        return self.listener.problem(after_seconds)
+
+    async def _caught_up(self) -> None:
+        """Listening again: deliver what was missed, and wake the reconciler (a wake-up call
+        may have been sent while nobody listened)."""
         await self._catch_up()
-        self.connected.set()
-        self.down_since = None
         for kick in self.on_kick:
-            kick(None)  # a wake-up call may have been sent while nobody listened
-        while not lost.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(lost.wait(), self.heartbeat_seconds)
-            if not lost.is_set():
-                await asyncio.wait_for(connection.execute("SELECT 1"), self.heartbeat_seconds)
-        raise ConnectionError("the server closed it")
+            kick(None)
 
     async def _catch_up(self) -> None:
         """Deliver what changed while nobody listened; the LISTEN is on already."""
@@ -427,9 +371,3 @@ class PostgresBus:
             if len(self._deleted) > DELETED_KEPT:
                 oldest, _ = self._deleted.popitem(last=False)
                 self._known.pop(oldest, None)
-
-
-def _said(error: BaseException) -> str:
-    """What went wrong, on one line: the driver's own words, not SQLAlchemy's wrapping (the
-    statement, a link to its docs)."""
-    return one_line(getattr(error, "orig", None) or error, 200)

@@ -221,6 +221,17 @@ async def test_nothing_is_delivered_after_the_token_expires(
         assert len(socket.nodes) == seen
 
 
+async def _ended_at_once(socket: Socket, server: LiveServer, secret: str) -> None:
+    """The socket closed for the revocation, and ``server`` refuses the token: it did not answer
+    from what it remembered of it."""
+    async with asyncio.timeout(CLOSED_WITHIN):
+        code, reason = await socket.closed
+    assert (code, reason) == (4403, "token revoked")
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {secret}"}) as http:
+        refused = await http.post(server.http_url, json={"query": "{ viewer { role } }"})
+    assert refused.status_code == 401
+
+
 @pytest.mark.parametrize("recheck", [60.0])  # no sweep meanwhile: only the bus can tell
 async def test_a_token_revoked_on_one_replica_ends_at_once_on_the_other(
     live: LiveServer,
@@ -244,12 +255,7 @@ async def test_a_token_revoked_on_one_replica_ends_at_once_on_the_other(
                 live, tenant.token, REVOKE, id=to_global_id("ApiToken", member[0])
             )
             assert revoked["tokenRevoke"]["userErrors"] == []
-            async with asyncio.timeout(CLOSED_WITHIN):
-                code, reason = await socket.closed
-            assert (code, reason) == (4403, "token revoked")
-        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {member[1]}"}) as http:
-            refused = await http.post(other.http_url, json={"query": "{ viewer { role } }"})
-        assert refused.status_code == 401
+            await _ended_at_once(socket, other, member[1])
     finally:
         await other.stop()
 
@@ -268,9 +274,4 @@ async def test_a_token_revoked_by_the_cli_ends_at_once_on_postgresql(
     process = await _cli_revoke(settings, member[0])
     output, _ = await process.communicate()
     assert process.returncode == 0, output.decode()
-    async with asyncio.timeout(CLOSED_WITHIN):
-        code, reason = await socket.closed
-    assert (code, reason) == (4403, "token revoked")
-    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {member[1]}"}) as http:
-        refused = await http.post(live.http_url, json={"query": "{ viewer { role } }"})
-    assert refused.status_code == 401
+    await _ended_at_once(socket, live, member[1])

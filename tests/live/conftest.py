@@ -48,6 +48,23 @@ class LiveServer:
             await self.task
 
 
+# Seconds: the `impatient` server's deadlines for a request's head and for its body.
+IMPATIENT = 0.5
+
+
+@pytest.fixture
+async def impatient(
+    settings: Settings, sessions: object, tenant: CallerTenant
+) -> AsyncIterator[LiveServer]:
+    """A live server whose QAAS_HEADER_TIMEOUT_SECONDS and QAAS_BODY_TIMEOUT_SECONDS are
+    ``IMPATIENT``."""
+    deadlines = {"header_timeout_seconds": IMPATIENT, "body_timeout_seconds": IMPATIENT}
+    server = LiveServer(settings.model_copy(update=deadlines), tenant.token)
+    await server.start()
+    yield server
+    await server.stop()
+
+
 @pytest.fixture
 async def live(
     settings: Settings, sessions: object, tenant: CallerTenant

@@ -8,26 +8,11 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import AsyncIterator
 
-import pytest
-
-from app.config import Settings
-from tests.conftest import CallerTenant
+from tests.live.conftest import IMPATIENT as TIMEOUT
 from tests.live.conftest import LiveServer, raw_connection, read_until_closed
 
-TIMEOUT = 0.5  # seconds: the server's QAAS_BODY_TIMEOUT_SECONDS here
 BODY = b'{"query": "{ viewer { role } }"}'
-
-
-@pytest.fixture
-async def impatient(
-    settings: Settings, sessions: object, tenant: CallerTenant
-) -> AsyncIterator[LiveServer]:
-    server = LiveServer(settings.model_copy(update={"body_timeout_seconds": TIMEOUT}), tenant.token)
-    await server.start()
-    yield server
-    await server.stop()
 
 
 async def _send_head(server: LiveServer, length: int, first: bytes) -> socket.socket:

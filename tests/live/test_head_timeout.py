@@ -9,29 +9,13 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import AsyncIterator
 
-import pytest
 import websockets
 
-from app.config import Settings
-from tests.conftest import CallerTenant
+from tests.live.conftest import IMPATIENT as TIMEOUT
 from tests.live.conftest import LiveServer, raw_connection, read_until_closed
 
-TIMEOUT = 0.5  # seconds: the server's QAAS_HEADER_TIMEOUT_SECONDS here
 HEAD = b"GET /healthz HTTP/1.1\r\nHost: qaas.test\r\n\r\n"
-
-
-@pytest.fixture
-async def impatient(
-    settings: Settings, sessions: object, tenant: CallerTenant
-) -> AsyncIterator[LiveServer]:
-    server = LiveServer(
-        settings.model_copy(update={"header_timeout_seconds": TIMEOUT}), tenant.token
-    )
-    await server.start()
-    yield server
-    await server.stop()
 
 
 def _timed_out(answer: bytes) -> None:

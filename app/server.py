@@ -318,6 +318,7 @@ def create_app(settings: Settings) -> Starlette:
     deps = ApiDeps(settings=settings, sessions=sessions, bus=bus, limiter=limiter)
     if pg_bus is not None:  # a token revoked on another replica, or by the CLI
         pg_bus.on_token_end.append(deps.token_ended)
+        pg_bus.on_tokens_unheard.append(deps.tokens_unheard)
     graphql = QaasGraphQL(deps)
     foreground = Foreground()  # GraphQL requests in flight, which the control loop makes way for
     startup = Startup(settings, engine, bus, deps, foreground)

@@ -29,8 +29,8 @@ reconciler (a kick may have been missed).
 A token revoked or deleted (by ``tokenRevoke`` on any replica, ``qaas token revoke`` or ``qaas
 tenant delete``) is NOTIFYed in that transaction on ``TOKENS``; every replica, the sender
 included, runs its ``on_token_end`` handlers: it forgets what it remembered of the token and
-ends its open WebSockets. One missed during a gap is caught by the periodic token check
-(``QAAS_TOKEN_RECHECK_SECONDS``), as before.
+ends its open WebSockets. After a gap, the bus runs its ``on_tokens_unheard`` handlers: every
+remembered token is read again and every open WebSocket's token checked at once.
 
 ``kick`` runs this replica's ``on_kick`` handlers (its reconciler's wake-up call) and NOTIFYs
 the wake-up channel: every other replica runs its own (the sender ignores its own NOTIFY). A
@@ -56,7 +56,7 @@ import logging
 import random
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -129,8 +129,10 @@ class PostgresBus:
         self.local = InProcessBus(mailbox_limit)
         self.instance = uuid.uuid4().hex
         self.on_kick: list[Callable[[str | None], None]] = []
-        # Told of every token revoked or deleted, by any replica or the CLI: (id, deleted).
+        # Told of every token revoked or deleted, by any replica or the CLI: (id, deleted);
+        # and, after a reconnect, that some may have gone unheard.
         self.on_token_end: list[Callable[[str, bool], None]] = []
+        self.on_tokens_unheard: list[Callable[[], Awaitable[None]]] = []
         # Counters, for tests and benchmarks.
         self.reads = 0  # node reads (each one for a batch of changes)
         self.notifications = 0
@@ -233,11 +235,13 @@ class PostgresBus:
         return self.listener.problem(after_seconds)
 
     async def _caught_up(self) -> None:
-        """Listening again: deliver what was missed, and wake the reconciler (a wake-up call
-        may have been sent while nobody listened)."""
+        """Listening again: deliver what was missed, wake the reconciler (a wake-up call may
+        have been sent while nobody listened) and check tokens (a revocation may have been)."""
         await self._catch_up()
         for kick in self.on_kick:
             kick(None)
+        for unheard in self.on_tokens_unheard:
+            await unheard()
 
     async def _catch_up(self) -> None:
         """Deliver what changed while nobody listened; the LISTEN is on already."""

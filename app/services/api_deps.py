@@ -68,6 +68,12 @@ class ApiDeps:
         self.tokens.forget(token_id)
         self.connections.end_token(token_id, GONE if deleted else REVOKED)
 
+    async def tokens_unheard(self) -> None:
+        """The event bus may have missed revocations (it was reconnecting): forget every
+        remembered token and check the open WebSockets' tokens now, not at the next sweep."""
+        self.tokens.forget_all()
+        await self.connections.check()
+
     async def close(self) -> None:
         """Stop checking open WebSockets' tokens and write the pending last uses."""
         await self.connections.stop()

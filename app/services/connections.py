@@ -17,10 +17,10 @@ What a subscriber can receive: once a connection is ended, nothing more is sent 
 delivery path asks ``deliverable`` before every message), and a token's expiry is checked there
 too, so nothing is sent after ``expires_at``. A revocation is known to this process at once
 (``tokenRevoke`` here; elsewhere, on PostgreSQL, once its NOTIFY arrives) or within
-``QAAS_TOKEN_RECHECK_SECONDS`` (the CLI on SQLite, a NOTIFY missed); events published before it
-is known may still be delivered. The socket is closed within ``QAAS_TOKEN_RECHECK_SECONDS`` plus
-a second of the revocation. Behind a proxy the address is the proxy's unless uvicorn runs with
-``--proxy-headers``.
+``QAAS_TOKEN_RECHECK_SECONDS`` (the CLI on SQLite; on PostgreSQL a bus that reconnects checks at
+once, ``check``); events published before it is known may still be delivered. The socket is
+closed within ``QAAS_TOKEN_RECHECK_SECONDS`` plus a second of the revocation. Behind a proxy the
+address is the proxy's unless uvicorn runs with ``--proxy-headers``.
 
 Example::
 

@@ -7,7 +7,8 @@ is refused at once. A token revoked in this process is forgotten at once (``forg
 revoking mutation calls after its commit): its next request reads the database and is refused.
 On PostgreSQL a token revoked elsewhere (``qaas token revoke``, another replica, a tenant
 deleted) is forgotten as soon as its NOTIFY arrives (the event bus calls ``forget``); otherwise,
-or if that was missed, it is refused within ``ttl``, as open WebSockets are
+or if that was missed, it is refused within ``ttl`` (or sooner: a bus that reconnects calls
+``forget_all``), as open WebSockets are
 (``QAAS_TOKEN_RECHECK_SECONDS``). Refusals are not remembered.
 
 Example::
@@ -68,6 +69,11 @@ class TokenCache:
                 self._known.clear()
             self._known[key] = (principal, read_at)
         return principal
+
+    def forget_all(self) -> None:
+        """Every token's next request reads the database (revocations may have been missed)."""
+        self._generation += 1
+        self._known.clear()
 
     def forget(self, token_id: str) -> None:
         """``token_id`` was revoked (or deleted): its next request reads the database."""

@@ -16,11 +16,12 @@ from typing import Any
 import httpx
 import pytest
 import websockets
-from sqlalchemy import delete, update
+from sqlalchemy import delete, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.domain.enums import Role
+from app.events.pg_bus import PostgresBus
 from app.services.tenancy import create_token
 from app.store.models import ApiToken, utcnow
 from schema.ids import to_global_id
@@ -275,3 +276,41 @@ async def test_a_token_revoked_by_the_cli_ends_at_once_on_postgresql(
     output, _ = await process.communicate()
     assert process.returncode == 0, output.decode()
     await _ended_at_once(socket, live, member[1])
+
+
+@pytest.mark.parametrize("recheck", [60.0])
+async def test_a_revocation_missed_while_the_bus_reconnects_is_caught_on_reconnecting(
+    live: LiveServer,
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    tenant: CallerTenant,
+    member: tuple[str, str],
+    network: str,
+    database_url: str,
+) -> None:
+    """The other replica's listening connection is killed; the revocation's NOTIFY comes while
+    it is down and is lost. On reconnecting, it checks the tokens it remembers and its
+    sockets' tokens at once, not at the next sweep (60 s here)."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("one replica on SQLite")
+    other = LiveServer(settings, tenant.token)
+    await other.start()
+    try:
+        bus = other.app.state.deps.bus
+        assert isinstance(bus, PostgresBus)
+        await asyncio.wait_for(bus.connected.wait(), 10)
+        bus.listener.retry_first_seconds = 2.0  # a gap long enough to revoke in
+        await _post(other, member[1], "{ viewer { role } }")  # remembered there from now on
+        async with _subscribe(other, member[1]) as socket:
+            async with sessions() as session:
+                await session.execute(text("SELECT pg_terminate_backend(:pid)"),
+                                      {"pid": bus.listener_pid})  # fmt: skip
+            await holds(lambda: not bus.connected.is_set())
+            revoked = await _post(
+                live, tenant.token, REVOKE, id=to_global_id("ApiToken", member[0])
+            )
+            assert revoked["tokenRevoke"]["userErrors"] == []
+            assert not bus.connected.is_set()  # the NOTIFY came in the gap
+            await _ended_at_once(socket, other, member[1])
+    finally:
+        await other.stop()

@@ -233,32 +233,35 @@ async def _ended_at_once(socket: Socket, server: LiveServer, secret: str) -> Non
     assert refused.status_code == 401
 
 
+@pytest.fixture
+async def other(
+    live: LiveServer, settings: Settings, tenant: CallerTenant, database_url: str
+) -> AsyncIterator[LiveServer]:
+    """A second replica beside ``live``, on the same PostgreSQL database."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("one replica on SQLite")
+    server = LiveServer(settings, tenant.token)
+    await server.start()
+    yield server
+    await server.stop()
+
+
 @pytest.mark.parametrize("recheck", [60.0])  # no sweep meanwhile: only the bus can tell
 async def test_a_token_revoked_on_one_replica_ends_at_once_on_the_other(
     live: LiveServer,
-    settings: Settings,
+    other: LiveServer,
     tenant: CallerTenant,
     member: tuple[str, str],
     network: str,
-    database_url: str,
 ) -> None:
-    """Two replicas on PostgreSQL: the other one remembered the token (a request answered) and
-    holds its WebSocket; tokenRevoke on the first ends both there within seconds, not after
+    """The other replica remembered the token (a request answered) and holds its WebSocket;
+    tokenRevoke on the first ends both there within seconds, not after
     QAAS_TOKEN_RECHECK_SECONDS."""
-    if not database_url.startswith("postgresql"):
-        pytest.skip("one replica on SQLite")
-    other = LiveServer(settings, tenant.token)
-    await other.start()
-    try:
-        await _post(other, member[1], "{ viewer { role } }")  # remembered there from now on
-        async with _subscribe(other, member[1]) as socket:
-            revoked = await _post(
-                live, tenant.token, REVOKE, id=to_global_id("ApiToken", member[0])
-            )
-            assert revoked["tokenRevoke"]["userErrors"] == []
-            await _ended_at_once(socket, other, member[1])
-    finally:
-        await other.stop()
+    await _post(other, member[1], "{ viewer { role } }")  # remembered there from now on
+    async with _subscribe(other, member[1]) as socket:
+        revoked = await _post(live, tenant.token, REVOKE, id=to_global_id("ApiToken", member[0]))
+        assert revoked["tokenRevoke"]["userErrors"] == []
+        await _ended_at_once(socket, other, member[1])
 
 
 @pytest.mark.parametrize("recheck", [60.0])
@@ -281,36 +284,26 @@ async def test_a_token_revoked_by_the_cli_ends_at_once_on_postgresql(
 @pytest.mark.parametrize("recheck", [60.0])
 async def test_a_revocation_missed_while_the_bus_reconnects_is_caught_on_reconnecting(
     live: LiveServer,
+    other: LiveServer,
     sessions: async_sessionmaker[AsyncSession],
-    settings: Settings,
     tenant: CallerTenant,
     member: tuple[str, str],
     network: str,
-    database_url: str,
 ) -> None:
     """The other replica's listening connection is killed; the revocation's NOTIFY comes while
     it is down and is lost. On reconnecting, it checks the tokens it remembers and its
     sockets' tokens at once, not at the next sweep (60 s here)."""
-    if not database_url.startswith("postgresql"):
-        pytest.skip("one replica on SQLite")
-    other = LiveServer(settings, tenant.token)
-    await other.start()
-    try:
-        bus = other.app.state.deps.bus
-        assert isinstance(bus, PostgresBus)
-        await asyncio.wait_for(bus.connected.wait(), 10)
-        bus.listener.retry_first_seconds = 2.0  # a gap long enough to revoke in
-        await _post(other, member[1], "{ viewer { role } }")  # remembered there from now on
-        async with _subscribe(other, member[1]) as socket:
-            async with sessions() as session:
-                await session.execute(text("SELECT pg_terminate_backend(:pid)"),
-                                      {"pid": bus.listener_pid})  # fmt: skip
-            await holds(lambda: not bus.connected.is_set())
-            revoked = await _post(
-                live, tenant.token, REVOKE, id=to_global_id("ApiToken", member[0])
-            )
-            assert revoked["tokenRevoke"]["userErrors"] == []
-            assert not bus.connected.is_set()  # the NOTIFY came in the gap
-            await _ended_at_once(socket, other, member[1])
-    finally:
-        await other.stop()
+    bus = other.app.state.deps.bus
+    assert isinstance(bus, PostgresBus)
+    await asyncio.wait_for(bus.connected.wait(), 10)
+    bus.listener.retry_first_seconds = 2.0  # a gap long enough to revoke in
+    await _post(other, member[1], "{ viewer { role } }")  # remembered there from now on
+    async with _subscribe(other, member[1]) as socket:
+        async with sessions() as session:
+            await session.execute(text("SELECT pg_terminate_backend(:pid)"),
+                                  {"pid": bus.listener_pid})  # fmt: skip
+        await holds(lambda: not bus.connected.is_set())
+        revoked = await _post(live, tenant.token, REVOKE, id=to_global_id("ApiToken", member[0]))
+        assert revoked["tokenRevoke"]["userErrors"] == []
+        assert not bus.connected.is_set()  # the NOTIFY came in the gap
+        await _ended_at_once(socket, other, member[1])

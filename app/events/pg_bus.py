@@ -230,6 +230,12 @@ class PostgresBus:
         """The server process of the listening connection (None while there is none)."""
         return self.listener.pid
 
+    @staticmethod
+    def token_ended(token_id: str, deleted: bool = False) -> tuple[str, str]:
+        """(channel, payload) to NOTIFY in the transaction that revokes ``token_id`` or deletes
+        it (with its tenant): every replica then runs its ``on_token_end`` handlers."""
+        return TOKENS, f"{'deleted' if deleted else 'revoked'} {token_id}"
+
     def problem(self, after_seconds: float) -> str | None:
         """For /readyz: why this replica has not heard the others' changes for too long."""
         return self.listener.problem(after_seconds)

@@ -27,7 +27,7 @@ from app.config import Settings
 from app.domain.enums import Role
 from app.domain.errors import ErrorCode, UserError
 from app.domain.names import tenant_name_problem, tenant_namespace, tidy
-from app.events.pg_bus import TOKENS
+from app.events.pg_bus import PostgresBus
 from app.store import tenants
 from app.store.models import ApiToken, Tenant, utcnow
 from app.store.node_feed import announce_if_shared
@@ -141,7 +141,7 @@ async def revoke_token(
     if token is not None:
         token.revoked_at = token.revoked_at or utcnow()
         # Every replica forgets it and ends its WebSockets once this commits.
-        await announce_if_shared(session, TOKENS, f"revoked {token.id}")
+        await announce_if_shared(session, *PostgresBus.token_ended(token.id))
     return token
 
 

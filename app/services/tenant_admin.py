@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.domain.names import tidy
-from app.events.pg_bus import TOKENS
+from app.events.pg_bus import PostgresBus
 from app.services.tenancy import TenancyError, ensure_tenant
 from app.store import desired, tenants
 from app.store.models import Tenant
@@ -141,6 +141,7 @@ async def delete_tenant(
             f"them first, or pass --force to delete them with the tenant and its namespace"
         )
     for token_id in await tenants.token_ids_of(session, tenant.id):
-        await announce_if_shared(session, TOKENS, f"deleted {token_id}")  # sent on commit
+        note = PostgresBus.token_ended(token_id, deleted=True)
+        await announce_if_shared(session, *note)  # sent on commit
     await tenants.delete_tenant(session, tenant.id)
     return tenant

@@ -8,8 +8,8 @@ revoking mutation calls after its commit): its next request reads the database a
 On PostgreSQL a token revoked elsewhere (``qaas token revoke``, another replica, a tenant
 deleted) is forgotten as soon as its NOTIFY arrives (the event bus calls ``forget``); otherwise,
 or if that was missed, it is refused within ``ttl`` (or sooner: a bus that reconnects calls
-``forget_all``), as open WebSockets are
-(``QAAS_TOKEN_RECHECK_SECONDS``). Refusals are not remembered.
+``forget_all``), as open WebSockets are (``QAAS_TOKEN_RECHECK_SECONDS``). Refusals are not
+remembered.
 
 Example::
 
